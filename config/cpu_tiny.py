@@ -1,0 +1,23 @@
+"""A tiny GPT for CPU smoke tests and the quickstart: 2 layers, 2 heads, width 64, 64-token context.
+
+Prepare a small shard folder first, e.g. from the shared FineWeb-Edu sample:
+    python data/fineweb_edu.py --data-files ../shared/data/fineweb_edu_sample/sample.jsonl \
+        --out data/fineweb_edu_sample --val-tokens 20000
+    python train.py config/cpu_tiny.py --embedding=kronecker
+With GPT-2's 50k vocabulary the output head dominates the cost of a model this small.
+"""
+data_dir = "data/fineweb_edu_sample"
+n_layer = 2
+n_head = 2
+n_embd = 64
+block_size = 64
+micro_batch_size = 8
+total_batch_tokens = 1024        # 16 sequences per step: 2 micro-steps on one process
+max_steps = 100
+warmup_steps = 10
+max_lr = 3e-3
+min_lr = 3e-4
+eval_interval = 25
+val_tokens = 16384
+log_interval = 10
+device = "cpu"

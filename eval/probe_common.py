@@ -1,0 +1,151 @@
+"""Shared plumbing for the checkpoint probes (robustness, generation, neighbors).
+
+- the common command line: `--ckpt ARM=PATH` (repeatable; the first arm is the reference),
+  `--out DIR`, `--device` (auto: cuda when available, else cpu);
+- checkpoint loading through `GPT.from_checkpoint`, with one UserError naming the arm for a
+  missing, unreadable or incompatible checkpoint;
+- token text for display and a probe's report: `<out>/<name>.json` and `<out>/<name>.md`,
+  both written atomically.
+Not a script; import it: `from eval.probe_common import add_common_args, load_arms`.
+"""
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from errors import UserError
+from eval.runs import atomic_write_text, markdown_table
+from model import GPT
+from tokenizer import GPT2_VOCAB, gpt2_token_bytes
+
+DEFAULT_OUT_DIR = "results/probes"
+
+
+@dataclass
+class Arm:
+    name: str
+    path: Path
+    model: GPT
+    step: object  # optimiser steps done, None when the checkpoint does not say
+
+    @property
+    def embedding(self):
+        return self.model.config.embedding
+
+    @property
+    def kronecker(self):
+        return self.embedding == "kronecker"
+
+    def describe(self):
+        return dict(arm=self.name, path=str(self.path), embedding=self.embedding, step=self.step,
+                    n_layer=self.model.config.n_layer, n_embd=self.model.config.n_embd)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_common_args(parser):
+    parser.add_argument("--ckpt", action="append", required=True, metavar="ARM=PATH",
+                        help="a checkpoint and the arm name to report it under; repeat for several "
+                             "(the first is the reference arm)")
+    parser.add_argument("--out", default=DEFAULT_OUT_DIR, help="report folder (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: %(default)s)")
+
+
+def parse_ckpt_spec(spec):
+    """'ARM=PATH' -> (arm, Path)."""
+    arm, sep, path = spec.partition("=")
+    if not sep or not arm or not path:
+        raise UserError(f"--ckpt {spec!r} is not ARM=PATH; write e.g. --ckpt kronecker=out/kronecker_s0/ckpt_004000.pt")
+    return arm, Path(path)
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} asked for CUDA but none is available; use --device cpu")
+    return device
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def load_arm(spec, device):
+    name, path = parse_ckpt_spec(spec)
+    where = f"--ckpt {spec}"
+    if not path.is_file():
+        raise UserError(f"{where}: checkpoint not found; pass a ckpt_*.pt written by train.py")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # any unpickling failure means a truncated or foreign file
+        raise UserError(f"{where}: cannot read the checkpoint ({type(err).__name__}); "
+                        "it is corrupt or not a torch file, point at another ckpt_*.pt")
+    try:
+        model = GPT.from_checkpoint(checkpoint)
+    except UserError as err:
+        raise UserError(f"{where}: {err}")
+    except (TypeError, KeyError, ValueError) as err:
+        raise UserError(f"{where}: incompatible checkpoint ({type(err).__name__}: {err}); "
+                        "it was not written by this repo's train.py")
+    step = checkpoint.get("step") if isinstance(checkpoint, dict) else None
+    return Arm(name, path, model.to(device).eval(), step)
+
+
+def load_arms(specs, device):
+    """One Arm per --ckpt value, in order; arm names must be unique."""
+    arms = [load_arm(spec, device) for spec in specs]
+    names = [arm.name for arm in arms]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(f"arm name(s) {', '.join(duplicates)} given twice; give each --ckpt its own ARM name")
+    return arms
+
+
+# ----------------------------------------------------------------------------- tokens and text
+
+@lru_cache(maxsize=1)
+def token_bytes():
+    """Bytes of every id of the padded GPT-2 vocabulary (padding ids are b"")."""
+    return gpt2_token_bytes()
+
+
+@lru_cache(maxsize=1)
+def token_ids_by_bytes():
+    """bytes -> id over the real vocabulary (ids < 50257)."""
+    return {b: i for i, b in enumerate(token_bytes()[:GPT2_VOCAB])}
+
+
+def decode(ids):
+    """Text of a list of ids; bytes that are not UTF-8 show as U+FFFD, padding ids as nothing."""
+    table = token_bytes()
+    return b"".join(table[i] for i in ids).decode("utf-8", errors="replace")
+
+
+def md_cell(text):
+    """Text made safe for a markdown table cell: visible spaces at the ends, no pipes or newlines."""
+    return "`" + text.replace("`", "'").replace("|", "\\|").replace("\n", "⏎") + "`"
+
+
+def fmt(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- report
+
+def arms_markdown(arms):
+    return markdown_table(["arm", "embedding", "step", "n_layer", "n_embd", "checkpoint"],
+                          [[a.name, a.embedding, a.step, a.model.config.n_layer, a.model.config.n_embd,
+                            f"`{a.path}`"] for a in arms])
+
+
+def write_report(out_dir, name, data, markdown):
+    """Write <out_dir>/<name>.json and .md atomically; returns their paths."""
+    json_path, md_path = Path(out_dir) / f"{name}.json", Path(out_dir) / f"{name}.md"
+    atomic_write_text(json_path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(md_path, markdown.rstrip() + "\n")
+    return json_path, md_path

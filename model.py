@@ -1,0 +1,403 @@
+"""GPT-2 (nanoGPT style) with a switchable input embedding: BPE table (tied or untied) or Kronecker.
+
+The Kronecker embedding (arXiv 2605.29459) replaces the learned (V, d) table by a fixed byte codec
+and one learned Linear(D, d), D = 256 * pos_dim. For a token with UTF-8 bytes b_1..b_L:
+    kappa = (1/sqrt(L)) * sum_p onehot256(b_p) (x) onehot_pos(p)      (flat index byte*pos_dim + p)
+    z     = (kappa - mean(kappa)) / (std(kappa, unbiased) + 1e-6)     (L = 0 gives z = 0)
+    e     = W z
+Three modes compute the same e: "sparse" (default; a gather-sum over the token's L byte columns
+plus a rank-1 correction, never materialising anything of size N x D or V x D), "dense" (builds
+the (N, D) codec and multiplies, as the reference code does) and "cached" (a (V, D) codec table).
+"""
+import inspect
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from errors import UserError
+from tokenizer import GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
+
+EMBEDDINGS = ("bpe", "bpe_untied", "kronecker")
+KRONECKER_MODES = ("sparse", "dense", "cached")
+ZNORM_EPS = 1e-6
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257 padded to a multiple of 64
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+    embedding: str = "bpe"  # "bpe" (tied head), "bpe_untied", "kronecker" (untied head)
+    pos_dim: int = 16  # Kronecker: bytes per token kept; D = 256 * pos_dim
+    kronecker_mode: str = "sparse"  # "sparse", "dense" or "cached"; same function
+
+    def __post_init__(self):
+        if self.embedding not in EMBEDDINGS:
+            raise UserError(f"embedding={self.embedding!r} is not one of {', '.join(EMBEDDINGS)}")
+        if self.kronecker_mode not in KRONECKER_MODES:
+            raise UserError(f"kronecker_mode={self.kronecker_mode!r} is not one of {', '.join(KRONECKER_MODES)}")
+        if self.n_embd % self.n_head:
+            raise UserError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+# ----------------------------------------------------------------------------- Kronecker embedding
+
+class KroneckerEmbedding(nn.Module):
+    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd)."""
+
+    def __init__(self, token_bytes, n_embd, pos_dim=16, mode="sparse"):
+        super().__init__()
+        if mode not in KRONECKER_MODES:
+            raise UserError(f"kronecker mode {mode!r} is not one of {', '.join(KRONECKER_MODES)}")
+        self.pos_dim, self.mode = pos_dim, mode
+        self.D = 256 * pos_dim
+        rows, lengths = self.encode_bytes(token_bytes)
+        # The byte table is model state: a checkpoint alone rebuilds the codec, no tokenizer needed.
+        self.register_buffer("byte_table", rows)
+        self.register_buffer("byte_lengths", lengths)
+        self.projection = nn.Linear(self.D, n_embd, bias=False)
+        self.reset_parameters()
+        self._codec_table = None  # "cached" mode: built on first use, dropped on load
+
+    def reset_parameters(self):
+        """The paper's init: N(0, 1/D), so each projection row has L2 norm about 1."""
+        nn.init.normal_(self.projection.weight, mean=0.0, std=1.0 / math.sqrt(self.D))
+
+    def encode_bytes(self, byte_strings):
+        """(n, pos_dim) uint8 rows and (n,) uint8 lengths; longer strings cut UTF-8-safely."""
+        rows = torch.zeros(len(byte_strings), self.pos_dim, dtype=torch.uint8)
+        lengths = torch.zeros(len(byte_strings), dtype=torch.uint8)
+        for i, b in enumerate(byte_strings):
+            b = truncate_utf8(bytes(b), self.pos_dim)
+            rows[i, :len(b)] = torch.tensor(list(b), dtype=torch.uint8)
+            lengths[i] = len(b)
+        return rows, lengths
+
+    def forward(self, ids):
+        if self.mode == "cached":
+            return self.projection(F.embedding(ids, self.codec_table()))
+        return self._embed_rows(self.byte_table[ids], self.byte_lengths[ids])
+
+    def codec(self, ids):
+        """The z-normalised codec vectors, (..., D), computed literally (for inspection and tests)."""
+        return self._codec_rows(self.byte_table[ids], self.byte_lengths[ids])
+
+    def embed_bytes(self, byte_strings):
+        """Embeddings (n, n_embd) of arbitrary byte strings, e.g. words that have no token id."""
+        rows, lengths = self.encode_bytes(byte_strings)
+        device = self.projection.weight.device
+        return self._embed_rows(rows.to(device), lengths.to(device))
+
+    def codec_table(self):
+        table = self._codec_table
+        if table is None or table.device != self.byte_table.device:
+            table = self._codec_rows(self.byte_table, self.byte_lengths)
+            self._codec_table = table
+        return table
+
+    def _embed_rows(self, rows, lengths):
+        if self.mode == "dense":
+            return self.projection(self._codec_rows(rows, lengths))
+        return self._sparse_embed(rows, lengths)
+
+    def _codec_rows(self, rows, lengths):
+        """kappa then z-normalisation, exactly as written in the paper; rows (..., pos_dim)."""
+        positions = torch.arange(self.pos_dim, device=rows.device)
+        columns = rows.long() * self.pos_dim + positions
+        lengths = lengths.long().unsqueeze(-1)
+        valid = positions < lengths
+        scale = torch.rsqrt(lengths.clamp(min=1).float())
+        kappa = torch.zeros(*rows.shape[:-1], self.D, device=rows.device)
+        kappa.scatter_add_(-1, columns, valid.float() * scale)
+        mean = kappa.mean(-1, keepdim=True)
+        std = kappa.std(-1, keepdim=True)  # unbiased
+        return (kappa - mean) / (std + ZNORM_EPS)
+
+    def _length_coefficients(self, dtype, device):
+        """For each length L in 0..pos_dim: (a, c) with z = a * kappa_support - c, in closed form.
+
+        kappa has L entries equal to 1/sqrt(L): mean m = sqrt(L)/D, unbiased variance
+        (1[L>0] - L/D)/(D-1). So W z = a * sum_p W[:, col_p] - c * W.sum(1), with
+        a = 1/(sqrt(L) (s + eps)) and c = m/(s + eps); a = c = 0 for L = 0.
+        """
+        L = torch.arange(self.pos_dim + 1, dtype=torch.float64)
+        D = float(self.D)
+        mean = L.sqrt() / D
+        std = (((L > 0).double() - L / D) / (D - 1)).clamp(min=0).sqrt()
+        a = torch.where(L > 0, 1.0 / (L.clamp(min=1).sqrt() * (std + ZNORM_EPS)), torch.zeros_like(L))
+        c = mean / (std + ZNORM_EPS)
+        return a.to(device=device, dtype=dtype), c.to(device=device, dtype=dtype)
+
+    def _sparse_embed(self, rows, lengths):
+        """W z without building z: one weighted bag per token over its byte columns of W and,
+        with weight -c, the column sum of W (the rank-1 mean correction)."""
+        W = self.projection.weight  # (n_embd, D)
+        shape = rows.shape[:-1]
+        rows, lengths = rows.reshape(-1, self.pos_dim), lengths.reshape(-1).long()
+        positions = torch.arange(self.pos_dim, device=rows.device)
+        columns = rows.long() * self.pos_dim + positions
+        a, c = self._length_coefficients(W.dtype, W.device)
+        # padding positions point at a real column with weight 0, so every bag has the same size
+        weights = (positions < lengths.unsqueeze(-1)).to(W.dtype) * a[lengths].unsqueeze(-1)
+        columns = torch.cat([columns, columns.new_full((len(columns), 1), self.D)], dim=1)
+        weights = torch.cat([weights, -c[lengths].unsqueeze(-1)], dim=1)
+        bag_rows = torch.cat([W.t(), W.sum(1, keepdim=True).t()])  # (D + 1, n_embd), contiguous
+        out = F.embedding_bag(columns, bag_rows, mode="sum", per_sample_weights=weights)
+        return out.view(*shape, -1)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._codec_table = None  # the byte table may have changed
+
+
+# ----------------------------------------------------------------------------- transformer
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.dropout = config.n_head, config.dropout
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config, token_bytes=None, verbose=False):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=self._input_embedding(config, token_bytes),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.embedding == "bpe":
+            self.transformer.wte.weight = self.lm_head.weight  # weight tying
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if config.embedding == "kronecker":  # undo the generic init: the projection keeps N(0, 1/D)
+            self.transformer.wte.reset_parameters()
+        if verbose:
+            print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in self.param_counts().items()))
+
+    @staticmethod
+    def _input_embedding(config, token_bytes):
+        if config.embedding != "kronecker":
+            return nn.Embedding(config.vocab_size, config.n_embd)
+        if token_bytes is None:
+            token_bytes = gpt2_token_bytes(config.vocab_size)
+        if len(token_bytes) != config.vocab_size:
+            raise UserError(f"token_bytes has {len(token_bytes)} entries but vocab_size is {config.vocab_size}")
+        return KroneckerEmbedding(token_bytes, config.n_embd, config.pos_dim, config.kronecker_mode)
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    # --------------------------------------------------------------------- forward passes
+
+    def token_embedding(self, idx):
+        """The input side alone: (B, T) ids -> (B, T, n_embd), without position embeddings."""
+        return self.transformer.wte(idx)
+
+    def embed_bytes(self, byte_strings):
+        """Kronecker arm only: (n, n_embd) embeddings of arbitrary byte strings."""
+        if self.config.embedding != "kronecker":
+            raise UserError(f"embed_bytes needs the kronecker arm; this model is {self.config.embedding!r}")
+        return self.transformer.wte.embed_bytes(byte_strings)
+
+    def _input(self, idx, tok_emb):
+        if tok_emb is None:
+            tok_emb = self.token_embedding(idx)
+        T = tok_emb.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
+        pos = torch.arange(T, device=tok_emb.device)
+        return self.transformer.drop(tok_emb + self.transformer.wpe(pos))
+
+    def forward(self, idx=None, targets=None, tok_emb=None):
+        """(logits, loss). Without targets only the last position's logits, shape (B, 1, V)."""
+        x = self._input(idx, tok_emb)
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def hidden_states(self, idx=None, tok_emb=None):
+        """[input (token + position), after each block, after ln_f], each (B, T, n_embd)."""
+        x = self._input(idx, tok_emb)
+        states = [x]
+        for block in self.transformer.h:
+            x = block(x)
+            states.append(x)
+        states.append(self.transformer.ln_f(x))
+        return states
+
+    # --------------------------------------------------------------------- accounting
+
+    def param_counts(self):
+        """Trainable parameters by part; the parts sum to `total` (a tied head adds nothing)."""
+        c = self.config
+        tied = c.embedding == "bpe"
+        input_side = sum(p.numel() for p in self.transformer.wte.parameters())
+        output_head = 0 if tied else self.lm_head.weight.numel()
+        position = self.transformer.wpe.weight.numel()
+        total = sum(p.numel() for p in self.parameters())  # shared tensors are counted once
+        return dict(total=total, input_trainable=input_side, output_head=output_head, position=position,
+                    body=total - input_side - output_head - position)
+
+    @torch.no_grad()
+    def embedding_norms(self):
+        """Norms for the norm-drift analysis, over the real vocabulary (ids < 50257).
+
+        emb_row_norm: mean L2 norm of the learned input matrix's rows (table rows; for Kronecker
+        the projection's rows of length D, about 1.0 at init); emb_token_norm: mean L2 norm of
+        the produced token embeddings; emb_fro_norm: Frobenius norm of that learned matrix.
+        """
+        n_real = min(self.config.vocab_size, GPT2_VOCAB)
+        wte = self.transformer.wte
+        if self.config.embedding == "kronecker":
+            matrix = wte.projection.weight.float()
+            ids = torch.arange(n_real, device=matrix.device)
+            token_norm = torch.cat([wte(chunk).float().norm(dim=1) for chunk in ids.split(8192)]).mean()
+        else:
+            matrix = wte.weight[:n_real].float()
+            token_norm = matrix.norm(dim=1).mean()
+        return dict(emb_row_norm=matrix.norm(dim=1).mean().item(), emb_token_norm=token_norm.item(),
+                    emb_fro_norm=matrix.norm().item())
+
+    # --------------------------------------------------------------------- training helpers
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW; weight decay on 2-D weights only (matrices and tables), fused on CUDA."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=weight_decay),
+                  dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
+        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **(dict(fused=True) if fused else {}))
+
+    def flops_per_token(self):
+        """Training FLOPs per token (PaLM appendix B): 6 N + 12 L T d, N = body + output matmul.
+
+        The input side is a lookup (or a gather-sum) in every arm, so it is left out; this keeps
+        MFU comparable across arms.
+        """
+        c = self.config
+        n_matmul = self.param_counts()["body"] + c.vocab_size * c.n_embd
+        return 6 * n_matmul + 12 * c.n_layer * c.block_size * c.n_embd
+
+    def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops):
+        """Model FLOPs utilisation: achieved FLOP/s over `peak_flops` (e.g. 989e12 for H100 bf16)."""
+        flops_per_iter = self.flops_per_token() * self.config.block_size * fwdbwd_per_iter
+        return flops_per_iter / dt / peak_flops
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, tok_emb=None):
+        """Append max_new_tokens to idx (B, T). temperature 0 is greedy.
+
+        tok_emb (B, T, n_embd), if given, replaces the prompt's token embeddings (e.g. a word fed
+        through embed_bytes); idx is then only carried along in the output.
+        """
+        emb = self.token_embedding(idx) if tok_emb is None else tok_emb
+        for _ in range(max_new_tokens):
+            logits, _ = self(tok_emb=emb[:, -self.config.block_size:])
+            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            idx = torch.cat((idx, next_id), dim=1)
+            emb = torch.cat((emb, self.token_embedding(next_id)), dim=1)
+        return idx
+
+    # --------------------------------------------------------------------- checkpoints
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, map_location="cpu"):
+        """A model in eval mode from a checkpoint path or dict ("model_config" and "model" keys)."""
+        if not isinstance(checkpoint, dict):
+            path = Path(checkpoint)
+            if not path.is_file():
+                raise UserError(f"checkpoint not found: {path}")
+            try:
+                checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+            except Exception as err:
+                raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}); is it a complete train.py checkpoint?")
+        if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "model" not in checkpoint:
+            raise UserError("not a train.py checkpoint: it lacks 'model_config' and 'model'")
+        config = GPTConfig(**checkpoint["model_config"])
+        placeholder_bytes = [b""] * config.vocab_size  # the real byte table comes from the state dict
+        model = cls(config, token_bytes=placeholder_bytes if config.embedding == "kronecker" else None)
+        try:
+            model.load_state_dict(checkpoint["model"])
+        except RuntimeError as err:
+            raise UserError(f"checkpoint weights do not match its model_config: {str(err).splitlines()[0]}")
+        return model.to(map_location).eval()
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One token id per row of logits (B, V): greedy at temperature 0, else top-k / top-p sampling."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)

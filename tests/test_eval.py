@@ -1,0 +1,228 @@
+"""The log-reading eval scripts on small synthetic run folders with hand-computed answers.
+
+The sweep written by `sweep()`: evals at steps 0, 100, 200, 300, 400.
+  bpe seed 0 final 3.0, seed 1 final 3.2 (the targets);
+  kronecker seed 0 crosses 3.0 between step 200 (3.4) and 300 (2.8): step 266.67, ratio 1.5;
+  kronecker seed 1 hits 3.2 exactly at step 200: ratio 2.0;
+  bpe_untied (seed 0 only) never gets below 3.5, so it never reaches its target.
+"""
+import csv
+import json
+import math
+
+import pytest
+
+from errors import run_main
+from eval import norm_drift, plot_curves, steps_to_target, summarize
+from eval.runs import load_runs, mean_std
+
+STEPS = [0, 100, 200, 300, 400]
+BPE_NORMS = [0.55, 0.6, 0.7, 0.8, 1.1]
+KRON_NORMS = [1.0, 1.01, 1.02, 1.0, 0.99]
+
+
+def write_run(runs_dir, arm, seed, val_losses, norms=None, finished=True, extra_lines=(), name=None, **config):
+    """A run folder as train.py writes it: config.json, log.jsonl (train + eval lines), summary.json."""
+    folder = runs_dir / (name or f"{arm}_s{seed}")
+    folder.mkdir(parents=True)
+    cfg = {"embedding": arm, "seed": seed, "n_layer": 2, "n_embd": 64, "max_steps": 400,
+           "total_batch_tokens": 1024, "param_counts": {"input_trainable": 3_145_728 if arm == "kronecker"
+                                                        else 38_633_472}, **config}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    norms = norms or (KRON_NORMS if arm == "kronecker" else BPE_NORMS)
+    lines = []
+    for i, (step, loss) in enumerate(zip(STEPS, val_losses)):
+        lines.append({"step": step, "tokens": step * 1024, "train_loss": loss + 0.1, "lr": 1e-3})
+        lines.append({"step": step, "tokens": step * 1024, "val_loss": loss, "emb_row_norm": norms[i],
+                      "emb_token_norm": norms[i], "emb_fro_norm": 10 * norms[i]})
+    lines += extra_lines
+    (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if finished:
+        (folder / "summary.json").write_text(json.dumps({"final_step": 400, "finished": True}))
+    return folder
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "bpe", 0, [10, 5, 4, 3.5, 3.0])
+    write_run(runs, "bpe", 1, [10, 5.2, 4.1, 3.6, 3.2])
+    write_run(runs, "kronecker", 0, [10, 4.0, 3.4, 2.8, 2.7])
+    write_run(runs, "kronecker", 1, [10, 4.2, 3.2, 3.0, 2.95])
+    write_run(runs, "bpe_untied", 0, [10, 6, 5, 4, 3.5])
+    return runs
+
+
+def exit_with_error(main, argv, capsys):
+    """Run main through errors.run_main; return (exit code, stderr)."""
+    with pytest.raises(SystemExit) as exc:
+        run_main(lambda: main(argv))
+    return exc.value.code, capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- loader
+
+def test_load_runs_reads_arm_seed_curves_and_finished(sweep):
+    runs = {(r.arm, r.seed): r for r in load_runs(sweep)}
+    kron = runs[("kronecker", 0)]
+    assert kron.eval_steps == STEPS and kron.val_loss == [10, 4.0, 3.4, 2.8, 2.7]
+    assert kron.train_loss == pytest.approx([10.1, 4.1, 3.5, 2.9, 2.8])
+    assert kron.norms["emb_row_norm"] == KRON_NORMS
+    assert kron.finished and kron.final_step == 400 and kron.final_val_loss == 2.7
+
+
+def test_later_line_for_the_same_step_wins(tmp_path):
+    resumed = [{"step": 400, "tokens": 0, "val_loss": 2.5, "emb_row_norm": 9.0, "emb_token_norm": 9.0,
+                "emb_fro_norm": 9.0}]
+    write_run(tmp_path, "bpe", 0, [10, 5, 4, 3.5, 3.0], extra_lines=resumed)
+    (run,) = load_runs(tmp_path)
+    assert run.eval_steps == STEPS
+    assert run.final_val_loss == 2.5 and run.norms["emb_row_norm"][-1] == 9.0
+
+
+def test_a_resumed_run_drops_the_old_lines_it_is_retracing(tmp_path):
+    resumed = [{"step": 300, "tokens": 0, "train_loss": 1.0},
+               {"step": 300, "tokens": 0, "val_loss": 1.5, "emb_row_norm": 1.0, "emb_token_norm": 1.0,
+                "emb_fro_norm": 1.0}]
+    write_run(tmp_path, "bpe", 0, [10, 5, 4, 3.5, 3.0], extra_lines=resumed, finished=False)
+    (run,) = load_runs(tmp_path)
+    assert run.eval_steps == [0, 100, 200, 300] and run.final_val_loss == 1.5
+    assert run.train_steps == [0, 100, 200, 300] and run.train_loss[-1] == 1.0
+
+
+def test_corrupt_log_line_names_file_and_line(tmp_path, capsys):
+    folder = write_run(tmp_path, "bpe", 0, [10, 5, 4, 3.5, 3.0])
+    lines = (folder / "log.jsonl").read_text().splitlines()
+    lines[2] = '{"step": 100, "val_'
+    (folder / "log.jsonl").write_text("\n".join(lines) + "\n")
+    code, err = exit_with_error(summarize.main, ["--runs", str(tmp_path)], capsys)
+    assert code == 2 and "log.jsonl line 3 is not valid JSON" in err
+
+
+def test_unterminated_last_line_of_a_running_log_is_skipped(tmp_path):
+    folder = write_run(tmp_path, "bpe", 0, [10, 5, 4, 3.5, 3.0], finished=False)
+    with open(folder / "log.jsonl", "a") as f:
+        f.write('{"step": 500, "val_lo')
+    (run,) = load_runs(tmp_path)
+    assert run.final_step == 400 and not run.finished
+
+
+def test_two_runs_with_the_same_arm_and_seed_are_refused(sweep, capsys):
+    write_run(sweep, "bpe", 0, [10, 5, 4, 3.5, 3.0], name="bpe_rerun")  # config.json decides, not the name
+    code, err = exit_with_error(summarize.main, ["--runs", str(sweep)], capsys)
+    assert code == 2 and "are both arm bpe seed 0" in err
+
+
+def test_mean_std_is_the_sample_std_and_needs_two_values():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([4.0]) == (4.0, None)
+    assert mean_std([]) == (None, None)
+
+
+# ----------------------------------------------------------------------------- steps to target
+
+def test_crossing_step_interpolates_between_eval_points():
+    assert steps_to_target.crossing_step([200, 300], [3.4, 2.8], 3.0) == pytest.approx(266.6667, abs=1e-3)
+    assert steps_to_target.crossing_step([0, 100], [3.0, 2.0], 3.0) == 0.0
+    assert steps_to_target.crossing_step([0, 100], [4.0, 3.5], 3.0) is None
+
+
+def test_steps_to_target_per_seed_and_ratio(sweep):
+    results = steps_to_target.compare(load_runs(sweep), "bpe", "kronecker")
+    assert [(r.seed, r.target, r.baseline_step) for r in results] == [(0, 3.0, 400), (1, 3.2, 400)]
+    assert [r.arm_step for r in results] == pytest.approx([800 / 3, 200])
+    assert [r.ratio for r in results] == pytest.approx([1.5, 2.0])
+    assert steps_to_target.ratio_text(results) == "1.75x ± 0.35x (2 of 2 seeds reached)"
+
+
+def test_an_arm_that_never_reaches_the_target_says_so(sweep, capsys):
+    (result,) = steps_to_target.compare(load_runs(sweep), "bpe", "bpe_untied")
+    assert result.arm_step is None and result.ratio is None
+    assert result.note == "never reached: best 3.5000 at step 400"
+    steps_to_target.main(["--runs", str(sweep), "--arm", "bpe_untied"])
+    out = capsys.readouterr().out
+    assert "never reached (0 of 1 seeds)" in out and "seed 1: no run for bpe_untied" in out
+
+
+def test_steps_to_target_with_a_missing_arm_lists_it(sweep, capsys):
+    steps_to_target.main(["--runs", str(sweep), "--arm", "kronecker", "--arm", "dense"])
+    out = capsys.readouterr().out
+    assert "1.75x ± 0.35x" in out and "arm dense: no runs" in out
+
+
+# ----------------------------------------------------------------------------- norm drift
+
+def test_norm_drift_initial_final_ratio_and_largest_change():
+    assert norm_drift.drift(BPE_NORMS) == pytest.approx(
+        {"initial": 0.55, "final": 1.1, "final_over_initial": 2.0, "max_rel_change": 1.0})
+    assert norm_drift.drift(KRON_NORMS)["max_rel_change"] == pytest.approx(0.02)
+
+
+def test_norm_drift_prints_one_row_per_arm_and_field(sweep, capsys):
+    norm_drift.main(["--runs", str(sweep)])
+    out = capsys.readouterr().out
+    assert ("| kronecker | emb_row_norm | 2 | 1.0000 ± 0.0000 | 0.9900 ± 0.0000 | 0.9900 ± 0.0000 "
+            "| 0.0200 ± 0.0000 |") in out
+    assert "| bpe_untied | emb_fro_norm | 1 | 5.5000 ± n/a |" in out
+
+
+# ----------------------------------------------------------------------------- summarize
+
+def read_csv_rows(path):
+    with open(path) as f:
+        return {(r["arm"], r["metric"]): r for r in csv.DictReader(f)}
+
+
+def test_summarize_writes_paired_gaps_and_stats(sweep):
+    summarize.main(["--runs", str(sweep)])
+    rows = read_csv_rows(sweep.parent / "summary.csv")
+    loss = rows[("bpe", "final val loss")]
+    assert float(loss["mean"]) == pytest.approx(3.1) and float(loss["std"]) == pytest.approx(math.sqrt(0.02))
+    nats = rows[("kronecker vs bpe", "val loss gap (nats)")]
+    assert float(nats["mean"]) == pytest.approx(-0.275) and float(nats["std"]) == pytest.approx(0.025 * math.sqrt(2))
+    pct = rows[("kronecker vs bpe", "val loss gap (% of baseline)")]
+    assert float(pct["mean"]) == pytest.approx((-10 - 7.8125) / 2)
+    assert pct["paper"] == "-2.5 ± 0.2 %"
+    assert float(rows[("kronecker vs bpe", "steps-to-target ratio")]["mean"]) == pytest.approx(1.75)
+    assert rows[("kronecker", "input-side trainable params")]["ours"] == "3.15M"
+    assert rows[("kronecker", "input-side trainable params")]["paper"] == "3.1M"
+    assert rows[("bpe", "emb_row_norm final/initial")]["ours"] == "2.000 ± 0.000"
+
+
+def test_summarize_marks_rows_that_differ_from_the_paper(sweep):
+    summarize.main(["--runs", str(sweep)])
+    rows = read_csv_rows(sweep.parent / "summary.csv")
+    differs = rows[("kronecker vs bpe", "val loss gap (nats)")]["differs_from_paper"]
+    assert differs == "2 seeds < 3; 0.00041B tokens < 2.5B; n_layer 2 < 12; n_embd 64 < 768"
+    md = (sweep.parent / "summary.md").read_text()
+    assert "| bpe_untied vs bpe | steps-to-target ratio | 1 | never reached (0 of 1 seeds) |  | [2] |" in md
+    assert "[2] differs from the paper's setting: 1 seed < 3; 0.00041B tokens < 2.5B;" in md
+
+
+def test_summarize_with_one_seed_shows_std_as_na_and_lists_what_is_missing(tmp_path, capsys):
+    write_run(tmp_path / "runs", "kronecker", 0, [10, 4.0, 3.4, 2.8, 2.7], finished=False)
+    summarize.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "report")])
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "| kronecker | final val loss | 1 | 2.7000 ± n/a |" in md
+    assert "- arm bpe: no runs" in md
+    assert "- kronecker_s0: unfinished (no summary.json); using its last eval, step 400 of 400" in md
+    assert "vs bpe" not in md
+
+
+# ----------------------------------------------------------------------------- plots
+
+def test_plot_curves_writes_non_empty_pngs(sweep, tmp_path):
+    plot_curves.main(["--runs", str(sweep), "--out", str(tmp_path / "plots")])
+    for name in ("val_loss.png", "train_loss.png", "gap_to_baseline.png", "norm_drift.png"):
+        data = (tmp_path / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+# ----------------------------------------------------------------------------- no runs
+
+@pytest.mark.parametrize("script", [steps_to_target, norm_drift, summarize, plot_curves])
+def test_no_runs_exits_2_with_one_line(script, tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    code, err = exit_with_error(script.main, ["--runs", str(tmp_path / "runs")], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and "no runs in" in err

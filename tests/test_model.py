@@ -1,0 +1,238 @@
+"""model.py: the Kronecker codec, its three modes, the reference oracle, the three arms."""
+import math
+
+import pytest
+import torch
+
+from errors import UserError
+from model import GPT, KRONECKER_MODES, GPTConfig, KroneckerEmbedding, sample_next
+from tokenizer import EOT_ID, GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
+
+TINY = dict(block_size=16, vocab_size=50304, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.fixture(scope="module")
+def gpt2_bytes():
+    return gpt2_token_bytes(50304)
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+# ----------------------------------------------------------------------------- token bytes
+
+def test_token_bytes_are_exact_for_special_padding_and_fragment_ids(gpt2_bytes):
+    assert len(gpt2_bytes) == 50304
+    assert gpt2_bytes[EOT_ID] == b"<|endoftext|>"
+    assert all(b == b"" for b in gpt2_bytes[GPT2_VOCAB:])
+    assert gpt2_bytes[0] == b"!"
+    fragments = [b for b in gpt2_bytes[:EOT_ID] if not _is_utf8(b)]
+    assert fragments, "GPT-2 has tokens that are partial UTF-8 characters"
+    assert all(b"\xef\xbf\xbd" not in b for b in fragments), "fragments stay raw, never U+FFFD"
+
+
+def _is_utf8(b):
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def test_truncation_never_splits_a_utf8_character():
+    assert truncate_utf8(b"abcdef", 4) == b"abcd"
+    assert truncate_utf8(b"abc", 4) == b"abc"
+    euro = "€".encode()  # 3 bytes
+    assert truncate_utf8(b"ab" + euro, 4) == b"ab"
+    assert truncate_utf8(b"a" + euro + b"x", 4) == b"a" + euro
+    invalid = b"\xe2\x82" * 3  # not valid UTF-8: cut at exactly max_bytes
+    assert truncate_utf8(invalid, 5) == invalid[:5]
+
+
+# ----------------------------------------------------------------------------- codec
+
+def test_codec_of_hi_matches_the_hand_computation():
+    emb = KroneckerEmbedding([b"", b"hi"], n_embd=8, pos_dim=4)
+    z = emb.codec(torch.tensor([1]))[0].double()
+    D = 1024
+    mean = math.sqrt(2) / D
+    std = math.sqrt((1 - 2 / D) / (D - 1))  # unbiased std of kappa
+    expected = torch.full((D,), -mean / (std + 1e-6), dtype=torch.float64)
+    for position, byte in enumerate(b"hi"):
+        expected[byte * 4 + position] = (1 / math.sqrt(2) - mean) / (std + 1e-6)
+    assert torch.allclose(z, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_codec_is_z_normalised_and_empty_tokens_give_zero():
+    emb = KroneckerEmbedding([b"", b"a", b"hello", b"x" * 16], n_embd=8, pos_dim=16)
+    z = emb.codec(torch.arange(4))
+    assert torch.equal(z[0], torch.zeros(emb.D))
+    assert torch.allclose(z[1:].mean(1), torch.zeros(3), atol=1e-6)
+    assert torch.allclose(z[1:].std(1), torch.ones(3), atol=1e-4)  # 1 - eps/std(kappa): eps = 1e-6
+
+
+def test_long_and_multibyte_tokens_are_truncated_before_encoding():
+    word = "naïveté".encode()  # 9 bytes, multi-byte characters at 2-3 and 7-8
+    emb = KroneckerEmbedding([word, word[:7], b"abcdefgh", b"abcd"], n_embd=8, pos_dim=4)
+    assert emb.byte_lengths.tolist() == [4, 4, 4, 4]
+    assert torch.equal(emb.codec(torch.tensor([0])), KroneckerEmbedding([b"na\xc3\xaf"], 8, 4).codec(torch.tensor([0])))
+    assert torch.equal(emb.codec(torch.tensor([2])), emb.codec(torch.tensor([3])))
+
+
+def test_byte_table_is_a_small_persistent_buffer(gpt2_bytes):
+    emb = KroneckerEmbedding(gpt2_bytes, n_embd=8, pos_dim=16)
+    state = emb.state_dict()
+    assert set(state) == {"byte_table", "byte_lengths", "projection.weight"}
+    nbytes = sum(state[k].numel() * state[k].element_size() for k in ("byte_table", "byte_lengths"))
+    assert nbytes < 0.9e6
+
+
+# ----------------------------------------------------------------------------- modes and oracle
+
+@pytest.fixture(scope="module")
+def small_vocab(gpt2_bytes):
+    """1,000 GPT-2 tokens plus the edge cases: <|endoftext|>, padding (b"") and tokens > 32 bytes."""
+    long_tokens = [b for b in gpt2_bytes if len(b) > 32][:8]
+    return gpt2_bytes[:1000] + [gpt2_bytes[EOT_ID], b"", b""] + long_tokens
+
+
+def _ids_with_edge_cases(vocab, n_random=301):
+    g = torch.Generator().manual_seed(0)
+    edge_cases = torch.arange(1000, len(vocab))
+    return torch.cat([torch.randint(0, len(vocab), (n_random,), generator=g), edge_cases]).view(2, -1)
+
+
+def _embeddings_sharing_one_projection(token_bytes, pos_dim, n_embd=48):
+    torch.manual_seed(0)
+    embs = {mode: KroneckerEmbedding(token_bytes, n_embd, pos_dim, mode) for mode in KRONECKER_MODES}
+    for emb in embs.values():
+        emb.load_state_dict(embs["dense"].state_dict())
+    return embs
+
+
+def test_sparse_dense_and_cached_agree_on_outputs_and_gradients(small_vocab):
+    ids = _ids_with_edge_cases(small_vocab)
+    results = {}
+    for mode, emb in _embeddings_sharing_one_projection(small_vocab, pos_dim=16).items():
+        out = emb(ids)
+        (out.pow(2).sum() + out.sum()).backward()
+        results[mode] = (out.detach(), emb.projection.weight.grad)
+    ref_out, ref_grad = results["dense"]
+    for mode in ("sparse", "cached"):
+        out, grad = results[mode]
+        assert out.shape == (2, ids.size(1), 48)
+        assert rel_err(out, ref_out) <= 1e-5, mode
+        assert rel_err(grad, ref_grad) <= 1e-5, mode
+
+
+@pytest.mark.parametrize("pos_dim", [16, 32])
+def test_matches_the_papers_reference_implementation(small_vocab, pos_dim):
+    reference = pytest.importorskip("kronecker_embeddings", reason="test-only oracle: pip install --no-deps kronecker-embeddings==0.1.1")
+    ids = _ids_with_edge_cases(small_vocab)
+    ours = KroneckerEmbedding(small_vocab, 64, pos_dim, "sparse")
+    theirs = reference.KroneckerEmbedding(len(small_vocab), 64, byte_buffer=ours.byte_table,
+                                          length_buffer=ours.byte_lengths.to(torch.int16), pos_dim=pos_dim)
+    theirs.projection.weight.data.copy_(ours.projection.weight.data)
+    assert rel_err(ours(ids), theirs(ids)) <= 1e-5
+    assert rel_err(ours.codec(ids).view(-1, ours.D), reference.kronecker_codec(
+        ours.byte_table[ids.view(-1)], ours.byte_lengths[ids.view(-1)], pos_dim=pos_dim)) <= 1e-5
+
+
+def test_embed_bytes_equals_the_token_path_for_in_vocabulary_words(small_vocab):
+    for mode, emb in _embeddings_sharing_one_projection(small_vocab, pos_dim=16).items():
+        ids = torch.tensor([262, 617, 1000])  # " the", " so", <|endoftext|>
+        by_bytes = emb.embed_bytes([small_vocab[i] for i in ids])
+        assert rel_err(by_bytes, emb(ids)) <= 1e-6, mode
+        assert emb.embed_bytes([b"flibbertigibbet"]).shape == (1, 48)
+
+
+# ----------------------------------------------------------------------------- the three arms
+
+def test_parameter_counts_of_the_124m_arms():
+    with torch.device("meta"):
+        bpe = GPT(GPTConfig(embedding="bpe")).param_counts()
+        kron = GPT(GPTConfig(embedding="kronecker"), token_bytes=[b""] * 50304).param_counts()
+        untied = GPT(GPTConfig(embedding="bpe_untied")).param_counts()
+    assert bpe["total"] == 124_475_904
+    assert bpe["input_trainable"] == 38_633_472 and bpe["output_head"] == 0
+    assert kron["input_trainable"] == 3_145_728
+    assert kron["total"] == 127_621_632
+    assert untied["total"] == 124_475_904 + 38_633_472
+    for counts in (bpe, kron, untied):
+        assert counts["input_trainable"] + counts["output_head"] + counts["position"] + counts["body"] == counts["total"]
+
+
+def test_only_the_bpe_arm_ties_its_head_to_the_input_table():
+    for embedding, tied in (("bpe", True), ("bpe_untied", False), ("kronecker", False)):
+        model = GPT(GPTConfig(**TINY, embedding=embedding))
+        head = model.lm_head.weight
+        shares = any(p.data_ptr() == head.data_ptr() for p in model.transformer.wte.parameters())
+        assert shares == tied, embedding
+
+
+def test_kronecker_projection_keeps_the_paper_init():
+    model = GPT(GPTConfig(**TINY, embedding="kronecker"))
+    assert model.embedding_norms()["emb_row_norm"] == pytest.approx(1.0, abs=0.05)
+    assert model.lm_head.weight.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+@pytest.mark.parametrize("embedding", ["bpe", "bpe_untied", "kronecker"])
+def test_a_tiny_model_overfits_one_batch(embedding, gpt2_bytes):
+    torch.manual_seed(0)
+    config = GPTConfig(**{**TINY, "vocab_size": 256}, embedding=embedding)
+    model = GPT(config, token_bytes=gpt2_bytes[:256] if embedding == "kronecker" else None)
+    x = torch.randint(0, 256, (4, 17))
+    optimizer = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95), "cpu")
+    losses = []
+    for _ in range(30):
+        _, loss = model(x[:, :-1], x[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+@pytest.mark.parametrize("embedding", ["bpe", "kronecker"])
+def test_checkpoint_round_trip_gives_identical_logits(embedding, tmp_path):
+    from dataclasses import asdict
+    model = GPT(GPTConfig(**TINY, embedding=embedding)).eval()
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "model_config": asdict(model.config)}, path)
+    loaded = GPT.from_checkpoint(path)  # no tokenizer needed: the byte table is in the state
+    x = torch.randint(0, 50304, (2, 16))
+    assert torch.equal(model(x, x)[0], loaded(x, x)[0])
+
+
+def test_bad_checkpoints_and_configs_fail_with_one_line(tmp_path):
+    with pytest.raises(UserError, match="checkpoint not found"):
+        GPT.from_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        GPT.from_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(UserError, match="embedding='table'"):
+        GPTConfig(embedding="table")
+
+
+def test_tok_emb_input_and_hidden_states_follow_the_token_path():
+    model = GPT(GPTConfig(**TINY, embedding="kronecker")).eval()
+    x = torch.randint(0, 50257, (2, 8))
+    logits, _ = model(x)
+    assert logits.shape == (2, 1, 50304)
+    assert torch.equal(model(tok_emb=model.token_embedding(x))[0], logits)
+    states = model.hidden_states(x)
+    assert len(states) == TINY["n_layer"] + 2
+    assert torch.allclose(model.lm_head(states[-1][:, [-1]]), logits)
+
+
+def test_generate_and_sampling_filters():
+    model = GPT(GPTConfig(**TINY, embedding="bpe")).eval()
+    prompt = torch.tensor([[464, 3290]])
+    greedy = model.generate(prompt, 5, temperature=0)
+    assert greedy.shape == (1, 7) and torch.equal(greedy, model.generate(prompt, 5, temperature=0))
+    logits = torch.tensor([[3.0, 2.0, 1.0, -5.0]])
+    g = torch.Generator().manual_seed(0)
+    assert {sample_next(logits, 1.0, top_k=1, generator=g).item() for _ in range(20)} == {0}
+    top_p = {sample_next(logits, 1.0, top_p=0.8, generator=g).item() for _ in range(200)}
+    assert top_p == {0, 1}  # p(0) = 0.66 < 0.8, so the nucleus needs token 1 too, and no more

@@ -1,0 +1,87 @@
+"""TrainConfig and its parser: config files are read with ast, --key=value overrides are typed."""
+import dataclasses
+
+import pytest
+
+from conftest import REPO_ROOT
+from errors import UserError
+from model import GPTConfig
+from train_config import TrainConfig, load_config, read_config_file
+
+
+def write(tmp_path, text):
+    path = tmp_path / "cfg.py"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_the_paper_124m_recipe():
+    cfg = load_config([])
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.vocab_size) == (12, 12, 768, 1024, 50304)
+    assert cfg.total_batch_tokens == 2**19 and cfg.max_steps == 4768
+    assert cfg.total_batch_tokens * cfg.max_steps == 2_499_805_184  # the paper's "2.5B tokens"
+    assert (cfg.max_lr, cfg.min_lr, cfg.warmup_steps) == (6e-4, 6e-5, 715)
+    assert (cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip) == (0.9, 0.95, 0.1, 1.0)
+    assert cfg.data_seed == cfg.seed == 1337 and cfg.run_name == "bpe_s1337"
+
+
+def test_every_model_field_is_a_train_config_key():
+    assert {f.name for f in dataclasses.fields(GPTConfig)} <= {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_the_three_paper_configs_differ_only_in_embedding():
+    arms = {arm: load_config([str(REPO_ROOT / "config" / f"{arm}_124m.py")])
+            for arm in ("bpe", "kronecker", "bpe_untied")}
+    as_dicts = {arm: dataclasses.asdict(cfg) for arm, cfg in arms.items()}
+    for arm, d in as_dicts.items():
+        assert d["embedding"] == arm
+        others = {k: v for k, v in d.items() if k not in ("embedding", "run_name")}
+        assert others == {k: v for k, v in as_dicts["bpe"].items() if k not in ("embedding", "run_name")}
+
+
+def test_file_then_command_line_with_types_coerced(tmp_path):
+    path = write(tmp_path, '"""doc"""\nembedding = "kronecker"\ntotal_batch_tokens = 2**10\n'
+                           'max_steps = 100\nsave_steps = (10, 20)\n')
+    cfg = load_config([path, "--max_steps=1e4", "--max_lr=3e-4", "--bias=false",
+                       "--compile=None", "--data_seed=7", "--seed=1"])
+    assert cfg.embedding == "kronecker" and cfg.total_batch_tokens == 1024
+    assert cfg.max_steps == 10000 and isinstance(cfg.max_steps, int)
+    assert cfg.max_lr == 3e-4 and cfg.bias is False and cfg.compile is None
+    assert cfg.save_steps == (10, 20)
+    assert (cfg.seed, cfg.data_seed, cfg.run_name) == (1, 7, "kronecker_s1")
+    assert load_config(["--save_steps=5,15"]).save_steps == (5, 15)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max_step=3"], "unknown config key 'max_step' (from --max_step=3); did you mean max_steps"),
+    (["--max_steps=1.5"], "bad value '1.5' for 'max_steps' (from --max_steps=1.5): expected int"),
+    (["--bias=maybe"], "bad value 'maybe' for 'bias'"),
+    (["--max_lr=fast"], "bad value 'fast' for 'max_lr'"),
+    (["--embedding=kron"], "choose one of bpe, bpe_untied, kronecker"),
+    (["--max_steps"], "must look like --key=value"),
+    (["--total_batch_tokens=1000"], "must be a multiple of block_size"),
+    (["--min_lr=1", "--max_lr=0.1"], "min_lr (1.0) must not exceed max_lr"),
+    (["missing.py"], "config file missing.py not found"),
+])
+def test_bad_arguments_stop_with_one_line(argv, message):
+    with pytest.raises(UserError) as err:
+        load_config(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_name_in_a_file_lists_close_matches(tmp_path):
+    path = write(tmp_path, "n_layers = 2\n")
+    with pytest.raises(UserError, match=r"unknown config key 'n_layers' \(in .*cfg.py\); did you mean n_layer"):
+        load_config([path])
+
+
+def test_wrong_type_in_a_file_is_rejected(tmp_path):
+    with pytest.raises(UserError, match="bad value '12' for 'n_layer'.*expected int"):
+        load_config([write(tmp_path, 'n_layer = "12"\n')])
+
+
+def test_config_files_are_parsed_never_executed(tmp_path):
+    with pytest.raises(UserError, match=r"cfg.py:1: only `name = value` assignments are allowed"):
+        read_config_file(write(tmp_path, "import os\n"))
+    with pytest.raises(UserError, match=r"cfg.py:1: the value of 'max_steps' must be a literal"):
+        read_config_file(write(tmp_path, "max_steps = open('x')\n"))

@@ -1,0 +1,326 @@
+"""Train a GPT-2 with a BPE or Kronecker input embedding, on one process or many (DDP).
+
+    python train.py config/cpu_tiny.py --max_steps=20                         # CPU, one process
+    torchrun --standalone --nproc_per_node=8 train.py config/kronecker_124m.py  # one 8-GPU node
+
+Settings: TrainConfig in train_config.py (defaults = the paper's 124M recipe), then the config
+file, then --key=value. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
+summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt; resume="auto" (default)
+continues from the latest checkpoint, reproducing an uninterrupted run's losses exactly.
+"""
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint
+from data.sampler import TrainBatches
+from data.shards import atomic_open
+from errors import UserError, run_main
+from model import GPT, GPTConfig
+from train_config import load_config
+from validation import evaluate, load_val_tokens
+
+REPO = Path(__file__).resolve().parent
+
+
+@dataclasses.dataclass
+class Dist:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: str
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+    @property
+    def device_type(self):
+        return "cuda" if self.device.startswith("cuda") else "cpu"
+
+
+def setup_distributed(cfg):
+    """Rank, world size and device from torchrun's environment (nccl on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    if wants_cuda and not torch.cuda.is_available():
+        raise UserError(f"device={cfg.device} but CUDA is not available; use --device=cpu")
+    if cfg.device not in ("auto", "cpu") and not wants_cuda:
+        raise UserError(f"device={cfg.device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    device = (f"cuda:{local}" if cfg.device in ("auto", "cuda") else cfg.device) if wants_cuda else "cpu"
+    if wants_cuda:
+        torch.cuda.set_device(device)
+        torch.set_float32_matmul_precision("high")
+    if world > 1:
+        dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
+    return Dist(rank, local, world, device)
+
+
+def grad_accum_steps(cfg, world_size):
+    per_micro_step = cfg.micro_batch_size * cfg.block_size * world_size
+    if cfg.total_batch_tokens % per_micro_step:
+        raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) is not divisible by "
+                        f"micro_batch_size * block_size * world_size ({cfg.micro_batch_size} * "
+                        f"{cfg.block_size} * {world_size} = {per_micro_step}); change one of them")
+    return cfg.total_batch_tokens // per_micro_step
+
+
+def get_lr(step, cfg):
+    """Linear warmup over warmup_steps, then cosine decay from max_lr to min_lr at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.max_lr * (step + 1) / cfg.warmup_steps
+    if step >= cfg.max_steps:
+        return cfg.min_lr
+    ratio = (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.max_lr - cfg.min_lr)
+
+
+def is_checkpoint_step(step, cfg):
+    interval = cfg.ckpt_interval or cfg.eval_interval
+    return step % interval == 0 or step == cfg.max_steps or step in cfg.save_steps
+
+
+def gather(obj, d):
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if d.world_size == 1:
+        return [obj]
+    out = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def rng_states(d):
+    """The torch CPU and CUDA generator states of every rank (training uses no other RNG)."""
+    mine = {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state() if d.device_type == "cuda" else None}
+    return {"per_rank": gather(mine, d)}
+
+
+def restore_rng(rng, d, cfg, step):
+    states = rng["per_rank"]
+    if len(states) != d.world_size:
+        if d.master:
+            print(f"note: checkpoint has RNG states of {len(states)} ranks, this run has "
+                  f"{d.world_size}; reseeding (only dropout uses them)")
+        torch.manual_seed(cfg.seed + 1000 * step + d.rank)
+        return
+    torch.set_rng_state(states[d.rank]["cpu"])
+    if d.device_type == "cuda" and states[d.rank]["cuda"] is not None:
+        torch.cuda.set_rng_state(states[d.rank]["cuda"])
+
+
+def write_json(path, obj):
+    with atomic_open(path) as f:
+        f.write((json.dumps(obj, indent=2) + "\n").encode())
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+class RunLog:
+    """<log_dir>/<run_name>/: config.json, log.jsonl (appended, one object per line), summary.json.
+
+    Only rank 0 writes. wandb is imported only when cfg.wandb_log is true.
+    """
+
+    def __init__(self, cfg, run_config, fresh, enabled):
+        self.dir = Path(cfg.log_dir) / cfg.run_name
+        self.enabled, self.wandb = enabled, None
+        if not enabled:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if fresh:  # a new run replaces whatever an earlier, unresumed attempt left
+            (self.dir / "log.jsonl").unlink(missing_ok=True)
+            (self.dir / "summary.json").unlink(missing_ok=True)
+        write_json(self.dir / "config.json", run_config)
+        if cfg.wandb_log:
+            import wandb
+            self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_name, config=run_config)
+
+    def write(self, record):
+        if not self.enabled:
+            return
+        with open(self.dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(record)
+
+    def finish(self, summary):
+        if not self.enabled:
+            return
+        write_json(self.dir / "summary.json", summary)
+        if self.wandb is not None:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+def build_model(cfg, ckpt, ckpt_path):
+    """The GPT of the config (seeded by cfg.seed), with the checkpoint's weights when resuming."""
+    model_config = GPTConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)})
+    if ckpt is not None:
+        theirs = dict(ckpt["model_config"], kronecker_mode=cfg.kronecker_mode)  # mode: same function
+        diff = [f"{k}={theirs.get(k)} vs {v}" for k, v in dataclasses.asdict(model_config).items()
+                if theirs.get(k) != v]
+        if diff:
+            raise UserError(f"checkpoint {ckpt_path} has a different model ({', '.join(diff)}); "
+                            "use --resume=never or another run_name")
+    torch.manual_seed(cfg.seed)
+    model = GPT(model_config)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    return model, model_config
+
+
+def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, autocast_ctx):
+    """One optimiser step; returns (mean train loss over the whole step, grad norm, lr).
+
+    The update is skipped when the loss or the gradient norm is not finite.
+    """
+    lr = get_lr(step, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = torch.zeros((), device=d.device)
+    for micro in range(grad_accum):
+        x, y = batches.micro_batch(step, micro, d.rank, d.world_size, cfg.micro_batch_size)
+        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+        if d.world_size > 1:  # all-reduce the gradients only on the last micro-step
+            model.require_backward_grad_sync = micro == grad_accum - 1
+        with autocast_ctx:
+            _, loss = model(x, y)
+        loss = loss / grad_accum
+        loss_sum += loss.detach()
+        loss.backward()
+    if d.world_size > 1:
+        dist.all_reduce(loss_sum)
+        loss_sum /= d.world_size
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)
+    train_loss, grad_norm = loss_sum.item(), grad_norm.item()
+    if math.isfinite(train_loss) and math.isfinite(grad_norm):
+        optimizer.step()
+    return train_loss, grad_norm, lr
+
+
+def main(argv=None):
+    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    d = setup_distributed(cfg)
+    try:
+        train(cfg, d)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(cfg, d):
+    t_start = time.time()
+    grad_accum = grad_accum_steps(cfg, d.world_size)
+    # data first: a missing or bad shard stops here, before any model is built
+    batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
+    val_tokens = load_val_tokens(cfg.data_dir, cfg.val_tokens)
+    ckpt_dir = Path(cfg.out_dir) / cfg.run_name
+    ckpt_path = resolve_resume(cfg.resume, ckpt_dir)
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+    if ckpt is not None:
+        batches.check_resume(ckpt["data_state"], ckpt_path)
+        if ckpt["step"] > cfg.max_steps:
+            raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
+                            f"({cfg.max_steps}); raise max_steps or use --resume=never")
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if d.device_type == "cuda" else "float32")
+    autocast_ctx = (nullcontext() if dtype == "float32"
+                    else torch.autocast(device_type=d.device_type, dtype=torch.bfloat16))
+    use_compile = cfg.compile if cfg.compile is not None else d.device_type == "cuda"
+
+    raw_model, model_config = build_model(cfg, ckpt, ckpt_path)
+    raw_model.to(d.device)
+    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.max_lr, (cfg.beta1, cfg.beta2),
+                                               d.device_type)
+    step, wall_before = 0, 0.0
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_rng(ckpt["rng"], d, cfg, ckpt["step"])
+        step, wall_before = ckpt["step"], ckpt.get("wall_time_s", 0.0)
+    else:
+        torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams
+    eval_model = torch.compile(raw_model) if use_compile else raw_model
+    model = DDP(eval_model, device_ids=[d.local_rank] if d.device_type == "cuda" else None) \
+        if d.world_size > 1 else eval_model
+
+    param_counts = raw_model.param_counts()
+    run_config = dict(dataclasses.asdict(cfg), git_commit=git_commit(), world_size=d.world_size,
+                      device_names=gather(torch.cuda.get_device_name(d.device)
+                                          if d.device_type == "cuda" else "cpu", d),
+                      grad_accum_steps=grad_accum, param_counts=param_counts,
+                      resolved_dtype=dtype, resolved_compile=use_compile)
+    log = RunLog(cfg, run_config, fresh=ckpt is None, enabled=d.master)
+    if d.master:
+        print(f"run {cfg.run_name}: {cfg.embedding}, world size {d.world_size}, grad accum "
+              f"{grad_accum}, {dtype}, compile {use_compile}, device {d.device}")
+        print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in param_counts.items()))
+        print(f"resuming from {ckpt_path} at step {step}" if ckpt else "starting from scratch")
+    del ckpt  # free the checkpoint's copy of the weights
+
+    val_loss = None
+    while True:
+        last = step == cfg.max_steps
+        tokens = step * cfg.total_batch_tokens
+        if step % cfg.eval_interval == 0 or last:
+            val_loss = evaluate(eval_model, val_tokens, cfg.block_size, cfg.micro_batch_size,
+                                d.device, autocast_ctx, d.rank, d.world_size)
+            log.write(dict(step=step, tokens=tokens, val_loss=val_loss, **raw_model.embedding_norms()))
+            if d.master:
+                print(f"step {step:6d} | val loss {val_loss:.4f}")
+        if step > 0 and is_checkpoint_step(step, cfg):
+            rng = rng_states(d)
+            if d.master:
+                ckpt_path = save_checkpoint(dict(
+                    model=raw_model.state_dict(), model_config=dataclasses.asdict(model_config),
+                    train_config=dataclasses.asdict(cfg), step=step, optimizer=optimizer.state_dict(),
+                    data_state=batches.state(step), rng=rng,
+                    wall_time_s=wall_before + time.time() - t_start), ckpt_dir)
+                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.save_steps)
+            if d.world_size > 1:
+                dist.barrier()
+        if last:
+            break
+        t0 = time.time()
+        train_loss, grad_norm, lr = train_step(step, model, raw_model, optimizer, batches, cfg, d,
+                                               grad_accum, autocast_ctx)
+        if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+            raise UserError(f"non-finite training loss {train_loss} (grad norm {grad_norm}) at step "
+                            f"{step + 1}; stopped without updating; the last good checkpoint is "
+                            f"{ckpt_path or 'none'} (try a lower max_lr, then --resume=auto)")
+        if d.device_type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.time() - t0
+        step += 1
+        mfu = raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, cfg.peak_flops)
+        log.write(dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
+                       grad_norm=grad_norm, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt,
+                       mfu=mfu))
+        if d.master and (step % cfg.log_interval == 0 or step == 1):
+            print(f"step {step:6d} | loss {train_loss:.4f} | lr {lr:.2e} | norm {grad_norm:.3f} | "
+                  f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | mfu {mfu:.1%}")
+    log.finish(dict(final_step=step, final_val_loss=val_loss, tokens=step * cfg.total_batch_tokens,
+                    wall_time_s=wall_before + time.time() - t_start, finished=True))
+    if d.master:
+        print(f"done: step {step}, val loss {val_loss:.4f}; logs in {log.dir}")
+
+
+if __name__ == "__main__":
+    run_main(main)

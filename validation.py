@@ -1,0 +1,52 @@
+"""The fixed validation set and its loss, shared by train.py and eval/val_loss.py.
+
+The set is the first val_tokens tokens of the val shard, cut into block_size sequences
+(x = tokens[i:i+T], y = tokens[i+1:i+T+1]); sequences are dealt round-robin to the ranks and
+the token-loss sums and counts are all-reduced, so the value does not depend on the number
+of processes.
+
+    tokens = load_val_tokens("data/fineweb_edu", 10_485_760)
+    loss = evaluate(model, tokens, block_size=1024, batch_size=64, device="cuda", autocast_ctx=ctx)
+"""
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from data.shards import load_split
+from errors import UserError
+
+
+def load_val_tokens(data_dir, val_tokens):
+    """The first val_tokens + 1 tokens of the val shard (fewer if the shard is shorter)."""
+    shard = load_split(data_dir, "val")[0]
+    if len(shard) < 2:
+        raise UserError(f"the val shard in {data_dir} holds {len(shard)} tokens; prepare more data")
+    return np.asarray(shard[:val_tokens + 1])
+
+
+@torch.no_grad()
+def evaluate(model, tokens, block_size, batch_size, device, autocast_ctx, rank=0, world_size=1):
+    """Mean next-token loss over every full block_size sequence of tokens."""
+    n_seq = (len(tokens) - 1) // block_size
+    if n_seq == 0:
+        raise UserError(f"the validation set ({len(tokens) - 1} tokens) is shorter than one "
+                        f"block of {block_size}; raise val_tokens")
+    mine = np.arange(rank, n_seq, world_size)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, len(mine), batch_size):
+        seqs = mine[start:start + batch_size]
+        rows = np.stack([tokens[i * block_size:(i + 1) * block_size + 1] for i in seqs])
+        x = torch.from_numpy(rows[:, :-1].astype(np.int64)).to(device)
+        y = torch.from_numpy(rows[:, 1:].astype(np.int64)).to(device)
+        with autocast_ctx:
+            _, loss = model(x, targets=y)
+        loss_sum += loss.double() * y.numel()
+        count += y.numel()
+    if world_size > 1:
+        dist.all_reduce(loss_sum)
+        dist.all_reduce(count)
+    model.train(was_training)
+    return (loss_sum / count).item()
