@@ -49,7 +49,7 @@ def save_checkpoint(state, ckpt_dir):
 def load_checkpoint(path, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; list the run's folder or use --resume=auto")
+        raise UserError(f"checkpoint {path} not found (train.py writes out/<run_name>/ckpt_<step>.pt)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which one

@@ -138,19 +138,26 @@ class KroneckerEmbedding(nn.Module):
 
     def _sparse_embed(self, rows, lengths):
         """W z without building z: one weighted bag per token over its byte columns of W and,
-        with weight -c, the column sum of W (the rank-1 mean correction)."""
+        with weight -c, the column sum of W (the rank-1 mean correction).
+
+        Every bag has pos_dim + 1 entries (fixed shapes, so torch.compile sees no dynamic
+        sizes); the positions past a token's length point at `padding_idx`, which embedding_bag
+        skips in the forward and in the backward (the mean GPT-2 token has ~4 of the 16 bytes).
+        """
         W = self.projection.weight  # (n_embd, D)
         shape = rows.shape[:-1]
         rows, lengths = rows.reshape(-1, self.pos_dim), lengths.reshape(-1).long()
         positions = torch.arange(self.pos_dim, device=rows.device)
-        columns = rows.long() * self.pos_dim + positions
+        valid = positions < lengths.unsqueeze(-1)
+        pad, mean_row = self.D + 1, self.D
+        columns = torch.where(valid, rows.long() * self.pos_dim + positions, pad)
         a, c = self._length_coefficients(W.dtype, W.device)
-        # padding positions point at a real column with weight 0, so every bag has the same size
-        weights = (positions < lengths.unsqueeze(-1)).to(W.dtype) * a[lengths].unsqueeze(-1)
-        columns = torch.cat([columns, columns.new_full((len(columns), 1), self.D)], dim=1)
+        weights = valid.to(W.dtype) * a[lengths].unsqueeze(-1)
+        columns = torch.cat([columns, columns.new_full((len(columns), 1), mean_row)], dim=1)
         weights = torch.cat([weights, -c[lengths].unsqueeze(-1)], dim=1)
-        bag_rows = torch.cat([W.t(), W.sum(1, keepdim=True).t()])  # (D + 1, n_embd), contiguous
-        out = F.embedding_bag(columns, bag_rows, mode="sum", per_sample_weights=weights)
+        # (D + 2, n_embd), contiguous: W's columns, then W's column sum, then a zero padding row
+        bag_rows = torch.cat([W.t(), W.sum(1, keepdim=True).t(), W.new_zeros(1, W.shape[0])])
+        out = F.embedding_bag(columns, bag_rows, mode="sum", per_sample_weights=weights, padding_idx=pad)
         return out.view(*shape, -1)
 
     def _load_from_state_dict(self, *args, **kwargs):
@@ -356,7 +363,8 @@ class GPT(nn.Module):
         emb = self.token_embedding(idx) if tok_emb is None else tok_emb
         for _ in range(max_new_tokens):
             logits, _ = self(tok_emb=emb[:, -self.config.block_size:])
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            logits = logits[:, -1, :GPT2_VOCAB]  # never emit the padding ids
+            next_id = sample_next(logits, temperature, top_k, top_p, generator)
             idx = torch.cat((idx, next_id), dim=1)
             emb = torch.cat((emb, self.token_embedding(next_id)), dim=1)
         return idx
@@ -371,12 +379,15 @@ class GPT(nn.Module):
             if not path.is_file():
                 raise UserError(f"checkpoint not found: {path}")
             try:
-                checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+                checkpoint = torch.load(path, map_location=map_location, weights_only=True)
             except Exception as err:
                 raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}); is it a complete train.py checkpoint?")
         if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "model" not in checkpoint:
             raise UserError("not a train.py checkpoint: it lacks 'model_config' and 'model'")
-        config = GPTConfig(**checkpoint["model_config"])
+        try:
+            config = GPTConfig(**checkpoint["model_config"])
+        except TypeError as err:
+            raise UserError(f"checkpoint model_config does not fit this model.py: {err}")
         placeholder_bytes = [b""] * config.vocab_size  # the real byte table comes from the state dict
         model = cls(config, token_bytes=placeholder_bytes if config.embedding == "kronecker" else None)
         try:

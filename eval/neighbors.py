@@ -72,10 +72,13 @@ def single_token_id(text):
     return token_ids_by_bytes().get(text.encode("utf-8"))
 
 
+def query_forms(word):
+    return (" " + word, word, " " + word.capitalize(), word.capitalize())
+
+
 def query_tokens():
     """[(word, text, id)] for every family form that is a single GPT-2 token."""
-    forms = lambda w: (" " + w, w, " " + w.capitalize(), w.capitalize())
-    return [(w, t, single_token_id(t)) for w in FAMILIES for t in forms(w) if single_token_id(t) is not None]
+    return [(w, t, single_token_id(t)) for w in FAMILIES for t in query_forms(w) if single_token_id(t) is not None]
 
 
 def pair_tokens():
@@ -107,7 +110,7 @@ def codec_vectors(codec):
 
 
 def unit_centred(x, mean):
-    return F.normalize(x.double() - mean, dim=-1)
+    return F.normalize(x.float() - mean, dim=-1)
 
 
 def centred_geometry(vectors, query_ids, pair_ids, k, device, n_vocab=GPT2_VOCAB, chunk=CHUNK):
@@ -119,12 +122,12 @@ def centred_geometry(vectors, query_ids, pair_ids, k, device, n_vocab=GPT2_VOCAB
     all_ids = torch.arange(n_vocab, device=device)
     sums = None
     for ids in all_ids.split(chunk):
-        parts = [v.double().sum(0) for v in vectors(ids)]
+        parts = [v.sum(0, dtype=torch.float64) for v in vectors(ids)]
         sums = parts if sums is None else [s + p for s, p in zip(sums, parts)]
-    means = [s / n_vocab for s in sums]
+    means = [(s / n_vocab).float() for s in sums]
     q_ids = torch.tensor(query_ids, device=device)
     queries = [unit_centred(v, m) for v, m in zip(vectors(q_ids), means)]
-    best = [(torch.full((len(query_ids), k), -2.0, dtype=torch.float64, device=device),
+    best = [(torch.full((len(query_ids), k), -2.0, device=device),
              torch.zeros((len(query_ids), k), dtype=torch.long, device=device)) for _ in means]
     for ids in all_ids.split(chunk):
         for s, (v, m) in enumerate(zip(vectors(ids), means)):
@@ -216,8 +219,8 @@ def main(argv=None):
     queries, pairs = query_tokens(), pair_tokens()
     query_ids, pair_ids = [q[2] for q in queries], [(p[2], p[3]) for p in pairs]
     codec = KroneckerEmbedding(token_bytes(), n_embd=1, pos_dim=args.codec_pos_dim).to(device)
-    sources = [([CODEC_SPACE], codec_vectors(codec))]
-    sources += [([space_label(arm, layer) for layer in layers], arm_vectors(arm.model, layers)) for arm in arms]
+    sources = [([space_label(arm, layer) for layer in layers], arm_vectors(arm.model, layers)) for arm in arms]
+    sources.append(([CODEC_SPACE], codec_vectors(codec)))
     spaces = []
     for labels, vectors in sources:
         geometries = centred_geometry(vectors, query_ids, pair_ids, args.k, device)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from checkpoint import load_checkpoint
 from errors import UserError
 from eval.runs import atomic_write_text, markdown_table
 from model import GPT
@@ -81,11 +82,7 @@ def load_arm(spec, device):
     if not path.is_file():
         raise UserError(f"{where}: checkpoint not found; pass a ckpt_*.pt written by train.py")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # any unpickling failure means a truncated or foreign file
-        raise UserError(f"{where}: cannot read the checkpoint ({type(err).__name__}); "
-                        "it is corrupt or not a torch file, point at another ckpt_*.pt")
-    try:
+        checkpoint = load_checkpoint(path)
         model = GPT.from_checkpoint(checkpoint)
     except UserError as err:
         raise UserError(f"{where}: {err}")

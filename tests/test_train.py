@@ -1,0 +1,176 @@
+"""train.py end to end on CPU with tiny models: learning, exact resume, DDP equivalence, errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import train
+from conftest import FINEWEB_EDU_SAMPLE, REPO_ROOT
+from data.shards import write_shard
+from errors import UserError
+from tokenizer import get_encoding
+
+
+def tiny_args(tmp_path, data_dir, **overrides):
+    """A 1-layer, 16-token-context model on a 256-token vocabulary: a step takes milliseconds."""
+    args = dict(data_dir=data_dir, out_dir=tmp_path / "out", log_dir=tmp_path / "runs", run_name="run",
+                n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=256, micro_batch_size=2,
+                total_batch_tokens=128, max_steps=6, warmup_steps=2, max_lr=1e-2, min_lr=1e-3,
+                eval_interval=3, val_tokens=256, device="cpu", compile=False)
+    args.update(overrides)
+    return [f"--{k}={v}" for k, v in args.items()]
+
+
+def read_log(tmp_path, run_name="run"):
+    """{(step, 'train' | 'eval'): record}; later lines for the same step win."""
+    records = {}
+    for line in (tmp_path / "runs" / run_name / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        records[(rec["step"], "eval" if "val_loss" in rec else "train")] = rec
+    return records
+
+
+@pytest.fixture
+def random_data(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_shard(data / "val_000000.bin", rng.integers(0, 256, 2000).astype(np.uint16))
+    write_shard(data / "train_000001.bin", rng.integers(0, 256, 6000).astype(np.uint16))
+    write_shard(data / "train_000002.bin", rng.integers(0, 256, 3000).astype(np.uint16))
+    return data
+
+
+def test_lr_warms_up_linearly_then_decays_to_min_lr():
+    cfg = train.load_config(["--warmup_steps=10", "--max_steps=100", "--max_lr=1.0", "--min_lr=0.1"])
+    assert train.get_lr(0, cfg) == pytest.approx(0.1) and train.get_lr(9, cfg) == pytest.approx(1.0)
+    assert train.get_lr(10, cfg) == pytest.approx(1.0) and train.get_lr(55, cfg) == pytest.approx(0.55)
+    assert train.get_lr(100, cfg) == pytest.approx(0.1)
+
+
+def test_a_run_writes_config_log_summary_and_checkpoints(tmp_path, random_data):
+    train.main(tiny_args(tmp_path, random_data, keep_checkpoints=1, save_steps="3"))
+    run = tmp_path / "runs" / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["embedding"] == "bpe" and config["seed"] == 1337 and config["data_seed"] == 1337
+    assert config["world_size"] == 1 and config["grad_accum_steps"] == 4
+    assert config["param_counts"]["total"] > 0 and config["device_names"] == ["cpu"]
+    log = read_log(tmp_path)
+    assert sorted(s for s, kind in log if kind == "eval") == [0, 3, 6]
+    assert sorted(s for s, kind in log if kind == "train") == [1, 2, 3, 4, 5, 6]
+    assert set(log[(6, "train")]) == {"step", "tokens", "train_loss", "lr", "grad_norm", "step_ms",
+                                      "tok_per_s", "mfu"}
+    assert set(log[(3, "eval")]) == {"step", "tokens", "val_loss", "emb_row_norm", "emb_token_norm",
+                                     "emb_fro_norm"}
+    assert log[(6, "train")]["tokens"] == 6 * 128
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["final_step"] == 6
+    assert summary["final_val_loss"] == log[(6, "eval")]["val_loss"]
+    assert sorted(p.name for p in (tmp_path / "out" / "run").iterdir()) == ["ckpt_000003.pt", "ckpt_000006.pt"]
+    state = train.load_checkpoint(tmp_path / "out" / "run" / "ckpt_000006.pt")
+    assert state["step"] == 6 and not any(k.startswith("_orig_mod.") for k in state["model"])
+    assert set(state) >= {"model", "model_config", "train_config", "optimizer", "data_state", "rng"}
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_losses_exactly(tmp_path, random_data, monkeypatch):
+    train.main(tiny_args(tmp_path, random_data, run_name="straight"))
+    real_step = train.train_step
+
+    def crash_at_step_4(step, *args):
+        if step == 4:
+            raise KeyboardInterrupt("killed")
+        return real_step(step, *args)
+
+    monkeypatch.setattr(train, "train_step", crash_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(tiny_args(tmp_path, random_data, run_name="killed"))
+    monkeypatch.setattr(train, "train_step", real_step)
+    assert not (tmp_path / "runs" / "killed" / "summary.json").exists()
+    train.main(tiny_args(tmp_path, random_data, run_name="killed", resume="auto"))
+    straight, resumed = read_log(tmp_path, "straight"), read_log(tmp_path, "killed")
+    assert straight.keys() == resumed.keys()
+    for key, rec in straight.items():
+        for field in ("train_loss", "grad_norm", "lr", "val_loss", "emb_fro_norm"):
+            assert rec.get(field) == resumed[key].get(field), (key, field)  # bit-exact
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_with_twice_the_accumulation(tmp_path, random_data):
+    train.main(tiny_args(tmp_path, random_data, run_name="one"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "train.py", *tiny_args(tmp_path, random_data, run_name="two")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((tmp_path / "runs" / "two" / "config.json").read_text())
+    assert config["world_size"] == 2 and config["grad_accum_steps"] == 2
+    one, two = read_log(tmp_path, "one"), read_log(tmp_path, "two")
+    assert one.keys() == two.keys()
+    for key, rec in one.items():
+        for field in ("train_loss", "val_loss"):
+            if field in rec:
+                assert two[key][field] == pytest.approx(rec[field], abs=1e-5), (key, field)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FINEWEB_EDU_SAMPLE.exists(), reason="shared FineWeb-Edu sample absent")
+def test_loss_falls_on_real_text_with_the_kronecker_embedding(tmp_path):
+    enc = get_encoding()
+    docs = [json.loads(line)["text"] for line in FINEWEB_EDU_SAMPLE.read_text().splitlines()[:60]]
+    tokens = np.array([t for doc in docs for t in [50256] + enc.encode_ordinary(doc)], dtype=np.uint16)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_shard(data / "val_000000.bin", tokens[:4096])
+    write_shard(data / "train_000001.bin", tokens[4096:])
+    train.main(tiny_args(tmp_path, data, embedding="kronecker", vocab_size=50304, block_size=32,
+                         total_batch_tokens=256, micro_batch_size=8, max_steps=25, warmup_steps=5,
+                         max_lr=1e-2, min_lr=1e-3, eval_interval=25, val_tokens=2048))
+    log = read_log(tmp_path)
+    assert log[(0, "eval")]["val_loss"] > 10.5  # ln(50304) = 10.83 at init
+    assert log[(25, "eval")]["val_loss"] < log[(0, "eval")]["val_loss"] - 1.0
+    assert log[(25, "train")]["train_loss"] < log[(1, "train")]["train_loss"] - 1.0
+
+
+def test_indivisible_batch_stops_before_training(tmp_path, random_data):
+    with pytest.raises(UserError, match=r"total_batch_tokens \(128\) is not divisible by micro_batch_size"
+                                        r" \* block_size \* world_size \(3 \* 16 \* 1 = 48\)"):
+        train.main(tiny_args(tmp_path, random_data, micro_batch_size=3))
+
+
+def test_missing_data_stops_before_any_model_is_built(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "GPT", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UserError, match="data folder .*nowhere not found"):
+        train.main(tiny_args(tmp_path, tmp_path / "nowhere"))
+
+
+@pytest.mark.slow
+def test_command_line_errors_exit_2_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "train.py", "--max_step=3"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == "error: unknown config key 'max_step' (from --max_step=3); " \
+                            "did you mean max_steps, save_steps, warmup_steps?\n"
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, random_data):
+    train.main(tiny_args(tmp_path, random_data, max_steps=3))  # a good checkpoint at step 3
+    diverging = tiny_args(tmp_path, random_data, max_steps=10, max_lr=1e30, min_lr=1e30, grad_clip=0)
+    with pytest.raises(UserError, match=r"non-finite training loss nan .* at step 5; stopped without "
+                                        r"updating; the last good checkpoint is .*ckpt_000003.pt"):
+        train.main(diverging)
+    ckpt_dir = tmp_path / "out" / "run"
+    assert [p.name for p in ckpt_dir.iterdir()] == ["ckpt_000003.pt"]
+    assert train.load_checkpoint(ckpt_dir / "ckpt_000003.pt")["step"] == 3
+
+
+@pytest.mark.slow
+def test_wandb_logging_works_offline(tmp_path, random_data, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train.main(tiny_args(tmp_path, random_data, wandb_log=True, max_steps=2))
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    assert json.loads((tmp_path / "runs" / "run" / "summary.json").read_text())["finished"]

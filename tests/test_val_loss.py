@@ -1,0 +1,30 @@
+"""eval/val_loss.py: a checkpoint's validation loss equals the one train.py logged at that step."""
+import json
+import math
+import sys
+
+import numpy as np
+
+import train
+from data.shards import write_shard
+from eval import val_loss
+
+
+def test_val_loss_of_a_checkpoint_matches_the_training_log(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(1)
+    write_shard(tmp_path / "val_000000.bin", rng.integers(0, 128, 1000).astype(np.uint16))
+    write_shard(tmp_path / "train_000001.bin", rng.integers(0, 128, 3000).astype(np.uint16))
+    train.main([f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'out'}", f"--log_dir={tmp_path / 'runs'}",
+                "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--vocab_size=128",
+                "--micro_batch_size=4", "--total_batch_tokens=64", "--max_steps=2", "--val_tokens=300",
+                "--device=cpu", "--run_name=r"])
+    logged = json.loads((tmp_path / "runs" / "r" / "log.jsonl").read_text().splitlines()[-1])
+    out = tmp_path / "val.json"
+    monkeypatch.setattr(sys, "argv", ["val_loss", str(tmp_path / "out" / "r" / "ckpt_000002.pt"),
+                                      "--device=cpu", f"--out={out}"])
+    val_loss.main()
+    [result] = json.loads(out.read_text())
+    assert result["step"] == 2 and result["embedding"] == "bpe" and result["val_tokens"] == 300
+    assert abs(result["val_loss"] - logged["val_loss"]) < 1e-6
+    assert math.isclose(result["perplexity"], math.exp(result["val_loss"]))
+    assert "| checkpoint | embedding | seed | step | val loss | perplexity |" in capsys.readouterr().out
