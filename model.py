@@ -155,8 +155,9 @@ class KroneckerEmbedding(nn.Module):
         weights = valid.to(W.dtype) * a[lengths].unsqueeze(-1)
         columns = torch.cat([columns, columns.new_full((len(columns), 1), mean_row)], dim=1)
         weights = torch.cat([weights, -c[lengths].unsqueeze(-1)], dim=1)
-        # (D + 2, n_embd), contiguous: W's columns, then W's column sum, then a zero padding row
-        bag_rows = torch.cat([W.t(), W.sum(1, keepdim=True).t(), W.new_zeros(1, W.shape[0])])
+        # (D + 2, n_embd): W's columns, W's column sum, a zero padding row (transposing W first
+        # and then concatenating is twice as fast on CPU as concatenating the strided W.t())
+        bag_rows = torch.cat([W.t().contiguous(), W.sum(1, keepdim=True).t(), W.new_zeros(1, W.shape[0])])
         out = F.embedding_bag(columns, bag_rows, mode="sum", per_sample_weights=weights, padding_idx=pad)
         return out.view(*shape, -1)
 

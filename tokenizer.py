@@ -6,6 +6,8 @@ decides what those bytes are:
   never U+FFFD);
 - 50256 (`<|endoftext|>`): its literal text;
 - padding ids 50257..vocab_size-1 (nanoGPT pads 50257 to 50304): b"".
+
+`python tokenizer.py` prints the share of GPT-2's vocabulary that fits in 16 and 32 bytes.
 """
 import tiktoken
 
@@ -43,3 +45,15 @@ def truncate_utf8(token, max_bytes):
     while end > 0 and (token[end] & 0xC0) == 0x80:  # token[end] continues the previous char
         end -= 1
     return token[:end]
+
+
+def print_coverage(pos_dims=(16, 32)):
+    lengths = [len(b) for b in gpt2_token_bytes(GPT2_VOCAB)]
+    print(f"GPT-2 vocabulary: {len(lengths):,} tokens, longest {max(lengths)} bytes")
+    for pos_dim in pos_dims:
+        longer = sum(n > pos_dim for n in lengths)
+        print(f"pos_dim {pos_dim}: {100 * (1 - longer / len(lengths)):.3f}% fit, {longer} tokens are truncated")
+
+
+if __name__ == "__main__":
+    print_coverage()

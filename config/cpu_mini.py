@@ -1,17 +1,18 @@
 """The committed CPU mini-study: a small GPT on the 4M-token FineWeb sample, 3 seeds x 3 arms.
 
 A measurement at toy scale on a 2-core CPU, never a claim about the paper's 124M result. With
-GPT-2's 50k vocabulary the output head (50,304 x 128) is most of this model's compute.
+GPT-2's 50k vocabulary the output head (50,304 x 64) is most of this model's compute, so the
+model is narrow to fit 9 runs into about an hour on 2 cores.
 
     python data/fineweb_edu.py --data-files ../shared/data/fineweb_sample/train.jsonl.gz \
         --out data/fineweb_sample --val-tokens 262144 --shard-tokens 1000000 --train-tokens all
     CONFIG=config/cpu_mini.py ARMS="bpe kronecker bpe_untied" LOG_DIR=results/cpu_mini/runs \
-        OUT_DIR=out/cpu_mini NGPU=1 bash scripts/sweep.sh
+        OUT_DIR=out/cpu_mini LAUNCH=python bash scripts/sweep.sh
 """
 data_dir = "data/fineweb_sample"
 n_layer = 4
 n_head = 4
-n_embd = 128
+n_embd = 64
 block_size = 128
 micro_batch_size = 32
 total_batch_tokens = 4096        # 32 sequences of 128 tokens per step
@@ -20,7 +21,7 @@ warmup_steps = 20
 max_lr = 3e-3
 min_lr = 3e-4
 eval_interval = 25
-val_tokens = 65536               # 512 sequences of the val shard
+val_tokens = 32768               # 256 sequences of the val shard
 log_interval = 25
 keep_checkpoints = 1
 device = "cpu"

@@ -1,0 +1,203 @@
+"""Forward + backward time and memory of the input embedding: nn.Embedding vs Kronecker modes.
+
+Times `emb(ids).sum().backward()` (gradients set to None before each call, as in training) for
+nn.Embedding(V, d) and KroneckerEmbedding in modes sparse, dense and cached, on the token ids
+of real text, interleaving the modes (A B C D A B C D ...) so that load on the machine hits
+them alike; reports the median after warm-up. Memory per mode: parameters, buffers (the
+Kronecker byte table; for `cached` also its V x D codec table), the gradient, and the peak of
+new tensors during forward + backward with the largest one (see AllocationTracker in
+bench_common.py; on CUDA the peak is torch.cuda.max_memory_allocated above the memory held
+before the call) and whether it made a (tokens x D) or (V x D) tensor ("NxD/VxD").
+
+Shapes: 124m (V 50,304, d 768, pos_dim 16, 8 x 1024 tokens, GPT-2's byte table) and frontier
+(V 131,072, d 4,096, pos_dim 32, 1 x 1024 tokens; GPT-2's 50,304 byte strings then random byte
+strings whose lengths are drawn from GPT-2's, seeded; the token ids are GPT-2 ids of real text).
+`cached` is skipped where its V x D float table would exceed --max-table-gb.
+
+    python scripts/bench_embedding.py                              # both shapes, CUDA if present
+    python scripts/bench_embedding.py --device cpu --shapes 124m --repeats 20 --json out.json
+    python scripts/bench_embedding.py --tokens-file data/gpu_check/val_000000.bin   # no tiktoken
+"""
+import argparse
+import random
+from dataclasses import dataclass
+
+# bench_common first: it puts the repo root on sys.path
+from bench_common import (MB, AllocationTracker, hardware, median, resolve_device, timed, token_ids,
+                          write_json)
+
+import torch
+import torch.nn as nn
+
+from errors import run_main
+from model import KroneckerEmbedding
+from tokenizer import GPT2_VOCAB, gpt2_token_bytes
+
+MODES = ("nn.Embedding", "sparse", "dense", "cached")
+
+
+@dataclass
+class Shape:
+    vocab: int
+    n_embd: int
+    pos_dim: int
+    batch: int
+    seq: int
+
+    @property
+    def tokens(self):
+        return self.batch * self.seq
+
+
+SHAPES = {
+    "124m": Shape(vocab=50304, n_embd=768, pos_dim=16, batch=8, seq=1024),
+    "frontier": Shape(vocab=131072, n_embd=4096, pos_dim=32, batch=1, seq=1024),
+    "tiny": Shape(vocab=50304, n_embd=32, pos_dim=8, batch=2, seq=128),  # tests: seconds
+}
+
+
+def token_bytes(vocab, seed=0):
+    """GPT-2's byte strings, then (past GPT-2's vocabulary) random ones of GPT-2-like lengths."""
+    table = gpt2_token_bytes(min(vocab, 50304))
+    real = [b for b in table[:GPT2_VOCAB] if b]
+    rng = random.Random(seed)
+    while len(table) < vocab:
+        table.append(bytes(rng.randrange(256) for _ in range(len(rng.choice(real)))))
+    return table
+
+
+def build(mode, shape, table):
+    if mode == "nn.Embedding":
+        return nn.Embedding(shape.vocab, shape.n_embd)
+    return KroneckerEmbedding(table, shape.n_embd, shape.pos_dim, mode)
+
+
+def step(module, ids):
+    module.zero_grad(set_to_none=True)
+    module(ids).sum().backward()
+
+
+def held_bytes(module):
+    """(parameters, buffers incl. the cached codec table) in bytes."""
+    params = sum(p.numel() * p.element_size() for p in module.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in module.buffers())
+    cache = getattr(module, "_codec_table", None)
+    return params, buffers + (cache.numel() * cache.element_size() if cache is not None else 0)
+
+
+def memory(module, ids, device, shape):
+    """Memory figures of one forward + backward (the module already warmed up); `big_matrix`:
+    whether it made a (tokens x D) or (V x D) tensor, the reference way's codec."""
+    module.zero_grad(set_to_none=True)
+    held = [*module.parameters(), *module.buffers(), ids]
+    if getattr(module, "_codec_table", None) is not None:
+        held.append(module._codec_table)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    with AllocationTracker(exclude=held) as tracker:
+        module(ids).sum().backward()
+    peak = tracker.peak_bytes
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+    params, buffers = held_bytes(module)
+    grad = sum(p.grad.numel() * p.grad.element_size() for p in module.parameters())
+    D = 256 * shape.pos_dim
+    big = tracker.made_matrix(shape.tokens, D) or tracker.made_matrix(shape.vocab, D)
+    return dict(params_mb=params / MB, buffers_mb=buffers / MB, grad_mb=grad / MB, peak_mb=peak / MB,
+                largest_numel=tracker.largest[0], largest_shape=list(tracker.largest[1]), big_matrix=big)
+
+
+def codec_table_gib(shape):
+    """Size of `cached`'s (V, D) float32 codec table."""
+    return shape.vocab * 256 * shape.pos_dim * 4 / 2**30
+
+
+def bench_shape(name, shape, ids, args):
+    """Rows of the table for one shape; modes interleaved, `repeats` timed calls each."""
+    table = token_bytes(shape.vocab)
+    modes = [m for m in args.modes if m != "cached" or codec_table_gib(shape) <= args.max_table_gb]
+    skipped = [m for m in args.modes if m not in modes]
+    torch.manual_seed(0)
+    modules = {m: build(m, shape, table).to(args.device) for m in modes}
+    ids = ids.view(shape.batch, shape.seq).to(args.device)
+    times = {m: [] for m in modes}
+    for r in range(args.warmup + args.repeats):
+        for m, module in modules.items():
+            dt = timed(lambda: step(module, ids), args.device)
+            if r >= args.warmup:
+                times[m].append(dt)
+    rows = []
+    base = median(times["nn.Embedding"]) if "nn.Embedding" in times else None
+    for m, module in modules.items():
+        t = median(times[m])
+        rows.append(dict(shape=name, mode=m, ms=1000 * t, vs_embedding=t / base if base else None,
+                         **memory(module, ids, args.device, shape)))
+    for m in skipped:
+        rows.append(dict(shape=name, mode=m, skipped=f"V x D table {codec_table_gib(shape):.1f} GiB "
+                                                      f"> --max-table-gb {args.max_table_gb}"))
+    return rows
+
+
+def sparse_vs_dense(rows):
+    t = {r["mode"]: r["ms"] for r in rows if "ms" in r}
+    return t["dense"] / t["sparse"] if "dense" in t and "sparse" in t else None
+
+
+def print_table(name, shape, rows):
+    D = 256 * shape.pos_dim
+    print(f"\n{name}: V {shape.vocab:,}, d {shape.n_embd:,}, pos_dim {shape.pos_dim} (D {D:,}), "
+          f"{shape.batch} x {shape.seq} tokens; tokens x D = {shape.tokens * D / 1e6:.1f}M, "
+          f"V x D = {shape.vocab * D / 1e6:.0f}M entries")
+    print(f"{'mode':13s} {'fwd+bwd ms':>10s} {'vs emb':>7s} {'params MB':>9s} {'buffers MB':>10s} "
+          f"{'grad MB':>8s} {'peak MB':>8s} {'NxD/VxD':>7s}  largest new tensor")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['mode']:13s} skipped: {r['skipped']}")
+            continue
+        ratio = f"{r['vs_embedding']:.2f}x" if r["vs_embedding"] else "-"
+        print(f"{r['mode']:13s} {r['ms']:>10.1f} {ratio:>7s} {r['params_mb']:>9.1f} {r['buffers_mb']:>10.2f} "
+              f"{r['grad_mb']:>8.1f} {r['peak_mb']:>8.1f} {'yes' if r['big_matrix'] else 'no':>7s}  "
+              f"{r['largest_numel'] / 1e6:.2f}M {tuple(r['largest_shape'])}")
+    ratio = sparse_vs_dense(rows)
+    if ratio:
+        print(f"sparse is {ratio:.1f}x faster than dense")
+
+
+def get_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--shapes", nargs="+", default=["124m", "frontier"], choices=list(SHAPES))
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per mode (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per mode first")
+    p.add_argument("--tokens-file", help=".bin shard or .npy of token ids (default: tokenise the FineWeb sample)")
+    p.add_argument("--max-table-gb", type=float, default=2.0, help="skip `cached` above this V x D table size")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
+    p.add_argument("--json", help="also write the results here")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    args.device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = {name: SHAPES[name] for name in args.shapes}
+    ids = token_ids(max(s.tokens for s in shapes.values()), args.tokens_file)
+    print(f"device: {hardware(args.device)}; median of {args.repeats} after {args.warmup} warm-up calls")
+    results = []
+    for name, shape in shapes.items():
+        rows = bench_shape(name, shape, ids[:shape.tokens], args)
+        print_table(name, shape, rows)
+        results.append(dict(shape=name, **vars(shape), rows=rows, sparse_vs_dense=sparse_vs_dense(rows)))
+    if args.json:
+        write_json(args.json, dict(hardware=hardware(args.device), device=args.device, repeats=args.repeats,
+                                   warmup=args.warmup, results=results))
+    return results
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,120 @@
+"""The benchmarks run at toy sizes and print their tables; the sparse Kronecker embedding never
+allocates a (tokens x D) or (V x D) tensor; gpu_check's summary judges a run. No timing asserts."""
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import bench_embedding  # noqa: E402
+import bench_train  # noqa: E402
+import gpu_check_summary  # noqa: E402
+from bench_common import AllocationTracker  # noqa: E402
+from model import KroneckerEmbedding  # noqa: E402
+
+
+@pytest.fixture
+def tokens_file(tmp_path):
+    """A .npy of GPT-2 token ids, as gpu_check carries (no tiktoken needed to read it)."""
+    path = tmp_path / "tokens.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 50257, size=20_000, dtype=np.uint16))
+    return str(path)
+
+
+def allocations(module, ids):
+    """The AllocationTracker of one forward + backward: what new tensors it made."""
+    with AllocationTracker(exclude=[*module.parameters(), *module.buffers(), ids]) as tracker:
+        module(ids).sum().backward()
+    return tracker
+
+
+def test_sparse_never_allocates_anything_of_size_tokens_x_D_or_V_x_D():
+    rng = np.random.default_rng(0)
+    token_bytes = [bytes(rng.integers(0, 256, size=rng.integers(0, 9)).tolist()) for _ in range(4096)]
+    V, d, pos_dim, N = len(token_bytes), 16, 8, 1024
+    D = 256 * pos_dim
+    ids = torch.from_numpy(rng.integers(0, V, size=(2, N // 2)))
+    made = {mode: allocations(KroneckerEmbedding(token_bytes, d, pos_dim, mode), ids)
+            for mode in ("sparse", "dense", "cached")}
+    assert not made["sparse"].made_matrix(N, D) and not made["sparse"].made_matrix(V, D)
+    assert made["sparse"].largest[0] <= (D + 2) * d  # the bag table of W's columns, or W's gradient
+    assert made["dense"].made_matrix(N, D)  # the check sees the reference way's (tokens x D) codec
+    assert made["cached"].made_matrix(V, D)  # and the (V x D) table, built on first use
+
+
+@pytest.mark.slow
+def test_bench_embedding_prints_time_ratio_and_memory_of_every_mode(tokens_file, tmp_path, capsys):
+    out = tmp_path / "emb.json"
+    bench_embedding.main(["--device", "cpu", "--shapes", "tiny", "--repeats", "1", "--warmup", "1",
+                          "--tokens-file", tokens_file, "--json", str(out)])
+    printed = capsys.readouterr().out
+    for mode in bench_embedding.MODES:
+        assert mode in printed
+    assert "faster than dense" in printed
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["results"][0]["rows"]}
+    assert rows["nn.Embedding"]["vs_embedding"] == 1.0
+    assert not rows["sparse"]["big_matrix"] and rows["dense"]["big_matrix"]
+    assert rows["nn.Embedding"]["params_mb"] > 10 * rows["sparse"]["buffers_mb"]  # table vs byte buffer
+    assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in rows.values())
+
+
+def test_bench_embedding_skips_cached_where_its_table_is_too_big(tokens_file, capsys):
+    rows = bench_embedding.main(["--device", "cpu", "--shapes", "tiny", "--modes", "sparse", "cached",
+                                 "--repeats", "1", "--warmup", "0", "--tokens-file", tokens_file,
+                                 "--max-table-gb", "0.01"])[0]["rows"]
+    assert "skipped" in {r["mode"]: r for r in rows}["cached"]
+    assert "skipped: V x D table" in capsys.readouterr().out
+
+
+def test_frontier_byte_table_pads_gpt2_with_random_strings_of_gpt2_lengths():
+    table = bench_embedding.token_bytes(60_000)
+    assert len(table) == 60_000 and table[50256] == b"<|endoftext|>"
+    assert all(1 <= len(b) <= 128 for b in table[50304:])
+    assert table[50304:] == bench_embedding.token_bytes(60_000)[50304:]  # seeded
+
+
+@pytest.mark.slow
+def test_bench_train_times_every_arm_against_bpe(tokens_file, tmp_path, capsys):
+    out = tmp_path / "train.json"
+    rows = bench_train.main(["--device", "cpu", "--preset", "tiny", "--steps", "2", "--warmup", "1",
+                             "--tokens-file", tokens_file, "--json", str(out)])
+    assert [r["arm"] for r in rows] == ["bpe", "bpe_untied", "kronecker"]
+    assert rows[0]["vs_bpe"] == 1.0 and all(r["tokens_per_s"] > 0 for r in rows)
+    assert "kronecker" in capsys.readouterr().out
+    assert json.loads(out.read_text())["rows"][2]["param_counts"]["input_trainable"] == 32 * 4096
+
+
+@pytest.mark.slow
+def test_kronecker_model_compiles_without_graph_breaks_or_recompiles(tokens_file):
+    rows = bench_train.main(["--device", "cpu", "--preset", "tiny", "--arms", "kronecker", "--steps", "3",
+                             "--warmup", "1", "--compile", "true", "--compile-backend", "aot_eager",
+                             "--tokens-file", tokens_file])
+    assert rows[0]["graphs"] == 1 and rows[0]["graph_breaks"] == 0
+    assert rows[0]["recompiles_during_timed_steps"] == 0
+
+
+def fake_gpu_check_work(work, recompiles):
+    """A work folder as gpu_check.sh leaves it: phases, train.py logs, recompile log lines."""
+    (work / "phases.tsv").write_text("bench_embedding\t0\t30\nbench_train\t0\t150\ntrain\t0\t120\n")
+    (work / "train.stderr").write_text("[__recompiles] Recompiling function forward in model.py\n" * recompiles)
+    run = work / "runs" / "gpu_check"
+    run.mkdir(parents=True)
+    lines = [dict(step=0, tokens=0, val_loss=11.0)]
+    lines += [dict(step=s, tokens=s, train_loss=11.0 - s / 10, step_ms=50.0, tok_per_s=1e6, mfu=0.4)
+              for s in range(1, 41)]
+    (run / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("recompiles, verdict", [(1, 0), (300, 1)])
+def test_gpu_check_summary_fails_a_run_that_recompiles_every_step(tmp_path, recompiles, verdict):
+    fake_gpu_check_work(tmp_path, recompiles)
+    out = tmp_path / "gpu_check.json"
+    assert gpu_check_summary.main([str(tmp_path), str(out)]) == verdict
+    result = json.loads(out.read_text())
+    assert result["checks"]["loss_falls"] and result["checks"]["all_phases_ok"]
+    assert result["checks"]["no_recompiles_per_step"] == (verdict == 0)
+    assert result["train"]["first_loss"] > result["train"]["last_loss"]
