@@ -15,6 +15,7 @@ on the order of prompts or arms.
     python -m eval.generation --ckpt kronecker=PATH --word " glorptastic" --template "I love {word} because"
 """
 import argparse
+import os
 
 import torch
 
@@ -164,7 +165,7 @@ def report_markdown(arms, rows, counts, prompts, args):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="JSONL of category/clean/typo (default: %(default)s)")
+    p.add_argument("--pairs", default=os.path.relpath(DEFAULT_PAIRS), help="JSONL of category/clean/typo (default: %(default)s)")
     p.add_argument("--per-category", type=int, default=1, help="pairs taken per category (default: %(default)s)")
     p.add_argument("--word", action="append", help="byte-novel word; repeat for several (default: a built-in list)")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt around {word} (default: %(default)r)")

@@ -14,6 +14,7 @@ arm (on stability: higher wins; on mean KL: lower wins). Writes <out>/robustness
     python -m eval.robustness --ckpt bpe=out/bpe_s0/ckpt_004000.pt --ckpt kronecker=out/kronecker_s0/ckpt_004000.pt
 """
 import argparse
+import os
 import statistics
 
 import torch
@@ -147,7 +148,7 @@ def report_markdown(arms, summary, pairs_path, n_pairs, rows_by_arm):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="JSONL of category/clean/typo (default: %(default)s)")
+    p.add_argument("--pairs", default=os.path.relpath(DEFAULT_PAIRS), help="JSONL of category/clean/typo (default: %(default)s)")
     return p.parse_args(argv)
 
 
