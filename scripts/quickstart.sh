@@ -8,7 +8,7 @@
 # Prepares a small FineWeb-Edu slice, trains config/quickstart.py for the bpe and kronecker arms,
 # then runs the eval scripts. Tables and plots go to $OUT (default results/quickstart), shards to
 # $DATA_DIR (default data/quickstart), checkpoints to out/quickstart. Offline, when
-# ../shared/data/fineweb_edu_sample exists beside the repo, that local sample is used.
+# ../shared/ exists beside the repo, its FineWeb-Edu sample and tiktoken cache are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/quickstart}
@@ -17,6 +17,9 @@ CKPT_DIR=${CKPT_DIR:-out/quickstart}
 SEED=${SEED:-1337}
 SHARED_SAMPLE=../shared/data/fineweb_edu_sample/sample.jsonl
 if [ -z "${DATA_FILES:-}" ] && [ -f "$SHARED_SAMPLE" ]; then DATA_FILES=$SHARED_SAMPLE; fi
+if [ -z "${TIKTOKEN_CACHE_DIR:-}" ] && [ -d ../shared/tiktoken_cache ]; then
+  export TIKTOKEN_CACHE_DIR="$PWD/../shared/tiktoken_cache"  # offline: GPT-2's tokenizer files
+fi
 source_args=()
 # shellcheck disable=SC2206  # DATA_FILES is a space-separated list of paths
 if [ -n "${DATA_FILES:-}" ]; then source_args=(--data-files $DATA_FILES); fi
