@@ -54,7 +54,8 @@ def load_checkpoint(path, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which one
         raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
-                        "delete it to fall back to the previous one") from None
+                        "it is truncated or not a train.py checkpoint (to resume, delete it and train.py "
+                        "falls back to the previous one)") from None
 
 
 def prune_checkpoints(ckpt_dir, keep, save_steps=()):

@@ -12,12 +12,12 @@ the (N, D) codec and multiplies, as the reference code does) and "cached" (a (V,
 import inspect
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from checkpoint import load_checkpoint
 from errors import UserError
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
 
@@ -376,13 +376,7 @@ class GPT(nn.Module):
     def from_checkpoint(cls, checkpoint, map_location="cpu"):
         """A model in eval mode from a checkpoint path or dict ("model_config" and "model" keys)."""
         if not isinstance(checkpoint, dict):
-            path = Path(checkpoint)
-            if not path.is_file():
-                raise UserError(f"checkpoint not found: {path}")
-            try:
-                checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-            except Exception as err:
-                raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}); is it a complete train.py checkpoint?")
+            checkpoint = load_checkpoint(checkpoint, map_location)
         if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "model" not in checkpoint:
             raise UserError("not a train.py checkpoint: it lacks 'model_config' and 'model'")
         try:

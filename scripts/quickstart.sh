@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quickstart: the whole pipeline at toy scale, in about ten minutes on a 2-core CPU.
+# Quickstart: the whole pipeline at toy scale, in about five minutes on a 2-core CPU.
 #
 #   bash scripts/quickstart.sh                 # FineWeb-Edu streamed from the Hugging Face hub
 #   DATA_FILES="a.jsonl b.parquet" bash scripts/quickstart.sh      # local text files instead
