@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-GPU check, offline: benchmarks on CUDA, then a short compiled bf16 run of train.py.
 #
-# Needs python with torch and numpy (tiktoken too, or the copy in data/gpu_check/pylib) and the
-# folder data/gpu_check/ made by scripts/gpu_check_prepare.sh (git-ignored: carry it). Phases,
+# Needs python3 (or $PYTHON) with torch, numpy and tiktoken, and the folder data/gpu_check/
+# made by scripts/gpu_check_prepare.sh (git-ignored: carry it). Phases,
 # each under its own time limit so the whole script ends within 8 minutes:
 #   1. bench_embedding.py on CUDA, both shapes;
 #   2. bench_train.py on CUDA at 124M (bpe vs kronecker, bf16, torch.compile, MFU);
@@ -23,11 +23,11 @@ if [ ! -f "$DATA/val_000000.bin" ]; then
   echo "error: $DATA/val_000000.bin not found; run scripts/gpu_check_prepare.sh first (and carry $DATA)" >&2
   exit 2
 fi
-export TIKTOKEN_CACHE_DIR="$PWD/$DATA/tiktoken_cache"
-if ! python -c "import tiktoken" 2>/dev/null; then
-  export PYTHONPATH="$PWD/$DATA/pylib${PYTHONPATH:+:$PYTHONPATH}"
-  python -c "import tiktoken" || { echo "error: no tiktoken and the copy in $DATA/pylib is for" \
-    "python $(cat "$DATA/pylib/PYTHON_VERSION"); pip install tiktoken" >&2; exit 2; }
+export TIKTOKEN_CACHE_DIR="$PWD/$DATA/tiktoken_cache"  # GPT-2's BPE files, read offline
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c "import tiktoken, numpy, torch" 2>/dev/null; then
+  echo "error: $PYTHON lacks torch, numpy or tiktoken; install them or carry them as wheels" >&2
+  exit 2
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
@@ -55,15 +55,15 @@ else
   MIN_DROP=1.0
 fi
 
-phase bench_embedding 75 python scripts/bench_embedding.py "${EMB[@]}" \
+phase bench_embedding 75 "$PYTHON" scripts/bench_embedding.py "${EMB[@]}" \
   --tokens-file "$DATA/train_000001.bin" --json "$WORK/bench_embedding.json"
-phase bench_train 195 python scripts/bench_train.py "${TRAIN[@]}" --arms bpe kronecker \
+phase bench_train 195 "$PYTHON" scripts/bench_train.py "${TRAIN[@]}" --arms bpe kronecker \
   --tokens-file "$DATA/train_000001.bin" --json "$WORK/bench_train.json"
-phase train 180 env TORCH_LOGS=recompiles python -m torch.distributed.run --standalone --nproc_per_node=1 train.py \
+phase train 180 env TORCH_LOGS=recompiles "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=1 train.py \
   "${RUN[@]}" --embedding=kronecker --data_dir="$DATA" --keep_checkpoints=1 --resume=never \
   --run_name=gpu_check --log_dir="$WORK/runs" --out_dir="$WORK/out" 2> "$WORK/train.stderr"
 tail -n 20 "$WORK/train.stderr"
-python scripts/gpu_check_summary.py "$WORK" "$DEST" --min-loss-drop "$MIN_DROP"
+"$PYTHON" scripts/gpu_check_summary.py "$WORK" "$DEST" --min-loss-drop "$MIN_DROP"
 rc=$?
 rm -rf "$WORK/out"
 echo "work folder: $WORK"
