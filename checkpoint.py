@@ -7,12 +7,12 @@ torch.load(weights_only=True).
 
     from checkpoint import save_checkpoint, latest_checkpoint, load_checkpoint
 """
-import os
 import re
 from pathlib import Path
 
 import torch
 
+from atomic import atomic_open
 from errors import UserError
 
 NAME = re.compile(r"ckpt_(\d{6,})\.pt")
@@ -39,10 +39,8 @@ def latest_checkpoint(ckpt_dir):
 def save_checkpoint(state, ckpt_dir):
     """Write state as ckpt_<state['step']>.pt: to a temp file first, then renamed into place."""
     path = checkpoint_path(ckpt_dir, state["step"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        torch.save(state, f)
     return path
 
 

@@ -15,16 +15,16 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from atomic import atomic_open
 from checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint
 from data.sampler import TrainBatches
-from data.shards import atomic_open
+from devices import autocast_context, device_type, resolve_dtype
 from errors import UserError, run_main
 from model import GPT, GPTConfig
 from train_config import load_config
@@ -46,7 +46,7 @@ class Dist:
 
     @property
     def device_type(self):
-        return "cuda" if self.device.startswith("cuda") else "cpu"
+        return device_type(self.device)
 
 
 def setup_distributed(cfg):
@@ -241,9 +241,8 @@ def train(cfg, d):
         if ckpt["step"] > cfg.max_steps:
             raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
                             f"({cfg.max_steps}); raise max_steps or use --resume=never")
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if d.device_type == "cuda" else "float32")
-    autocast_ctx = (nullcontext() if dtype == "float32"
-                    else torch.autocast(device_type=d.device_type, dtype=torch.bfloat16))
+    dtype = resolve_dtype(cfg.dtype, d.device)
+    autocast_ctx = autocast_context(d.device, dtype)
     use_compile = cfg.compile if cfg.compile is not None else d.device_type == "cuda"
 
     raw_model, model_config = build_model(cfg, ckpt, ckpt_path)

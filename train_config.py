@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from errors import UserError
+from model import EMBEDDINGS, KRONECKER_MODES
 
 
 @dataclass
@@ -72,8 +73,8 @@ class TrainConfig:
 
 
 CHOICES = {
-    "embedding": ("bpe", "bpe_untied", "kronecker"),
-    "kronecker_mode": ("sparse", "dense", "cached"),
+    "embedding": EMBEDDINGS,
+    "kronecker_mode": KRONECKER_MODES,
     "dtype": ("auto", "bfloat16", "float32"),
 }
 POSITIVE = ("pos_dim", "block_size", "vocab_size", "n_layer", "n_head", "n_embd",

@@ -28,7 +28,8 @@ if __package__ in (None, ""):  # run as `python data/fineweb_edu.py`: make the r
 import numpy as np
 from tqdm import tqdm
 
-from data.shards import HEADER_BYTES, atomic_open, write_shard
+from atomic import atomic_open
+from data.shards import HEADER_BYTES, write_shard
 from errors import UserError, run_main
 from tokenizer import EOT_ID, get_encoding
 

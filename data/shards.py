@@ -8,12 +8,11 @@ write_shard; train.py and the eval scripts read them through load_split / open_s
     train = load_split("data/fineweb_edu", "train")   # list of validated np.memmap[uint16]
 """
 import hashlib
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from atomic import atomic_open
 from errors import UserError
 
 MAGIC, VERSION = 20240520, 1
@@ -21,18 +20,6 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 SPLITS = ("train", "val")
 FIX = "rerun `python data/fineweb_edu.py --out {dir}` with the settings it was prepared with"
-
-
-@contextmanager
-def atomic_open(path):
-    """Open path + '.tmp' for binary writing; on success fsync and rename it over path."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_shard(path, tokens):

@@ -19,8 +19,9 @@ import os
 
 import torch
 
+from devices import resolve_device
 from errors import UserError, run_main
-from eval.probe_common import (add_common_args, arms_markdown, decode, load_arms, md_cell, resolve_device,
+from eval.probe_common import (add_common_args, arms_markdown, decode, load_arms, md_cell,
                                write_report)
 from eval.runs import markdown_table
 from eval.typo_pairs import DEFAULT_PAIRS, changed_word, load_pairs

@@ -22,8 +22,9 @@ import re
 import torch
 import torch.nn.functional as F
 
+from devices import resolve_device
 from errors import UserError, run_main
-from eval.probe_common import (add_common_args, arms_markdown, decode, load_arms, md_cell, resolve_device,
+from eval.probe_common import (add_common_args, arms_markdown, decode, load_arms, md_cell,
                                token_bytes, token_ids_by_bytes, write_report)
 from eval.runs import markdown_table
 from model import KroneckerEmbedding

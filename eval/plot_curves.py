@@ -14,7 +14,6 @@ its arm's curve); what is missing is printed.
     python -m eval.plot_curves --runs DIR --out DIR --baseline bpe --smooth 0.9
 """
 import argparse
-import os
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from atomic import atomic_open  # noqa: E402
 from errors import UserError, run_main  # noqa: E402
 from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, load_runs,  # noqa: E402
                        missing_notes, notes_text, paired, setting_label)
@@ -141,11 +141,10 @@ SKIP_REASONS = {"gap_to_baseline.png": "no seed has eval points for both the bas
 
 def save(fig, path):
     """Write the figure atomically as PNG."""
-    tmp = path.with_name(path.name + ".tmp")
     fig.tight_layout()
-    fig.savefig(tmp, format="png", dpi=120)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def parse_args(argv):

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
+from atomic import atomic_write_text
 from checkpoint import load_checkpoint
 from errors import UserError
-from eval.runs import atomic_write_text, markdown_table
+from eval.runs import markdown_table
 from model import GPT
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes
 
@@ -60,18 +59,6 @@ def parse_ckpt_spec(spec):
     if not sep or not arm or not path:
         raise UserError(f"--ckpt {spec!r} is not ARM=PATH; write e.g. --ckpt kronecker=out/kronecker_s0/ckpt_004000.pt")
     return arm, Path(path)
-
-
-def resolve_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA but none is available; use --device cpu")
-    return device
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -20,9 +20,10 @@ import statistics
 import torch
 import torch.nn.functional as F
 
+from devices import resolve_device
 from errors import run_main
 from eval.probe_common import (add_common_args, arms_markdown, decode, fmt, load_arms, md_cell,
-                               resolve_device, write_report)
+                               write_report)
 from eval.runs import markdown_table
 from eval.typo_pairs import DEFAULT_PAIRS, load_pairs
 from tokenizer import GPT2_VOCAB, get_encoding

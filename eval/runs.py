@@ -9,7 +9,6 @@ Not a script; import it: `from eval.runs import load_runs`.
 """
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,14 +257,6 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def atomic_write_text(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def default_out_dir(runs_dir):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from errors import run_main
 from eval.norm_drift import arm_drifts
-from eval.runs import (DEFAULT_RUNS_DIR, atomic_write_text, by_arm, compared_arms, default_out_dir, fmt_mean_std,
+from atomic import atomic_write_text
+from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, fmt_mean_std,
                        load_runs, markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
                        setting_differences, setting_label)
 from eval.steps_to_target import compare, ratio_text

@@ -10,14 +10,14 @@ train_config's data_dir and val_tokens: the first 10,485,760 tokens of the val s
 import argparse
 import json
 import math
-from contextlib import nullcontext
 
-import torch
 from tqdm import tqdm
 
+from atomic import atomic_write_text
 from checkpoint import load_checkpoint
+from devices import DTYPES, autocast_context, resolve_device
 from errors import run_main
-from eval.runs import atomic_write_text, markdown_table
+from eval.runs import markdown_table
 from model import GPT
 from validation import evaluate, load_val_tokens
 
@@ -28,11 +28,9 @@ def score(path, args, device):
     data_dir = args.data_dir or train_config.get("data_dir", "data/fineweb_edu")
     n_tokens = args.val_tokens or train_config.get("val_tokens", 10_485_760)
     model = GPT.from_checkpoint(ckpt, map_location=device)
-    use_bf16 = args.dtype == "bfloat16" or (args.dtype == "auto" and device.startswith("cuda"))
-    ctx = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu",
-                         dtype=torch.bfloat16) if use_bf16 else nullcontext()
     tokens = load_val_tokens(data_dir, n_tokens)
-    loss = evaluate(model, tokens, model.config.block_size, args.batch_size, device, ctx)
+    loss = evaluate(model, tokens, model.config.block_size, args.batch_size, device,
+                    autocast_context(device, args.dtype))
     return dict(checkpoint=str(path), embedding=model.config.embedding, seed=train_config.get("seed"),
                 step=ckpt.get("step"), data_dir=str(data_dir), val_tokens=len(tokens) - 1,
                 val_loss=loss, perplexity=math.exp(loss))
@@ -46,11 +44,11 @@ def main():
                    help="size of the validation set (default: the checkpoint's, 10,485,760 for the paper runs)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:N]")
-    p.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto: bfloat16 autocast on CUDA, float32 on CPU")
     p.add_argument("--out", help="write the results here as JSON")
     args = p.parse_args()
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     paths = tqdm(args.checkpoints, desc="checkpoints", disable=len(args.checkpoints) < 2)
     results = [score(path, args, device) for path in paths]
     print(markdown_table(["checkpoint", "embedding", "seed", "step", "val loss", "perplexity"],

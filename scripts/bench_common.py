@@ -23,7 +23,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from data.shards import atomic_open, open_shard
+from atomic import atomic_open
+from data.shards import open_shard
 from errors import UserError
 
 FINEWEB_SAMPLE = REPO.parent / "shared" / "data" / "fineweb_sample" / "train.jsonl.gz"
@@ -68,14 +69,6 @@ def _tokenize_sample(n):
             if len(ids) >= n:
                 break
     return ids
-
-
-def resolve_device(name):
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but CUDA is not available; use --device cpu")
-    return name
 
 
 def synchronize(device):

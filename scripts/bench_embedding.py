@@ -23,12 +23,12 @@ import random
 from dataclasses import dataclass
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import (MB, AllocationTracker, hardware, median, resolve_device, timed, token_ids,
-                          write_json)
+from bench_common import MB, AllocationTracker, hardware, median, timed, token_ids, write_json
 
 import torch
 import torch.nn as nn
 
+from devices import resolve_device
 from errors import run_main
 from model import KroneckerEmbedding
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes

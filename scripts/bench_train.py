@@ -15,15 +15,15 @@ tokens per step; a GPU run).
 """
 import argparse
 import math
-from contextlib import nullcontext
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import hardware, median, resolve_device, timed, token_ids, write_json
+from bench_common import hardware, median, timed, token_ids, write_json
 
 import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
+from devices import DTYPES, autocast_context, device_type, resolve_device, resolve_dtype
 from errors import UserError, run_main
 from model import EMBEDDINGS, GPT, GPTConfig
 
@@ -53,11 +53,9 @@ class Arm:
         self.name = embedding
         self.raw = GPT(GPTConfig(**config, embedding=embedding, kronecker_mode=args.kronecker_mode))
         self.raw.to(args.device)
-        device_type = "cuda" if args.device.startswith("cuda") else "cpu"
-        self.optimizer = self.raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type)
+        self.optimizer = self.raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type(args.device))
         self.model = torch.compile(self.raw, backend=args.compile_backend) if args.compile else self.raw
-        self.autocast = (torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-                         if args.dtype == "bfloat16" else nullcontext())
+        self.autocast = autocast_context(args.device, args.dtype)
         self.times, self.losses, self.new_graphs = [], [], 0
 
     def step(self, x, y):
@@ -141,7 +139,7 @@ def get_args(argv):
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per arm first (compilation)")
     p.add_argument("--compile", choices=("auto", "true", "false"), default="auto", help="auto: on CUDA")
     p.add_argument("--compile-backend", default="inductor", help="e.g. aot_eager: traces without codegen")
-    p.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto", help="auto: bf16 on CUDA")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bf16 on CUDA")
     p.add_argument("--peak-flops", type=float, default=989e12, help="per-device peak for MFU (H100/H200 bf16)")
     p.add_argument("--tokens-file", help=".bin shard or .npy of token ids (default: tokenise the FineWeb sample)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
@@ -150,7 +148,7 @@ def get_args(argv):
     args.device = resolve_device(args.device)
     cuda = args.device.startswith("cuda")
     args.compile = cuda if args.compile == "auto" else args.compile == "true"
-    args.dtype = ("bfloat16" if cuda else "float32") if args.dtype == "auto" else args.dtype
+    args.dtype = resolve_dtype(args.dtype, args.device)
     return args
 
 

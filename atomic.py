@@ -1,0 +1,30 @@
+"""Atomic file writes: write a temp file beside the target, then rename it into place.
+
+A crash leaves the old file (or none), never a half-written one. Every writer of shards,
+manifests, checkpoints, logs' config/summary, reports and plots goes through here.
+
+    from atomic import atomic_open, atomic_write_text
+    with atomic_open("out/x.bin") as f:
+        f.write(data)
+"""
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_open(path):
+    """Open path + '.tmp' for binary writing; on success fsync and rename it over path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path, text):
+    with atomic_open(path) as f:
+        f.write(text.encode("utf-8"))

@@ -1,0 +1,44 @@
+"""Device and precision choices, shared by train.py, the eval scripts and the benchmarks.
+
+    device = resolve_device("auto")            # "cuda" when available, else "cpu"
+    dtype = resolve_dtype("auto", device)      # "bfloat16" on CUDA, "float32" on CPU
+    with autocast_context(device, dtype): ...
+"""
+from contextlib import nullcontext
+
+import torch
+
+from errors import UserError
+
+DTYPES = ("auto", "bfloat16", "float32")
+
+
+def resolve_device(name):
+    """A device string from "auto", "cpu", "cuda" or "cuda:N"; one clear line if it cannot be used."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name} asked for CUDA but none is available; use cpu")
+    return name
+
+
+def device_type(device):
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def resolve_dtype(dtype, device):
+    """"auto" is bfloat16 autocast on CUDA and float32 on CPU."""
+    if dtype == "auto":
+        return "bfloat16" if device_type(device) == "cuda" else "float32"
+    return dtype
+
+
+def autocast_context(device, dtype):
+    """bf16 autocast for dtype "bfloat16", nothing for "float32"."""
+    if resolve_dtype(dtype, device) == "float32":
+        return nullcontext()
+    return torch.autocast(device_type=device_type(device), dtype=torch.bfloat16)
