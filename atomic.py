@@ -7,6 +7,7 @@ manifests, checkpoints, logs' config/summary, reports and plots goes through her
     with atomic_open("out/x.bin") as f:
         f.write(data)
 """
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,3 +29,8 @@ def atomic_open(path):
 def atomic_write_text(path, text):
     with atomic_open(path) as f:
         f.write(text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj):
+    """obj as indented JSON (non-ASCII text kept as is), one trailing newline."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

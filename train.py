@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from atomic import atomic_open
+from atomic import atomic_write_json
 from checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint
 from data.sampler import TrainBatches
 from devices import autocast_context, device_type, resolve_dtype
@@ -120,11 +120,6 @@ def restore_rng(rng, d, cfg, step):
         torch.cuda.set_rng_state(states[d.rank]["cuda"])
 
 
-def write_json(path, obj):
-    with atomic_open(path) as f:
-        f.write((json.dumps(obj, indent=2) + "\n").encode())
-
-
 def git_commit():
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
@@ -148,7 +143,7 @@ class RunLog:
         if fresh:  # a new run replaces whatever an earlier, unresumed attempt left
             (self.dir / "log.jsonl").unlink(missing_ok=True)
             (self.dir / "summary.json").unlink(missing_ok=True)
-        write_json(self.dir / "config.json", run_config)
+        atomic_write_json(self.dir / "config.json", run_config)
         if cfg.wandb_log:
             import wandb
             self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_name, config=run_config)
@@ -164,7 +159,7 @@ class RunLog:
     def finish(self, summary):
         if not self.enabled:
             return
-        write_json(self.dir / "summary.json", summary)
+        atomic_write_json(self.dir / "summary.json", summary)
         if self.wandb is not None:
             self.wandb.summary.update(summary)
             self.wandb.finish()

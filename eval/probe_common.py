@@ -8,12 +8,11 @@
   both written atomically.
 Not a script; import it: `from eval.probe_common import add_common_args, load_arms`.
 """
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from atomic import atomic_write_text
+from atomic import atomic_write_json, atomic_write_text
 from checkpoint import load_checkpoint
 from errors import UserError
 from eval.runs import markdown_table
@@ -130,6 +129,6 @@ def arms_markdown(arms):
 def write_report(out_dir, name, data, markdown):
     """Write <out_dir>/<name>.json and .md atomically; returns their paths."""
     json_path, md_path = Path(out_dir) / f"{name}.json", Path(out_dir) / f"{name}.md"
-    atomic_write_text(json_path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_json(json_path, data)
     atomic_write_text(md_path, markdown.rstrip() + "\n")
     return json_path, md_path

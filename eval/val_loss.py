@@ -8,12 +8,11 @@ train_config's data_dir and val_tokens: the first 10,485,760 tokens of the val s
 --data-dir and --val-tokens change that. Prints a markdown table, writes JSON with --out.
 """
 import argparse
-import json
 import math
 
 from tqdm import tqdm
 
-from atomic import atomic_write_text
+from atomic import atomic_write_json
 from checkpoint import load_checkpoint
 from devices import DTYPES, autocast_context, resolve_device
 from errors import run_main
@@ -55,7 +54,7 @@ def main():
                          [[r["checkpoint"], r["embedding"], r["seed"], r["step"], f"{r['val_loss']:.4f}",
                            f"{r['perplexity']:.2f}"] for r in results]))
     if args.out:
-        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+        atomic_write_json(args.out, results)
         print(f"wrote {args.out}")
 
 

@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks (bench_embedding.py, bench_train.py): token ids of real text,
-the device, timing, an allocation tracker and the JSON writer. Not a script.
+timing, an allocation tracker and the hardware name. Not a script; importing it puts the repo
+root on sys.path.
 
 Token ids come from a prepared file (`--tokens-file`: a .bin shard of data/fineweb_edu.py or a
 .npy array; needs only numpy) or, by default, from tokenising the shared FineWeb sample with
@@ -23,7 +24,6 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from atomic import atomic_open
 from data.shards import open_shard
 from errors import UserError
 
@@ -142,9 +142,3 @@ class AllocationTracker(TorchDispatchMode):
         return any(s and s[-1] == width and math.prod(s[:-1]) == rows for s in self.shapes)
 
 
-def write_json(path, obj):
-    """Write obj as indented JSON, atomically, creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as f:
-        f.write((json.dumps(obj, indent=2) + "\n").encode())

@@ -23,11 +23,12 @@ import random
 from dataclasses import dataclass
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import MB, AllocationTracker, hardware, median, timed, token_ids, write_json
+from bench_common import MB, AllocationTracker, hardware, median, timed, token_ids
 
 import torch
 import torch.nn as nn
 
+from atomic import atomic_write_json
 from devices import resolve_device
 from errors import run_main
 from model import KroneckerEmbedding
@@ -194,7 +195,7 @@ def main(argv=None):
         print_table(name, shape, rows)
         results.append(dict(shape=name, **vars(shape), rows=rows, sparse_vs_dense=sparse_vs_dense(rows)))
     if args.json:
-        write_json(args.json, dict(hardware=hardware(args.device), device=args.device, repeats=args.repeats,
+        atomic_write_json(args.json, dict(hardware=hardware(args.device), device=args.device, repeats=args.repeats,
                                    warmup=args.warmup, results=results))
     return results
 

@@ -17,12 +17,13 @@ import argparse
 import math
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import hardware, median, timed, token_ids, write_json
+from bench_common import hardware, median, timed, token_ids
 
 import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
+from atomic import atomic_write_json
 from devices import DTYPES, autocast_context, device_type, resolve_device, resolve_dtype
 from errors import UserError, run_main
 from model import EMBEDDINGS, GPT, GPTConfig
@@ -163,7 +164,7 @@ def main(argv=None):
     print(f"device: {hardware(args.device)}")
     print_table(rows, B, T, args)
     if args.json:
-        write_json(args.json, dict(hardware=hardware(args.device), device=args.device, preset=args.preset,
+        atomic_write_json(args.json, dict(hardware=hardware(args.device), device=args.device, preset=args.preset,
                                    batch_size=B, block_size=T, dtype=args.dtype, compile=args.compile,
                                    steps=args.steps, warmup=args.warmup, rows=rows))
     return rows

@@ -17,11 +17,11 @@ import statistics
 import sys
 from pathlib import Path
 
-# bench_common first: it puts the repo root on sys.path
-from bench_common import write_json
+import bench_common  # noqa: F401 (first: it puts the repo root on sys.path)
 
 import torch
 
+from atomic import atomic_write_json
 from errors import run_main
 
 RECOMPILE = "Recompiling function"
@@ -100,7 +100,7 @@ def main(argv=None):
                   bench_embedding=read_json(args.work / "bench_embedding.json"),
                   bench_train=read_json(args.work / "bench_train.json"))
     path = output_path(args.out, device, date)
-    write_json(path, result)
+    atomic_write_json(path, result)
     print(f"gpu_check on {device}: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in checks.items()))
     if train:
         print(f"train.py: loss {train['first_loss']:.3f} -> {train['last_loss']:.3f} over {train['steps']} steps, "
