@@ -108,7 +108,8 @@ def load_prompts(path, enc, template):
     text = read_text(path)
     try:
         doc = json.loads(text)
-        records = [(f"{path} item {i}", r) for i, r in enumerate(doc if isinstance(doc, list) else [doc], start=1)]
+        records = ([(f"{path} item {i}", r) for i, r in enumerate(doc, start=1)] if isinstance(doc, list)
+                   else [(f"{path}:1", doc)])
     except json.JSONDecodeError:
         records = []
         for n, line in enumerate(text.splitlines(), start=1):
