@@ -52,6 +52,7 @@ BYTE_SIMILAR_PAIRS = (("compute", "commute"), ("nation", "notion"), ("form", "fr
 CLASSES = ("typographic", "morphological", "other")
 CODEC_SPACE = "codec (untrained)"
 CHUNK = 4096
+MAX_CODEC_POS_DIM = 128  # the longest GPT-2 token is 128 bytes; more slots would stay empty
 
 
 # ----------------------------------------------------------------------------- words and classes
@@ -206,6 +207,9 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.k < 1 or min(args.layers) < 0:
         raise UserError("need --k >= 1 and --layers >= 0")
+    if not 1 <= args.codec_pos_dim <= MAX_CODEC_POS_DIM:
+        raise UserError(f"--codec-pos-dim must be in 1..{MAX_CODEC_POS_DIM} (bytes per token kept; GPT-2 uses 16), "
+                        f"got {args.codec_pos_dim}")
     return args
 
 

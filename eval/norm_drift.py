@@ -13,7 +13,8 @@ Kronecker projection's norm stays near 1.0 while the BPE table's norm drifts.
 import argparse
 
 from errors import run_main
-from eval.runs import (DEFAULT_RUNS_DIR, NORM_FIELDS, by_arm, fmt_mean_std, load_runs, markdown_table,
+from eval.log_values import load_numeric_runs
+from eval.runs import (DEFAULT_RUNS_DIR, NORM_FIELDS, by_arm, fmt_mean_std, markdown_table,
                        missing_notes, notes_text)
 
 STATS = ("initial", "final", "final_over_initial", "max_rel_change")
@@ -53,7 +54,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    runs = load_runs(args.runs)
+    runs = load_numeric_runs(args.runs)
     print(markdown_table(["arm", "norm", "seeds", "initial", "final", "final/initial", "largest rel. change"],
                          drift_rows(runs)))
     notes = missing_notes(runs) + no_norm_notes(runs)

@@ -22,9 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from atomic import atomic_open  # noqa: E402
 from errors import UserError, run_main  # noqa: E402
-from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, load_runs,  # noqa: E402
+from eval.log_values import load_numeric_runs  # noqa: E402
+from eval.outputs import cannot_write, report_file  # noqa: E402
+from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir,  # noqa: E402
                        missing_notes, notes_text, paired, setting_label)
 
 ARM_COLORS = {"bpe": "tab:blue", "kronecker": "tab:orange", "bpe_untied": "tab:green"}
@@ -142,7 +143,7 @@ SKIP_REASONS = {"gap_to_baseline.png": "no seed has eval points for both the bas
 def save(fig, path):
     """Write the figure atomically as PNG."""
     fig.tight_layout()
-    with atomic_open(path) as f:
+    with report_file(path) as f:
         fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
@@ -161,9 +162,12 @@ def main(argv=None):
     args = parse_args(argv)
     if not 0 <= args.smooth < 1:
         raise UserError(f"--smooth must be in [0, 1), got {args.smooth}")
-    runs = load_runs(args.runs)
+    runs = load_numeric_runs(args.runs)
     out = Path(args.out) if args.out else default_out_dir(args.runs)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise cannot_write(out, err) from None
     for name, plot in PLOTS.items():
         fig = plot(runs, args)
         if fig is None:

@@ -4,17 +4,19 @@
   `--out DIR`, `--device` (auto: cuda when available, else cpu);
 - checkpoint loading through `GPT.from_checkpoint`, with one UserError naming the arm for a
   missing, unreadable or incompatible checkpoint;
+- prompts longer than a checkpoint's context cut to their last block_size tokens (`fit_context`),
+  the one place every probe does it;
 - token text for display and a probe's report: `<out>/<name>.json` and `<out>/<name>.md`,
-  both written atomically.
+  both written atomically (an unwritable --out is one UserError line).
 Not a script; import it: `from eval.probe_common import add_common_args, load_arms`.
 """
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from atomic import atomic_write_json, atomic_write_text
 from checkpoint import load_checkpoint
 from errors import UserError
+from eval.outputs import write_json, write_text
 from eval.runs import markdown_table
 from model import GPT
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes
@@ -28,6 +30,7 @@ class Arm:
     path: Path
     model: GPT
     step: object  # optimiser steps done, None when the checkpoint does not say
+    seed: object = None  # the training seed (train_config["seed"]), None when the checkpoint does not say
 
     @property
     def embedding(self):
@@ -38,8 +41,9 @@ class Arm:
         return self.embedding == "kronecker"
 
     def describe(self):
-        return dict(arm=self.name, path=str(self.path), embedding=self.embedding, step=self.step,
-                    n_layer=self.model.config.n_layer, n_embd=self.model.config.n_embd)
+        return dict(arm=self.name, path=str(self.path), embedding=self.embedding, step=self.step, seed=self.seed,
+                    n_layer=self.model.config.n_layer, n_embd=self.model.config.n_embd,
+                    block_size=self.model.config.block_size)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -75,18 +79,42 @@ def load_arm(spec, device):
     except (TypeError, KeyError, ValueError) as err:
         raise UserError(f"{where}: incompatible checkpoint ({type(err).__name__}: {err}); "
                         "it was not written by this repo's train.py")
-    step = checkpoint.get("step") if isinstance(checkpoint, dict) else None
-    return Arm(name, path, model.to(device).eval(), step)
+    train_config = checkpoint.get("train_config") if isinstance(checkpoint, dict) else None
+    seed = train_config.get("seed") if isinstance(train_config, dict) else None
+    return Arm(name, path, model.to(device).eval(), checkpoint.get("step"), seed)
 
 
-def load_arms(specs, device):
-    """One Arm per --ckpt value, in order; arm names must be unique."""
+def load_arms(specs, device, repeats=False):
+    """One Arm per --ckpt value, in order.
+
+    Arm names must be unique unless `repeats` (several checkpoints of one arm, one per seed);
+    the same checkpoint twice under one arm is refused either way.
+    """
     arms = [load_arm(spec, device) for spec in specs]
+    keys = [(arm.name, arm.path.resolve()) for arm in arms]
     names = [arm.name for arm in arms]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted({name for name, path in keys if keys.count((name, path)) > 1})
+    duplicates = twice or sorted({n for n in names if names.count(n) > 1}) * (not repeats)
     if duplicates:
-        raise UserError(f"arm name(s) {', '.join(duplicates)} given twice; give each --ckpt its own ARM name")
+        raise UserError(f"arm name(s) {', '.join(duplicates)} given twice; give each --ckpt its own ARM name"
+                        + (" or another checkpoint" if repeats else ""))
     return arms
+
+
+def fit_context(ids, block_size):
+    """(ids, cut): a prompt (list of ids, or a (1, T, C) embedding) cut to its last block_size
+    positions, and how many positions were cut from its start (0 when it fits)."""
+    length = ids.shape[1] if hasattr(ids, "shape") else len(ids)
+    cut = max(length - block_size, 0)
+    return (ids[:, cut:] if hasattr(ids, "shape") else ids[cut:]), cut
+
+
+def context_note(cut_prompts, block_size):
+    """A report line on prompts cut to the context, or '' when none was."""
+    if not cut_prompts:
+        return ""
+    return (f"{cut_prompts} prompt(s) were longer than the checkpoint's context and were cut to their last "
+            f"{block_size} tokens (the probe reads the end of the prompt).")
 
 
 # ----------------------------------------------------------------------------- tokens and text
@@ -129,6 +157,6 @@ def arms_markdown(arms):
 def write_report(out_dir, name, data, markdown):
     """Write <out_dir>/<name>.json and .md atomically; returns their paths."""
     json_path, md_path = Path(out_dir) / f"{name}.json", Path(out_dir) / f"{name}.md"
-    atomic_write_json(json_path, data)
-    atomic_write_text(md_path, markdown.rstrip() + "\n")
+    write_json(json_path, data)
+    write_text(md_path, markdown.rstrip() + "\n")
     return json_path, md_path

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 
 from errors import run_main
-from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, fmt_mean_std, load_runs, markdown_table,
+from eval.log_values import load_numeric_runs
+from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, fmt_mean_std, markdown_table,
                        missing_notes, notes_text, paired)
 
 
@@ -85,7 +86,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    runs = load_runs(args.runs)
+    runs = load_numeric_runs(args.runs)
     arms = compared_arms(runs, args.baseline, args.arm)
     if not arms:
         print(f"nothing to compare with the baseline arm {args.baseline} (see below)")

@@ -12,10 +12,10 @@ import math
 
 from tqdm import tqdm
 
-from atomic import atomic_write_json
 from checkpoint import load_checkpoint
 from devices import DTYPES, autocast_context, resolve_device
-from errors import run_main
+from errors import UserError, run_main
+from eval.outputs import write_json
 from eval.runs import markdown_table
 from model import GPT
 from validation import evaluate, load_val_tokens
@@ -25,7 +25,7 @@ def score(path, args, device):
     ckpt = load_checkpoint(path)
     train_config = ckpt.get("train_config", {})
     data_dir = args.data_dir or train_config.get("data_dir", "data/fineweb_edu")
-    n_tokens = args.val_tokens or train_config.get("val_tokens", 10_485_760)
+    n_tokens = args.val_tokens if args.val_tokens is not None else train_config.get("val_tokens", 10_485_760)
     model = GPT.from_checkpoint(ckpt, map_location=device)
     tokens = load_val_tokens(data_dir, n_tokens)
     loss = evaluate(model, tokens, model.config.block_size, args.batch_size, device,
@@ -35,7 +35,7 @@ def score(path, args, device):
                 val_loss=loss, perplexity=math.exp(loss))
 
 
-def main():
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+", help="ckpt_*.pt files written by train.py")
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", help="shard folder (default: the checkpoint's)")
@@ -46,7 +46,16 @@ def main():
     p.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto: bfloat16 autocast on CUDA, float32 on CPU")
     p.add_argument("--out", help="write the results here as JSON")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.val_tokens is not None and args.val_tokens < 1:
+        raise UserError(f"--val-tokens must be >= 1, got {args.val_tokens}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     device = resolve_device(args.device)
     paths = tqdm(args.checkpoints, desc="checkpoints", disable=len(args.checkpoints) < 2)
     results = [score(path, args, device) for path in paths]
@@ -54,7 +63,7 @@ def main():
                          [[r["checkpoint"], r["embedding"], r["seed"], r["step"], f"{r['val_loss']:.4f}",
                            f"{r['perplexity']:.2f}"] for r in results]))
     if args.out:
-        atomic_write_json(args.out, results)
+        write_json(args.out, results)
         print(f"wrote {args.out}")
 
 

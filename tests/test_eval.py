@@ -9,6 +9,7 @@ The sweep written by `sweep()`: evals at steps 0, 100, 200, 300, 400.
 import csv
 import json
 import math
+import os
 
 import pytest
 
@@ -189,6 +190,43 @@ def test_summarize_writes_paired_gaps_and_stats(sweep):
     assert rows[("bpe", "emb_row_norm final/initial")]["ours"] == "2.000 ± 0.000"
 
 
+def test_summarize_gives_every_gap_a_t_interval_and_a_paired_t_test(sweep):
+    summarize.main(["--runs", str(sweep)])
+    rows = read_csv_rows(sweep.parent / "summary.csv")
+    nats = rows[("kronecker vs bpe", "val loss gap (nats)")]
+    # gaps -0.3 and -0.25: mean -0.275, sem 0.025, t(0.975, 1 df) = 12.7062 from a t table
+    assert (float(nats["t_low"]), float(nats["t_high"])) == pytest.approx((-0.275 - 12.7062 * 0.025,
+                                                                            -0.275 + 12.7062 * 0.025), abs=1e-4)
+    # t = -11 with 1 df (a Cauchy): two-sided p = 1 - (2 / pi) atan(11)
+    assert float(nats["p"]) == pytest.approx(1 - 2 / math.pi * math.atan(11), rel=1e-9)
+    assert nats["boot_low"] == "" and nats["note"] == "t interval with 1 df; wide, and it assumes normal gaps"
+    md = (sweep.parent / "summary.md").read_text()
+    assert ("| kronecker vs bpe | val loss gap (nats) | 2 | -0.2750 | [-0.5927, 0.0427] | n/a | 0.0577 | "
+            "t interval with 1 df; wide, and it assumes normal gaps |") in md
+
+
+def test_summarize_reports_every_arm_against_bpe_and_bpe_untied_and_says_when_n_is_one(sweep):
+    summarize.main(["--runs", str(sweep)])
+    rows = read_csv_rows(sweep.parent / "summary.csv")
+    compared = sorted({arm for arm, _ in rows if " vs " in arm})
+    assert compared == ["bpe vs bpe_untied", "bpe_untied vs bpe", "kronecker vs bpe", "kronecker vs bpe_untied"]
+    one_seed = rows[("kronecker vs bpe_untied", "val loss gap (nats)")]
+    assert float(one_seed["mean"]) == pytest.approx(2.7 - 3.5) and one_seed["t_low"] == one_seed["p"] == ""
+    assert one_seed["note"] == "one seed: no interval, no test; nothing can be concluded"
+
+
+def test_summarize_adds_a_bootstrap_interval_from_five_seeds_on(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, gap in enumerate([-0.1, -0.2, -0.15, -0.3, -0.25]):
+        write_run(runs, "bpe", seed, [10, 5, 4, 3.5, 3.0])
+        write_run(runs, "new_arm", seed, [10, 5, 4, 3.5, 3.0 + gap])
+    summarize.main(["--runs", str(runs), "--baseline", "bpe"])
+    nats = read_csv_rows(tmp_path / "summary.csv")[("new_arm vs bpe", "val loss gap (nats)")]
+    assert float(nats["boot_low"]) < -0.2 < float(nats["boot_high"])
+    assert float(nats["t_low"]) < float(nats["boot_low"])  # the bootstrap runs narrow at n = 5
+    assert nats["note"] == "t interval with 4 df; bootstrap over 5 seeds"
+
+
 def test_summarize_marks_rows_that_differ_from_the_paper(sweep):
     summarize.main(["--runs", str(sweep)])
     rows = read_csv_rows(sweep.parent / "summary.csv")
@@ -196,6 +234,7 @@ def test_summarize_marks_rows_that_differ_from_the_paper(sweep):
     assert differs == "2 seeds < 3; 0.00041B tokens < 2.5B; n_layer 2 < 12; n_embd 64 < 768"
     md = (sweep.parent / "summary.md").read_text()
     assert "| bpe_untied vs bpe | steps-to-target ratio | 1 | never reached (0 of 1 seeds) |  | [2] |" in md
+    assert "| bpe vs bpe_untied | steps-to-target ratio | 1 | n/a (no seed has both arms) |" not in md
     assert "[2] differs from the paper's setting: 1 seed < 3; 0.00041B tokens < 2.5B;" in md
 
 
@@ -226,3 +265,48 @@ def test_no_runs_exits_2_with_one_line(script, tmp_path, capsys):
     code, err = exit_with_error(script.main, ["--runs", str(tmp_path / "runs")], capsys)
     assert code == 2
     assert err.count("\n") == 1 and "no runs in" in err
+
+
+# ----------------------------------------------------------------------------- hand-edited logs, unwritable --out
+
+LOG_SCRIPTS = [steps_to_target, norm_drift, summarize, plot_curves]
+
+
+@pytest.mark.parametrize("script", LOG_SCRIPTS)
+@pytest.mark.parametrize("field, value", [("val_loss", "3.1x"), ("emb_row_norm", [1]), ("train_loss", True)])
+def test_a_hand_edited_non_numeric_log_value_is_one_line_naming_file_step_and_field(script, field, value,
+                                                                                     tmp_path, capsys):
+    folder = write_run(tmp_path / "runs", "bpe", 0, [10, 5, 4, 3.5, 3.0])
+    lines = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    line = next(x for x in lines if x["step"] == 200 and field in x)
+    line[field] = value
+    (folder / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    code, err = exit_with_error(script.main, ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o")]
+                                if script in (summarize, plot_curves) else ["--runs", str(tmp_path / "runs")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert f"log.jsonl step 200: {field} is {value!r}, not a number" in err
+
+
+def test_a_null_log_value_is_a_non_finite_number_not_an_error(tmp_path, capsys):
+    diverged = [{"step": 500, "tokens": 0, "val_loss": None, "emb_row_norm": 1.0, "emb_token_norm": 1.0,
+                 "emb_fro_norm": 1.0}]  # train.py writes a NaN loss as null
+    write_run(tmp_path / "runs", "bpe", 0, [10, 5, 4, 3.5, 3.0], extra_lines=diverged)
+    steps_to_target.main(["--runs", str(tmp_path / "runs")])
+    summarize.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path)])
+    assert "| bpe | final val loss | 1 | nan ± n/a |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("script", [summarize, plot_curves])
+def test_an_out_that_cannot_be_written_is_one_line(script, sweep, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, err = exit_with_error(script.main, ["--runs", str(sweep), "--out", str(blocker / "report")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "cannot write" in err and "--out" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_is_one_line(sweep, tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o500)
+    code, err = exit_with_error(summarize.main, ["--runs", str(sweep), "--out", str(out)], capsys)
+    assert code == 2 and "cannot write" in err
