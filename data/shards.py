@@ -13,6 +13,7 @@ training.
 """
 import hashlib
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -149,9 +150,17 @@ def val_too_short(data_dir, n_val, val_tokens, block_size=None):
     return UserError(f"{problem}; lower val_tokens to at most {n_val} (--val_tokens={n_val}) or {larger}")
 
 
+def preparer_command(manifest, data_dir):
+    """The manifest's preparer command line, writing to data_dir (the folder may have moved)."""
+    argv = shlex.split(manifest.get("command") or "python data/fineweb_edu.py")
+    if "--out" in argv[:-1]:
+        del argv[argv.index("--out"):argv.index("--out") + 2]
+    return shlex.join(argv + ["--out", str(data_dir)])
+
+
 def check_manifest(data_dir, manifest, vocab_size):
     """check_data_dir's checks against a manifest; returns notes for what it cannot check."""
-    rerun = f"rerun `{manifest.get('command') or 'python data/fineweb_edu.py --out ' + str(data_dir)}`"
+    rerun = f"rerun `{preparer_command(manifest, data_dir)}`"
     if not manifest.get("complete"):
         raise UserError(f"{data_dir} is only partly prepared (manifest.json says complete: false: "
                         f"the preparation was stopped or failed); {rerun} to finish it")
