@@ -74,12 +74,12 @@ def json_records(path, field):
                 if not raw.strip():
                     continue
                 try:
-                    row = json.loads(raw.decode("utf-8"))
+                    row = json.loads(raw.decode("utf-8").rstrip("\r\n"))
                 except UnicodeDecodeError as err:
-                    yield None, f"{path}, line {line}: invalid UTF-8 at byte {err.start}"
+                    yield None, f"{path}, line {line}: invalid UTF-8 (byte {err.start + 1} of the line)"
                     continue
                 except json.JSONDecodeError as err:
-                    yield None, f"{path}, line {line}: not valid JSON ({err.msg} at column {err.colno})"
+                    yield None, f"{path}, line {line}: not valid JSON ({err.msg}, column {err.colno})"
                     continue
                 text, problem = text_of(row, field)
                 yield text, problem and f"{path}, line {line}: {problem}"
