@@ -127,8 +127,8 @@ def read_manifest(data_dir, fix):
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}: truncated or "
-                        f"edited?); {fix}") from None
+        raise UserError(f"{path} is not valid JSON ({err.msg}: line {err.lineno} column "
+                        f"{err.colno}; truncated or edited?); {fix}") from None
     if not (isinstance(manifest, dict) and isinstance(manifest.get("settings"), dict)):
         raise UserError(f"{path} has no settings: it was not written by data/fineweb_edu.py or "
                         f"is damaged; {fix}")
