@@ -139,6 +139,7 @@ def encode(text):
 
 
 def encode_chunk(texts):
+    """encode each text of a chunk; None (a bad record) stays None."""
     return [None if text is None else encode(text) for text in texts]
 
 

@@ -91,6 +91,7 @@ def json_records(path, field):
 
 
 def json_array_records(path, data, field):
+    """Records of a file holding one JSON array (data: its bytes), numbered from 1."""
     try:
         rows = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -104,6 +105,7 @@ def json_array_records(path, data, field):
 
 
 def parquet_records(path, field):
+    """Records of a parquet file's `field` column, rows numbered from 1."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     try:
@@ -130,6 +132,7 @@ def parquet_records(path, field):
 
 
 def hub_records(source, revision):
+    """Records of a hub dataset at `revision`, streamed, numbered from 1."""
     import datasets  # slow to import; only the hub path needs it
     ds = datasets.load_dataset(source["dataset"], name=source["name"], split=source["split"],
                                streaming=True, revision=revision)
