@@ -19,11 +19,15 @@ def atomic_open(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an error or Ctrl-C mid-write: leave no temp file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path, text):

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from atomic import atomic_write_json
 from checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint
 from data.sampler import TrainBatches
+from data.shards import check_data_dir
 from devices import autocast_context, device_type, resolve_dtype
 from errors import UserError, run_main
 from model import GPT, GPTConfig
@@ -226,6 +227,9 @@ def train(cfg, d):
     t_start = time.time()
     grad_accum = grad_accum_steps(cfg, d.world_size)
     # data first: a missing or bad shard stops here, before any model is built
+    for note in check_data_dir(cfg.data_dir, cfg.vocab_size, cfg.val_tokens, cfg.block_size):
+        if d.master:
+            print(note)
     batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
     val_tokens = load_val_tokens(cfg.data_dir, cfg.val_tokens)
     ckpt_dir = Path(cfg.out_dir) / cfg.run_name

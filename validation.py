@@ -12,13 +12,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data.shards import load_split
+from data.shards import load_split, val_too_short
 from errors import UserError
 
 
 def load_val_tokens(data_dir, val_tokens):
-    """The first val_tokens + 1 tokens of the val shard (fewer if the shard is shorter)."""
+    """The first val_tokens + 1 tokens of the val shard (np.ndarray[uint16]; val_tokens if the
+    shard holds exactly that many). UserError if the shard holds fewer than val_tokens."""
     shard = load_split(data_dir, "val")[0]
+    if len(shard) < val_tokens:
+        raise val_too_short(data_dir, len(shard), val_tokens)
     if len(shard) < 2:
         raise UserError(f"the val shard in {data_dir} holds {len(shard)} tokens; prepare more data")
     return np.asarray(shard[:val_tokens + 1])

@@ -1,25 +1,33 @@
 """Prepare FineWeb-Edu (or any text dataset) as GPT-2 token shards for train.py.
 
-Streams the Hugging Face dataset (the disk holds only the shards), tokenises every document
-with tiktoken gpt2 `encode_ordinary`, puts <|endoftext|> (50256) BEFORE every document, and
-writes uint16 shards in llm.c's .bin format through data/shards.py: first `val_000000.bin`
-(the first --val-tokens tokens of the stream), then `train_000001.bin`, ... of --shard-tokens
-each (documents run across shard boundaries; the last one may be short), plus manifest.json.
-Rerunning the same command resumes after the last complete shard, byte-identically.
+Streams the Hugging Face dataset (the disk holds only the shards) or reads local files
+(data/sources.py), tokenises every document with tiktoken gpt2 `encode_ordinary`, puts
+<|endoftext|> (50256) BEFORE every document, and writes uint16 shards in llm.c's .bin format
+through data/shards.py: first `val_000000.bin` (the first --val-tokens tokens of the stream),
+then `train_000001.bin`, ... of --shard-tokens each (documents run across shard boundaries; the
+last one may be short), plus manifest.json. Rerunning the same command resumes after the last
+complete shard, byte-identically; Ctrl-C stops at once and a rerun resumes.
+
+A bad record (text null, missing or not a string, invalid UTF-8 or JSON, an empty, truncated or
+misnamed file) stops the run with one line naming the file and line (--bad-records=error), or is
+dropped, counted and listed in the manifest (--bad-records=skip).
 
     python data/fineweb_edu.py                                    # 100M val + 2.6B train tokens
     python data/fineweb_edu.py --data-files ../shared/data/fineweb_edu_sample/sample.jsonl \
         --out data/sample --val-tokens 20_000 --shard-tokens 1e5 --train-tokens all
 """
 import argparse
-import hashlib
+import errno
 import itertools
-import json
 import multiprocessing as mp
 import os
 import re
 import shlex
+import signal
+import socket
 import sys
+from collections import deque
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python data/fineweb_edu.py`: make the repo root importable
@@ -28,13 +36,18 @@ if __package__ in (None, ""):  # run as `python data/fineweb_edu.py`: make the r
 import numpy as np
 from tqdm import tqdm
 
-from atomic import atomic_open
-from data.shards import HEADER_BYTES, write_shard
+from atomic import atomic_write_text
+from data.shards import HEADER_BYTES, MANIFEST, MAX_SHARD_TOKENS, manifest_json, read_manifest, \
+    scan_shard, write_shard
+from data.sources import fingerprint, hub_revision, records
 from errors import UserError, run_main
-from tokenizer import EOT_ID, get_encoding
+from tokenizer import EOT_ID, GPT2_VOCAB, get_encoding
 
 FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SHARD_NAME = re.compile(r"(val|train)_\d{6}\.bin|manifest\.json")
+BAD_RECORDS_LISTED = 100  # the manifest names this many bad records; it counts all of them
+CHUNK_DOCS = 64  # documents per task sent to a tokeniser process
+TOKENIZER_TIMEOUT_S = 10  # tiktoken's download has no timeout of its own
 
 
 def token_count(arg, allow_all=False):
@@ -67,6 +80,8 @@ def get_args(argv):
                    help="tokens per train shard")
     p.add_argument("--train-tokens", type=lambda a: token_count(a, allow_all=True),
                    default=2_600_000_000, help="train tokens to write, or 'all'")
+    p.add_argument("--bad-records", choices=("error", "skip"), default="error",
+                   help="a record without usable text: stop and name it, or drop and count it")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="tokeniser processes")
     p.add_argument("--overwrite", action="store_true",
                    help="discard the shards and manifest in --out and start over")
@@ -74,6 +89,11 @@ def get_args(argv):
     args = p.parse_args(argv)
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
+    for flag in ("val_tokens", "shard_tokens"):  # each is one shard; its header holds an int32
+        if getattr(args, flag) > MAX_SHARD_TOKENS:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag):,} is more than one "
+                            f"shard can hold ({MAX_SHARD_TOKENS:,} tokens); give at most that, "
+                            f"e.g. 1e8")
     return args
 
 
@@ -84,9 +104,9 @@ def source_of(args):
                 "text_field": args.text_field}
     files = [str(Path(f).resolve()) for f in args.data_files]
     formats = {FORMATS.get(Path(f.removesuffix(".gz")).suffix) for f in files}
-    if len(formats) != 1 or None in formats:
-        raise UserError(f"--data-files must all be .json, .jsonl or .parquet (optionally .gz), "
-                        f"of one format; got {' '.join(args.data_files)}")
+    if len(formats) != 1 or None in formats or any(f.endswith(".parquet.gz") for f in files):
+        raise UserError(f"--data-files must all be .json, .jsonl or .parquet files (the JSON ones "
+                        f"optionally .gz), of one format; got {' '.join(args.data_files)}")
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         raise UserError(f"--data-files: {missing[0]} not found")
@@ -94,21 +114,23 @@ def source_of(args):
             "text_field": args.text_field}
 
 
-def documents(source):
-    """Yield the source's document texts in order, streamed."""
-    import datasets  # slow to import; only the main process needs it
-    if "data_files" in source:
-        ds = datasets.load_dataset(source["format"], data_files=source["data_files"],
-                                   split="train", streaming=True)
-    else:
-        ds = datasets.load_dataset(source["dataset"], name=source["name"], split="train",
-                                   streaming=True)
-    field = source["text_field"]
-    if ds.features is not None and field not in ds.features:
-        raise UserError(f"the source has no {field!r} field (it has {', '.join(ds.features)}); "
-                        f"set --text-field")
-    for row in ds.select_columns([field]):
-        yield row[field]
+def load_tokenizer():
+    """Load tiktoken's GPT-2 files once, in this process (the tokeniser processes fork with them).
+
+    Raises UserError naming TIKTOKEN_CACHE_DIR when they are not cached and cannot be downloaded.
+    """
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(TOKENIZER_TIMEOUT_S)
+    try:
+        get_encoding()
+    except Exception as err:  # requests' ConnectionError, a timeout, an unreadable cache
+        cache = os.environ.get("TIKTOKEN_CACHE_DIR")
+        raise UserError(f"cannot load the GPT-2 tokenizer: its files are not in "
+                        f"{'TIKTOKEN_CACHE_DIR=' + cache if cache else 'tiktoken cache'} and the "
+                        f"download failed ({type(err).__name__}); set TIKTOKEN_CACHE_DIR to a "
+                        f"folder holding tiktoken's gpt2 files (copied from a machine online)") from None
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def encode(text):
@@ -116,94 +138,209 @@ def encode(text):
     return np.array([EOT_ID] + get_encoding().encode_ordinary(text), dtype=np.uint16)
 
 
-def file_sha256(path):
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            sha.update(chunk)
-    return sha.hexdigest()
+def encode_chunk(texts):
+    """encode each text of a chunk; None (a bad record) stays None."""
+    return [None if text is None else encode(text) for text in texts]
 
 
-def shard_ok(out, entry):
-    path = out / entry["file"]
-    return (path.is_file() and path.stat().st_size == HEADER_BYTES + 2 * entry["tokens"]
-            and file_sha256(path) == entry["sha256"])
+def ignore_sigint():
+    # Ctrl-C reaches the whole process group. A worker interrupted while it holds the pool's
+    # task-queue lock leaves it locked and Pool.terminate() waits forever: only the main
+    # process handles Ctrl-C, and terminates the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def tokenized(items, workers):
+    """Yield (tokens or None, problem) for each (text or None, problem) of items, in order.
+
+    Tokenises in `workers` processes (forked) with at most 2 * workers chunks of CHUNK_DOCS
+    documents in flight, so memory stays bounded whatever the dataset's size; the records
+    are read here, in the main process, so a bad record is met in order. Close the generator
+    to stop the workers.
+    """
+    if workers == 1:
+        for text, problem in items:
+            yield (None if text is None else encode(text)), problem
+        return
+    pool = mp.Pool(workers, initializer=ignore_sigint)
+    try:
+        pending = deque()
+        while chunk := list(itertools.islice(items, CHUNK_DOCS)):
+            texts, problems = zip(*chunk)
+            pending.append((pool.apply_async(encode_chunk, (texts,)), problems))
+            if len(pending) == 2 * workers:
+                result, problems = pending.popleft()
+                yield from zip(result.get(), problems)
+        for result, problems in pending:
+            yield from zip(result.get(), problems)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+@contextmanager
+def writing(path):
+    """Turn an OSError while writing path into one line: disk full, or not writable."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise UserError(f"disk full while writing {path}; free space and rerun the same command "
+                            f"(it resumes after the shards already written)") from None
+        raise UserError(f"cannot write {path} ({err.strerror or err}); choose a writable --out") from None
+
+
+def make_out(out):
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; give a folder")
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+
+
+def write_manifest(out, manifest):
+    with writing(out / MANIFEST):
+        atomic_write_text(out / MANIFEST, manifest_json(manifest))
 
 
 def clean(out, keep=()):
     """Remove temp files, and shard files (and a manifest) that are not in keep."""
-    for p in out.iterdir():
-        if p.name.endswith(".tmp") or (SHARD_NAME.fullmatch(p.name) and p.name not in keep):
-            p.unlink()
+    with writing(out):
+        for p in out.iterdir():
+            if p.name.endswith(".tmp") or (SHARD_NAME.fullmatch(p.name) and p.name not in keep):
+                p.unlink()
 
 
-def resume_point(out, settings, overwrite):
+def shard_ok(out, entry):
+    """True if a listed shard has its size and sha256; records its max token id if missing."""
+    path = out / entry["file"]
+    if not (path.is_file() and path.stat().st_size == HEADER_BYTES + 2 * entry["tokens"]):
+        return False
+    sha, max_id = scan_shard(path)
+    entry.setdefault("max_token_id", max_id)  # manifests written before it was recorded
+    return sha == entry["sha256"]
+
+
+def rerun_command(argv):
+    """The command line that finishes or repairs this preparation (without --overwrite)."""
+    argv = [a for a in argv if a != "--overwrite"]
+    for i, a in enumerate(argv):  # tests' fake crash: --stop-after-shards N
+        if a == "--stop-after-shards":
+            argv = argv[:i] + argv[i + 2:]
+            break
+    return shlex.join(["python", "data/fineweb_edu.py", *argv])
+
+
+def check_source(out, old, now):
+    """Stop if the source changed since `old` was written (a note if old did not record it)."""
+    was = old.get("source_fingerprint")
+    if was is None:
+        print(f"note: {out}/{MANIFEST} predates source fingerprints: the source is not checked "
+              f"for changes since the shards were written")
+    elif "revision" in now and was != now:
+        raise UserError(f"the hub dataset is now at revision {now['revision']}, but {out} was "
+                        f"prepared from revision {was.get('revision')}; use another --out or add "
+                        f"--overwrite to start over from the new revision")
+    elif was != now:
+        files = old["settings"]["source"]["data_files"]
+        changed = next(f for f, a, b in zip(files, was["files"], now["files"]) if a != b)
+        raise UserError(f"{changed} changed since {out} was prepared from it (size or content); "
+                        f"restore it, or use another --out or add --overwrite to start over")
+
+
+def resume_point(out, settings, now, overwrite):
     """(the old manifest or None, the prefix of its shards that check out) for this --out."""
-    path = out / "manifest.json"
     if overwrite:
         clean(out)
-    if not path.exists():
+    old = read_manifest(out, fix="use another --out or add --overwrite to start over")
+    if old is None:
         if any(SHARD_NAME.fullmatch(p.name) for p in out.iterdir()):
             raise UserError(f"{out} holds shards but no manifest.json; use another --out or add "
                             f"--overwrite to replace them")
         return None, []
-    old = json.loads(path.read_text())
+    if not old["shards"]:  # a start that failed before any shard (offline, too little data)
+        return None, []
     if old["settings"] != settings:
         diff = [k for k in settings if old["settings"].get(k) != settings[k]]
         raise UserError(f"{out} was prepared with different settings ({', '.join(diff)}); "
                         f"use another --out or add --overwrite to replace it")
+    check_source(out, old, now)
     kept = list(itertools.takewhile(lambda e: shard_ok(out, e), old["shards"]))
     if len(kept) < len(old["shards"]):
         print(f"{out}: {len(kept)} of {len(old['shards'])} shards check out; resuming after them")
     return old, kept
 
 
-def write_manifest(out, manifest):
-    with atomic_open(out / "manifest.json") as f:
-        f.write((json.dumps(manifest, indent=1) + "\n").encode())
-
-
 def prepare(args):
     """Stream, tokenise and write the shards (resuming a previous run); return the manifest."""
     out = Path(args.out)
-    settings = {"source": source_of(args), "tokenizer": "tiktoken gpt2 encode_ordinary",
+    source = source_of(args)
+    settings = {"source": source, "tokenizer": "tiktoken gpt2 encode_ordinary",
                 "eot_id": EOT_ID, "eot_placement": "before every document", "dtype": "uint16",
                 "val_tokens": args.val_tokens, "shard_tokens": args.shard_tokens,
                 "train_tokens": args.train_tokens}
-    out.mkdir(parents=True, exist_ok=True)
-    old, shards = resume_point(out, settings, args.overwrite)
+    load_tokenizer()
+    revision = None if "data_files" in source else hub_revision(source["dataset"])
+    now = fingerprint(source, revision)
+    make_out(out)
+    old, shards = resume_point(out, settings, now, args.overwrite)
     if old and old["complete"] and len(shards) == len(old["shards"]):
+        old.setdefault("n_vocab", GPT2_VOCAB)
+        if manifest_json(old) != (out / MANIFEST).read_text():  # record what the check added
+            write_manifest(out, old)
         print(f"{out} is already prepared ({old['total_tokens']:,} tokens in {len(shards)} shards)")
         return old
+    doc, pos = (shards[-1]["end_doc"], shards[-1]["end_pos"]) if shards else (0, 0)
+    listed = [r for r in (old or {}).get("bad_records", {}).get("listed", []) if r["record"] < doc]
+    bad = {"policy": args.bad_records, "count": sum(e.get("bad_records", 0) for e in shards),
+           "listed": listed}
     manifest = {"settings": settings, "shards": shards, "complete": False,
-                "command": shlex.join(["python", "data/fineweb_edu.py", *args.argv])}
+                "command": rerun_command(args.argv),
+                "n_vocab": GPT2_VOCAB, "source_fingerprint": now, "bad_records": bad}
     limit = None if args.train_tokens is None else args.val_tokens + args.train_tokens
     write_manifest(out, manifest)  # settings first, so a rerun can always check them
     written = sum(e["tokens"] for e in shards)
-    # where the stream stands: document `doc` has had its first `pos` tokens written
-    doc, pos = (shards[-1]["end_doc"], shards[-1]["end_pos"]) if shards else (0, 0)
+    bad_in_shard = 0
 
     def new_buffer():  # the next shard: val first, then train; the last one stops at the limit
         size = args.shard_tokens if shards else args.val_tokens
-        return np.empty(size if limit is None else min(size, limit - written), dtype=np.uint16)
+        size = size if limit is None else min(size, limit - written)
+        try:
+            return np.empty(size, dtype=np.uint16)
+        except MemoryError:
+            raise UserError(f"not enough memory for a shard of {size:,} tokens ({2 * size:,} "
+                            f"bytes); lower --shard-tokens or --val-tokens") from None
 
     def flush(tokens):
-        nonlocal written
+        nonlocal written, bad_in_shard
         name = f"{'train' if shards else 'val'}_{len(shards):06d}.bin"
+        with writing(out / name):
+            sha = write_shard(out / name, tokens)
         shards.append({"file": name, "tokens": len(tokens), "docs": int((tokens == EOT_ID).sum()),
-                       "sha256": write_shard(out / name, tokens), "end_doc": doc, "end_pos": pos})
-        written += len(tokens)
+                       "max_token_id": int(tokens.max()), "bad_records": bad_in_shard,
+                       "sha256": sha, "end_doc": doc, "end_pos": pos})
+        written, bad_in_shard = written + len(tokens), 0
         write_manifest(out, manifest)
 
+    def skip_or_stop(problem):
+        nonlocal bad_in_shard
+        if args.bad_records == "error":
+            raise UserError(f"bad record: {problem}; fix or remove it, or rerun with "
+                            f"--bad-records=skip to drop and count such records")
+        bad["count"] += 1
+        bad_in_shard += 1
+        if len(bad["listed"]) < BAD_RECORDS_LISTED:
+            bad["listed"].append({"record": doc, "where": problem})
+
     buf, fill = new_buffer(), 0
-    texts = itertools.islice(documents(settings["source"]), doc, None)  # resume: skip, no encoding
-    pool = mp.Pool(args.workers) if args.workers > 1 else None
-    docs_tokens = pool.imap(encode, texts, chunksize=16) if pool else map(encode, texts)
-    bar = tqdm(total=limit, initial=written, unit="tok", unit_scale=True, desc=str(out))
-    try:
+    items = itertools.islice(records(source, revision), doc, None)  # resume: skip, no encoding
+    with closing(tokenized(items, args.workers)) as stream, \
+            tqdm(total=limit, initial=written, unit="tok", unit_scale=True, desc=str(out)) as bar:
         resume_pos = pos
-        for doc, toks in enumerate(docs_tokens, start=doc):
+        for doc, (toks, problem) in enumerate(stream, start=doc):
             pos, resume_pos = resume_pos, 0
+            if problem:
+                skip_or_stop(problem)
+                continue
             while pos < len(toks) and written != limit:
                 n = min(len(buf) - fill, len(toks) - pos)
                 buf[fill:fill + n] = toks[pos:pos + n]
@@ -218,30 +355,38 @@ def prepare(args):
             if written == limit:
                 break
         else:  # the source ran out
+            if not shards:
+                raise ran_out(fill, args.val_tokens, bad)
             if fill:
                 flush(buf[:fill])
-    finally:
-        bar.close()
-        if pool:
-            pool.terminate()
     return finish(out, manifest, limit)
+
+
+def ran_out(tokens, val_tokens, bad):
+    """The error for a source shorter than the validation shard (nothing is written)."""
+    skipped = f"; {bad['count']:,} bad records were skipped" if bad["count"] else ""
+    if tokens == 0:
+        return UserError(f"the source holds no usable documents{skipped}" +
+                         (f", the first: {bad['listed'][0]['where']}" if bad["listed"] else ""))
+    return UserError(f"the source ran out after {tokens:,} tokens, before the validation shard "
+                     f"(--val-tokens {val_tokens:,}) was full{skipped}; lower --val-tokens to at "
+                     f"most {tokens:,}")
 
 
 def finish(out, manifest, limit):
     """Check the totals, write the final manifest and remove stale files."""
-    shards = manifest["shards"]
-    val, total = shards[0]["tokens"] if shards else 0, sum(e["tokens"] for e in shards)
-    if val < manifest["settings"]["val_tokens"]:
-        raise UserError(f"the source ran out after {total:,} tokens, before the validation shard "
-                        f"(--val-tokens {manifest['settings']['val_tokens']:,}) was full; "
-                        f"lower --val-tokens")
+    shards, bad = manifest["shards"], manifest["bad_records"]
+    val, total = shards[0]["tokens"], sum(e["tokens"] for e in shards)
     manifest.update(complete=True, source_exhausted=total != limit, val_tokens=val,
                     train_tokens=total - val, total_tokens=total,
                     docs=sum(e["docs"] for e in shards), train_shards=len(shards) - 1)
     write_manifest(out, manifest)
-    clean(out, keep={"manifest.json", *(e["file"] for e in shards)})
+    clean(out, keep={MANIFEST, *(e["file"] for e in shards)})
     print(f"wrote {out}: {val:,} val + {total - val:,} train tokens in {len(shards)} shards, "
           f"{manifest['docs']:,} documents")
+    if bad["count"]:
+        print(f"skipped {bad['count']:,} bad records (--bad-records=skip); manifest.json "
+              f"bad_records lists the first {len(bad['listed'])}")
     if limit is not None and total < limit:
         print(f"note: the source ran out before --train-tokens {limit - val:,}; "
               f"manifest.json records source_exhausted: true")
@@ -252,7 +397,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args(argv)
     args.argv = argv
-    return prepare(args)
+    try:
+        return prepare(args)
+    except KeyboardInterrupt:  # the workers are stopped and no temp file is left: say how to go on
+        print(f"\ninterrupted; rerun the same command to resume after the shards already written",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Throughput of data/fineweb_edu.py (tokens/s) against a naive one-process baseline.
 
-All methods run one after another in this one process on the same local file, streamed by the
-same `datasets` reader; the table gives tokens/s and the ratio to the naive baseline (one
+All methods run one after another in this one process on the same local file, read by the
+same reader (data/sources.py); the table gives tokens/s and the ratio to the naive baseline (one
 process, encode and append per document). "read only" streams the texts without encoding:
 the floor set by the reader. The preparer's bytes are checked against the baseline's.
 
@@ -21,20 +21,25 @@ import numpy as np
 
 from data import fineweb_edu
 from data.shards import load_split
+from data.sources import records
 from errors import run_main
 from tokenizer import EOT_ID, get_encoding
 
 SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared/data/fineweb_sample/train.jsonl.gz"
 
 
+def texts(source):
+    return (text for text, _ in records(source))
+
+
 def read_only(source):
-    for _ in fineweb_edu.documents(source):
+    for _ in texts(source):
         pass
 
 
 def naive(source):
     enc, tokens = get_encoding(), []
-    for text in fineweb_edu.documents(source):
+    for text in texts(source):
         tokens.append(EOT_ID)
         tokens.extend(enc.encode_ordinary(text))
     return np.array(tokens, dtype=np.uint16)
@@ -54,7 +59,7 @@ def main():
     args = p.parse_args()
     source = fineweb_edu.source_of(argparse.Namespace(data_files=args.data_files,
                                                       text_field="text"))
-    next(fineweb_edu.documents(source)), get_encoding()  # warm up: imports, reader, BPE ranks
+    next(texts(source)), get_encoding()  # warm up: imports, reader, BPE ranks
     timings, reference = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         runs = {"naive: 1 process, append per doc": lambda: naive(source)}

@@ -14,7 +14,14 @@ from validation import evaluate, load_val_tokens
 def test_val_set_is_the_first_tokens_of_the_val_shard(tmp_path):
     write_shard(tmp_path / "val_000000.bin", np.arange(50, dtype=np.uint16))
     assert load_val_tokens(tmp_path, 20).tolist() == list(range(21))
-    assert len(load_val_tokens(tmp_path, 1000)) == 50
+    assert len(load_val_tokens(tmp_path, 50)) == 50
+
+
+def test_a_val_shard_shorter_than_val_tokens_says_a_fix_that_works(tmp_path):
+    write_shard(tmp_path / "val_000000.bin", np.arange(39, dtype=np.uint16))
+    with pytest.raises(UserError, match=r"holds 39 tokens, fewer than val_tokens=1,000; lower "
+                                        r"val_tokens to at most 39 .* --val-tokens 1000"):
+        load_val_tokens(tmp_path, 1000)
 
 
 def test_loss_is_the_token_mean_over_all_sequences_at_any_batch_size():
