@@ -6,8 +6,10 @@ and one learned Linear(D, d), D = 256 * pos_dim. For a token with UTF-8 bytes b_
     z     = (kappa - mean(kappa)) / (std(kappa, unbiased) + 1e-6)     (L = 0 gives z = 0)
     e     = W z
 Three modes compute the same e: "sparse" (default; a gather-sum over the token's L byte columns
-plus a rank-1 correction, never materialising anything of size N x D or V x D), "dense" (builds
-the (N, D) codec and multiplies, as the reference code does) and "cached" (a (V, D) codec table).
+plus a rank-1 correction, never materialising anything of size N x D or V x D, with a sort-free
+scatter-add backward), "dense" (builds the (N, D) codec and multiplies, as the reference code
+does) and "cached" (a (V, D) codec table, a buffer built once). Every mode returns float32
+embeddings under autocast, as nn.Embedding does in the BPE arms.
 """
 import inspect
 import math
@@ -48,10 +50,90 @@ class GPTConfig:
             raise UserError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
 
 
+# ----------------------------------------------------------------------------- sparse kernel
+# W z for many tokens as a custom op: torch.compile sees one opaque node with a known output shape
+# (no graph break, no dynamic shapes), and the backward is a scatter-add (index_add_) instead of
+# F.embedding_bag's backward, which sorts all N x (P + 1) bag entries to group them by column.
+
+
+@torch.library.custom_op("kronecker_nanogpt::sparse_embed", mutates_args=())
+def sparse_embed(weight: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """out[n] = sum_k weights[n, k] * column(columns[n, k]) of W: one weighted bag per token.
+
+    weight W (d, D) float; columns (N, K) int32 or int64, where j < D means W[:, j], j = D means
+    W.sum(1) (the z-normalisation's mean term) and j = D + 1 is padding, skipped; weights (N, K)
+    in W's dtype. Returns (N, d) in W's dtype. The bags run over a (D + 2, d) table
+    [W's columns; their sum; a zero row]: fixed shapes and no host sync on any device.
+    """
+    d, D = weight.shape
+    table = weight.new_empty(D + 2, d)  # one allocation: W transposed, then the two extra rows
+    table[:D].copy_(weight.t())
+    torch.sum(weight, dim=1, out=table[D])
+    table[D + 1].zero_()
+    return F.embedding_bag(columns, table, mode="sum", per_sample_weights=weights, padding_idx=D + 1)
+
+
+@sparse_embed.register_fake
+def _(weight, columns, weights):
+    return weight.new_empty(columns.shape[0], weight.shape[0])
+
+
+@torch.library.custom_op("kronecker_nanogpt::sparse_embed_backward", mutates_args=())
+def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor, D: int) -> torch.Tensor:
+    """The gradient of sparse_embed w.r.t. W, (d, D) contiguous, from grad (N, d): a scatter-add.
+
+    Row j of the transposed gradient gets weights[n, k] * grad[n] for every entry with column j;
+    the mean row (column D) is then added to every column. On CPU the padding entries (about
+    3/4 at GPT-2's lengths) are dropped first and the rest added D entries at a time, so the
+    gathered (entries, d) source is never larger than W; elsewhere (CUDA: atomic adds) one
+    index_add_ per bag position, padding sent to the spare row D + 1, keeps the host unsynced.
+    """
+    N, d = grad.shape
+    grad_t = grad.new_zeros(D + 2, d)
+    if grad.device.type == "cpu":
+        token, k = (columns != D + 1).nonzero(as_tuple=True)
+        for tok, col, w in zip(token.split(D), columns[token, k].split(D), weights[token, k].split(D)):
+            grad_t.index_add_(0, col, grad.index_select(0, tok).mul_(w.unsqueeze(1)))
+    else:
+        for k in range(columns.shape[1]):
+            grad_t.index_add_(0, columns[:, k], grad * weights[:, k].unsqueeze(1))
+    out = grad.new_empty(d, D)
+    return torch.add(grad_t[:D].t(), grad_t[D].unsqueeze(1), out=out)
+
+
+@sparse_embed_backward.register_fake
+def _(grad, columns, weights, D):
+    return grad.new_empty(grad.shape[1], D)
+
+
+def _sparse_embed_setup(ctx, inputs, output):
+    weight, columns, weights = inputs
+    ctx.save_for_backward(columns, weights)
+    ctx.D = weight.shape[1]
+
+
+def _sparse_embed_grad(ctx, grad):
+    columns, weights = ctx.saved_tensors
+    return sparse_embed_backward(grad.contiguous(), columns, weights, ctx.D), None, None
+
+
+sparse_embed.register_autograd(_sparse_embed_grad, setup_context=_sparse_embed_setup)
+
+
 # ----------------------------------------------------------------------------- Kronecker embedding
 
 class KroneckerEmbedding(nn.Module):
-    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd)."""
+    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
+
+    Buffers: `byte_table` (V, pos_dim) uint8 and `byte_lengths` (V,) uint8 are model state (in
+    the state dict). Derived buffers are kept out of the state dict, computed once and rebuilt
+    on load, so every mode reads the same checkpoints and forward builds nothing (one
+    torch.compile graph, no recompiles, no host-to-device copies): `length_scale` a(L) and
+    `mean_shift` c(L), (pos_dim + 1,) float32 (see _length_coefficients); in "sparse" mode each
+    token's bag, `bag_columns` (V, pos_dim + 1) int32 and `bag_weights` (V, pos_dim + 1) float32
+    (3.4 MB each at GPT-2); in "cached" mode `codec_table` (V, D) float32. Outputs are float32
+    under autocast in every mode.
+    """
 
     def __init__(self, token_bytes, n_embd, pos_dim=16, mode="sparse"):
         super().__init__()
@@ -63,9 +145,13 @@ class KroneckerEmbedding(nn.Module):
         # The byte table is model state: a checkpoint alone rebuilds the codec, no tokenizer needed.
         self.register_buffer("byte_table", rows)
         self.register_buffer("byte_lengths", lengths)
+        a, c = self._length_coefficients()
+        self.register_buffer("length_scale", a.float(), persistent=False)
+        self.register_buffer("mean_shift", c.float(), persistent=False)
+        for name, derived in self._derived_buffers().items():
+            self.register_buffer(name, derived, persistent=False)
         self.projection = nn.Linear(self.D, n_embd, bias=False)
         self.reset_parameters()
-        self._codec_table = None  # "cached" mode: built on first use, dropped on load
 
     def reset_parameters(self):
         """The paper's init: N(0, 1/D), so each projection row has L2 norm about 1."""
@@ -82,9 +168,14 @@ class KroneckerEmbedding(nn.Module):
         return rows, lengths
 
     def forward(self, ids):
+        """(...) int64 token ids -> (..., n_embd) embeddings, float32 (W's dtype)."""
+        if self.mode == "sparse":
+            flat = ids.reshape(-1)
+            out = self._sparse(self.bag_columns.index_select(0, flat), self.bag_weights.index_select(0, flat))
+            return out.view(*ids.shape, -1)
         if self.mode == "cached":
-            return self.projection(F.embedding(ids, self.codec_table()))
-        return self._embed_rows(self.byte_table[ids], self.byte_lengths[ids])
+            return self._project(F.embedding(ids, self.codec_table))
+        return self._project(self.codec(ids))
 
     def codec(self, ids):
         """The z-normalised codec vectors, (..., D), computed literally (for inspection and tests)."""
@@ -94,19 +185,22 @@ class KroneckerEmbedding(nn.Module):
         """Embeddings (n, n_embd) of arbitrary byte strings, e.g. words that have no token id."""
         rows, lengths = self.encode_bytes(byte_strings)
         device = self.projection.weight.device
-        return self._embed_rows(rows.to(device), lengths.to(device))
+        rows, lengths = rows.to(device), lengths.to(device)
+        if self.mode == "sparse":
+            return self._sparse(*self._bags(rows, lengths))
+        return self._project(self._codec_rows(rows, lengths))
 
-    def codec_table(self):
-        table = self._codec_table
-        if table is None or table.device != self.byte_table.device:
-            table = self._codec_rows(self.byte_table, self.byte_lengths)
-            self._codec_table = table
-        return table
+    def _sparse(self, columns, weights):
+        """W z without building z: sparse_embed over the token's byte columns of W and, with
+        weight -c(L), W's column sum (the rank-1 mean correction); bags from _bags."""
+        W = self.projection.weight
+        return sparse_embed(W, columns, weights.to(W.dtype))
 
-    def _embed_rows(self, rows, lengths):
-        if self.mode == "dense":
-            return self.projection(self._codec_rows(rows, lengths))
-        return self._sparse_embed(rows, lengths)
+    def _project(self, z):
+        # Outside autocast: the input embedding stays float32 in every mode, as sparse (a custom
+        # op, never autocast) and nn.Embedding (the BPE arms) are; the modes then agree under bf16.
+        with torch.autocast(z.device.type, enabled=False):
+            return self.projection(z)
 
     def _codec_rows(self, rows, lengths):
         """kappa then z-normalisation, exactly as written in the paper; rows (..., pos_dim)."""
@@ -121,8 +215,8 @@ class KroneckerEmbedding(nn.Module):
         std = kappa.std(-1, keepdim=True)  # unbiased
         return (kappa - mean) / (std + ZNORM_EPS)
 
-    def _length_coefficients(self, dtype, device):
-        """For each length L in 0..pos_dim: (a, c) with z = a * kappa_support - c, in closed form.
+    def _length_coefficients(self):
+        """For each length L in 0..pos_dim: (a, c) float64 with z = a * kappa_support - c.
 
         kappa has L entries equal to 1/sqrt(L): mean m = sqrt(L)/D, unbiased variance
         (1[L>0] - L/D)/(D-1). So W z = a * sum_p W[:, col_p] - c * W.sum(1), with
@@ -134,36 +228,34 @@ class KroneckerEmbedding(nn.Module):
         std = (((L > 0).double() - L / D) / (D - 1)).clamp(min=0).sqrt()
         a = torch.where(L > 0, 1.0 / (L.clamp(min=1).sqrt() * (std + ZNORM_EPS)), torch.zeros_like(L))
         c = mean / (std + ZNORM_EPS)
-        return a.to(device=device, dtype=dtype), c.to(device=device, dtype=dtype)
+        return a, c
 
-    def _sparse_embed(self, rows, lengths):
-        """W z without building z: one weighted bag per token over its byte columns of W and,
-        with weight -c, the column sum of W (the rank-1 mean correction).
-
-        Every bag has pos_dim + 1 entries (fixed shapes, so torch.compile sees no dynamic
-        sizes); the positions past a token's length point at `padding_idx`, which embedding_bag
-        skips in the forward and in the backward (the mean GPT-2 token has ~4 of the 16 bytes).
-        """
-        W = self.projection.weight  # (n_embd, D)
-        shape = rows.shape[:-1]
-        rows, lengths = rows.reshape(-1, self.pos_dim), lengths.reshape(-1).long()
+    def _bags(self, rows, lengths):
+        """The sparse_embed bags of rows (N, pos_dim): columns (N, pos_dim + 1) int32, weights
+        float32. Byte p of a token of length L is column byte * pos_dim + p with weight a(L), the
+        last entry is W's column sum (column D) with weight -c(L), positions past L are padding."""
+        lengths = lengths.long()
         positions = torch.arange(self.pos_dim, device=rows.device)
-        valid = positions < lengths.unsqueeze(-1)
-        pad, mean_row = self.D + 1, self.D
-        columns = torch.where(valid, rows.long() * self.pos_dim + positions, pad)
-        a, c = self._length_coefficients(W.dtype, W.device)
-        weights = valid.to(W.dtype) * a[lengths].unsqueeze(-1)
-        columns = torch.cat([columns, columns.new_full((len(columns), 1), mean_row)], dim=1)
-        weights = torch.cat([weights, -c[lengths].unsqueeze(-1)], dim=1)
-        # (D + 2, n_embd): W's columns, W's column sum, a zero padding row (transposing W first
-        # and then concatenating is twice as fast on CPU as concatenating the strided W.t())
-        bag_rows = torch.cat([W.t().contiguous(), W.sum(1, keepdim=True).t(), W.new_zeros(1, W.shape[0])])
-        out = F.embedding_bag(columns, bag_rows, mode="sum", per_sample_weights=weights, padding_idx=pad)
-        return out.view(*shape, -1)
+        valid = positions < lengths.unsqueeze(1)
+        columns = torch.where(valid, rows.long() * self.pos_dim + positions, self.D + 1)
+        columns = torch.cat([columns, torch.full_like(columns[:, :1], self.D)], dim=1)
+        a, c = self.length_scale[lengths], self.mean_shift[lengths]
+        weights = torch.cat([valid.to(a.dtype) * a.unsqueeze(1), -c.unsqueeze(1)], dim=1)
+        return columns.int(), weights
+
+    def _derived_buffers(self):
+        """What forward reads besides W, computed once from the byte table (see the class doc)."""
+        if self.mode == "sparse":
+            columns, weights = self._bags(self.byte_table, self.byte_lengths)
+            return dict(bag_columns=columns, bag_weights=weights)
+        if self.mode == "cached":
+            return dict(codec_table=self._codec_rows(self.byte_table, self.byte_lengths))
+        return {}
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._codec_table = None  # the byte table may have changed
+        for name, derived in self._derived_buffers().items():  # the byte table may have changed
+            getattr(self, name).copy_(derived)
 
 
 # ----------------------------------------------------------------------------- transformer
