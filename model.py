@@ -52,69 +52,94 @@ class GPTConfig:
 
 # ----------------------------------------------------------------------------- sparse kernel
 # W z for many tokens as a custom op: torch.compile sees one opaque node with a known output shape
-# (no graph break, no dynamic shapes), and the backward is a scatter-add (index_add_) instead of
-# F.embedding_bag's backward, which sorts all N x (P + 1) bag entries to group them by column.
+# (no graph break, no dynamic shapes), and the backward is a scatter-add (index_add_) of the
+# scaled output gradient into W's byte columns, instead of F.embedding_bag's backward, which sorts
+# all N x (P + 1) bag entries by column and was the slowest part on a shared CPU.
 
 
 @torch.library.custom_op("kronecker_nanogpt::sparse_embed", mutates_args=())
-def sparse_embed(weight: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """out[n] = sum_k weights[n, k] * column(columns[n, k]) of W: one weighted bag per token.
+def sparse_embed(weight: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
+                 shift: torch.Tensor) -> torch.Tensor:
+    """out[n] = scale[n] * sum_k W[:, columns[n, k]] - shift[n] * W.sum(1), skipping columns = D.
 
-    weight W (d, D) float; columns (N, K) int32 or int64, where j < D means W[:, j], j = D means
-    W.sum(1) (the z-normalisation's mean term) and j = D + 1 is padding, skipped; weights (N, K)
-    in W's dtype. Returns (N, d) in W's dtype. The bags run over a (D + 2, d) table
-    [W's columns; their sum; a zero row]: fixed shapes and no host sync on any device.
+    weight W (d, D) float; columns (N, P) int32/int64 in 0..D, D marking padding; scale and shift
+    (N,) in W's dtype. Returns (N, d) in W's dtype. One weighted F.embedding_bag per token over a
+    (D + 2, d) table [W's columns; a zero row for padding, skipped; W's column sum], with the
+    column sum as every bag's last entry: fixed shapes and no host sync on any device.
     """
     d, D = weight.shape
     table = weight.new_empty(D + 2, d)  # one allocation: W transposed, then the two extra rows
     table[:D].copy_(weight.t())
-    torch.sum(weight, dim=1, out=table[D])
-    table[D + 1].zero_()
-    return F.embedding_bag(columns, table, mode="sum", per_sample_weights=weights, padding_idx=D + 1)
+    table[D].zero_()
+    torch.sum(weight, dim=1, out=table[D + 1])
+    N, P = columns.shape
+    bag_columns = torch.cat([columns, columns.new_full((N, 1), D + 1)], dim=1)
+    bag_weights = torch.cat([scale.unsqueeze(1).expand(N, P), -shift.unsqueeze(1)], dim=1)
+    return F.embedding_bag(bag_columns, table, mode="sum", per_sample_weights=bag_weights, padding_idx=D)
 
 
 @sparse_embed.register_fake
-def _(weight, columns, weights):
+def _(weight, columns, scale, shift):
     return weight.new_empty(columns.shape[0], weight.shape[0])
 
 
 @torch.library.custom_op("kronecker_nanogpt::sparse_embed_backward", mutates_args=())
-def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor, D: int) -> torch.Tensor:
-    """The gradient of sparse_embed w.r.t. W, (d, D) contiguous, from grad (N, d): a scatter-add.
+def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
+                          shift: torch.Tensor, D: int) -> torch.Tensor:
+    """The gradient of sparse_embed w.r.t. W, (d, D) contiguous, from grad (N, d).
 
-    Row j of the transposed gradient gets weights[n, k] * grad[n] for every entry with column j;
-    the mean row (column D) is then added to every column. On CPU the padding entries (about
-    3/4 at GPT-2's lengths) are dropped first and the rest added D entries at a time, so the
-    gathered (entries, d) source is never larger than W; elsewhere (CUDA: atomic adds) one
-    index_add_ per bag position, padding sent to the spare row D + 1, keeps the host unsynced.
+    Column j of the gradient is the sum of scale[n] * grad[n] over the entries columns[n, k] = j,
+    minus shift @ grad (the mean term, the same for every column). The scatter runs into a
+    transposed (D + 1, d) buffer whose last row collects the padding.
     """
-    N, d = grad.shape
-    grad_t = grad.new_zeros(D + 2, d)
-    if grad.device.type == "cpu":
-        token, k = (columns != D + 1).nonzero(as_tuple=True)
-        for tok, col, w in zip(token.split(D), columns[token, k].split(D), weights[token, k].split(D)):
-            grad_t.index_add_(0, col, grad.index_select(0, tok).mul_(w.unsqueeze(1)))
-    else:
-        for k in range(columns.shape[1]):
-            grad_t.index_add_(0, columns[:, k], grad * weights[:, k].unsqueeze(1))
-    out = grad.new_empty(d, D)
-    return torch.add(grad_t[:D].t(), grad_t[D].unsqueeze(1), out=out)
+    grad_t = grad.new_zeros(D + 1, grad.shape[1])
+    scatter = _scatter_prefixes if grad.device.type == "cpu" else _scatter_positions
+    scatter(grad_t, grad, columns, scale)
+    out = grad.new_empty(grad.shape[1], D)
+    return torch.sub(grad_t[:D].t(), (shift @ grad).unsqueeze(1), out=out)
+
+
+def _scatter_positions(grad_t, grad, columns, scale):
+    """grad_t[columns[n, k]] += scale[n] * grad[n]: one index_add_ per position k, over all N
+    tokens (CUDA: atomic adds, fixed shapes, no host sync; padding lands in the spare row)."""
+    scaled = grad * scale.unsqueeze(1)
+    for k in range(columns.shape[1]):
+        grad_t.index_add_(0, columns[:, k], scaled)
+
+
+def _scatter_prefixes(grad_t, grad, columns, scale):
+    """What _scatter_positions computes, with less work where index_add_ is serial-ish (CPU).
+
+    Tokens are reordered by how many positions they use (a sort of N small integers, not of the
+    N x P entries), so at position k only a prefix of them has a byte there: each index_add_
+    reads a contiguous slice, and the padding (about 3/4 of the positions at GPT-2's lengths)
+    is never touched. Padding inside a token's used positions still goes to the spare row.
+    """
+    D, P = grad_t.shape[0] - 1, columns.shape[1]
+    used = ((columns != D) * torch.arange(1, P + 1, device=columns.device)).amax(1)  # last position + 1
+    order = torch.argsort(used, descending=True)
+    scaled = grad.index_select(0, order).mul_(scale.index_select(0, order).unsqueeze(1))
+    columns = columns.index_select(0, order)
+    tokens_at = torch.bincount(used, minlength=P + 1).flip(0).cumsum(0).flip(0)[1:].tolist()  # used > k
+    for k, n in enumerate(tokens_at):
+        if n:
+            grad_t.index_add_(0, columns[:n, k], scaled[:n])
 
 
 @sparse_embed_backward.register_fake
-def _(grad, columns, weights, D):
+def _(grad, columns, scale, shift, D):
     return grad.new_empty(grad.shape[1], D)
 
 
 def _sparse_embed_setup(ctx, inputs, output):
-    weight, columns, weights = inputs
-    ctx.save_for_backward(columns, weights)
+    weight, columns, scale, shift = inputs
+    ctx.save_for_backward(columns, scale, shift)
     ctx.D = weight.shape[1]
 
 
 def _sparse_embed_grad(ctx, grad):
-    columns, weights = ctx.saved_tensors
-    return sparse_embed_backward(grad.contiguous(), columns, weights, ctx.D), None, None
+    columns, scale, shift = ctx.saved_tensors
+    return sparse_embed_backward(grad.contiguous(), columns, scale, shift, ctx.D), None, None, None
 
 
 sparse_embed.register_autograd(_sparse_embed_grad, setup_context=_sparse_embed_setup)
@@ -129,10 +154,9 @@ class KroneckerEmbedding(nn.Module):
     the state dict). Derived buffers are kept out of the state dict, computed once and rebuilt
     on load, so every mode reads the same checkpoints and forward builds nothing (one
     torch.compile graph, no recompiles, no host-to-device copies): `length_scale` a(L) and
-    `mean_shift` c(L), (pos_dim + 1,) float32 (see _length_coefficients); in "sparse" mode each
-    token's bag, `bag_columns` (V, pos_dim + 1) int32 and `bag_weights` (V, pos_dim + 1) float32
-    (3.4 MB each at GPT-2); in "cached" mode `codec_table` (V, D) float32. Outputs are float32
-    under autocast in every mode.
+    `mean_shift` c(L), (pos_dim + 1,) float32 (see _length_coefficients); in "sparse" mode
+    `byte_columns` (V, pos_dim) int32, each byte's column of W (3.2 MB at GPT-2); in "cached"
+    mode `codec_table` (V, D) float32. Outputs are float32 under autocast in every mode.
     """
 
     def __init__(self, token_bytes, n_embd, pos_dim=16, mode="sparse"):
@@ -171,8 +195,8 @@ class KroneckerEmbedding(nn.Module):
         """(...) int64 token ids -> (..., n_embd) embeddings, float32 (W's dtype)."""
         if self.mode == "sparse":
             flat = ids.reshape(-1)
-            out = self._sparse(self.bag_columns.index_select(0, flat), self.bag_weights.index_select(0, flat))
-            return out.view(*ids.shape, -1)
+            columns = self.byte_columns.index_select(0, flat)
+            return self._sparse(columns, self.byte_lengths.index_select(0, flat)).view(*ids.shape, -1)
         if self.mode == "cached":
             return self._project(F.embedding(ids, self.codec_table))
         return self._project(self.codec(ids))
@@ -187,14 +211,16 @@ class KroneckerEmbedding(nn.Module):
         device = self.projection.weight.device
         rows, lengths = rows.to(device), lengths.to(device)
         if self.mode == "sparse":
-            return self._sparse(*self._bags(rows, lengths))
+            return self._sparse(self._byte_columns(rows, lengths), lengths)
         return self._project(self._codec_rows(rows, lengths))
 
-    def _sparse(self, columns, weights):
-        """W z without building z: sparse_embed over the token's byte columns of W and, with
-        weight -c(L), W's column sum (the rank-1 mean correction); bags from _bags."""
+    def _sparse(self, columns, lengths):
+        """W z without building z: a(L) times the sum of the token's byte columns of W, minus
+        c(L) times W's column sum (the rank-1 mean correction); columns from _byte_columns."""
         W = self.projection.weight
-        return sparse_embed(W, columns, weights.to(W.dtype))
+        lengths = lengths.long()
+        scale, shift = self.length_scale.index_select(0, lengths), self.mean_shift.index_select(0, lengths)
+        return sparse_embed(W, columns, scale.to(W.dtype), shift.to(W.dtype))
 
     def _project(self, z):
         # Outside autocast: the input embedding stays float32 in every mode, as sparse (a custom
@@ -230,24 +256,16 @@ class KroneckerEmbedding(nn.Module):
         c = mean / (std + ZNORM_EPS)
         return a, c
 
-    def _bags(self, rows, lengths):
-        """The sparse_embed bags of rows (N, pos_dim): columns (N, pos_dim + 1) int32, weights
-        float32. Byte p of a token of length L is column byte * pos_dim + p with weight a(L), the
-        last entry is W's column sum (column D) with weight -c(L), positions past L are padding."""
-        lengths = lengths.long()
+    def _byte_columns(self, rows, lengths):
+        """(N, pos_dim) int32: byte p of a token is column byte * pos_dim + p of W; D past its length."""
         positions = torch.arange(self.pos_dim, device=rows.device)
-        valid = positions < lengths.unsqueeze(1)
-        columns = torch.where(valid, rows.long() * self.pos_dim + positions, self.D + 1)
-        columns = torch.cat([columns, torch.full_like(columns[:, :1], self.D)], dim=1)
-        a, c = self.length_scale[lengths], self.mean_shift[lengths]
-        weights = torch.cat([valid.to(a.dtype) * a.unsqueeze(1), -c.unsqueeze(1)], dim=1)
-        return columns.int(), weights
+        valid = positions < lengths.long().unsqueeze(1)
+        return torch.where(valid, rows.int() * self.pos_dim + positions, self.D).int()
 
     def _derived_buffers(self):
         """What forward reads besides W, computed once from the byte table (see the class doc)."""
         if self.mode == "sparse":
-            columns, weights = self._bags(self.byte_table, self.byte_lengths)
-            return dict(bag_columns=columns, bag_weights=weights)
+            return dict(byte_columns=self._byte_columns(self.byte_table, self.byte_lengths))
         if self.mode == "cached":
             return dict(codec_table=self._codec_rows(self.byte_table, self.byte_lengths))
         return {}
