@@ -95,8 +95,8 @@ def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, scale: torc
     grad_t = grad.new_zeros(D + 1, grad.shape[1])
     scatter = _scatter_prefixes if grad.device.type == "cpu" else _scatter_positions
     scatter(grad_t, grad, columns, scale)
-    out = grad.new_empty(grad.shape[1], D)
-    return torch.sub(grad_t[:D].t(), (shift @ grad).unsqueeze(1), out=out)
+    grad_t = grad_t[:D].sub_(shift @ grad)
+    return grad_t.t().contiguous()  # a blocked transpose; a strided subtract into (d, D) is 10x slower
 
 
 def _scatter_positions(grad_t, grad, columns, scale):
