@@ -95,7 +95,9 @@ def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, scale: torc
     grad_t = grad.new_zeros(D + 1, grad.shape[1])
     scatter = _scatter_prefixes if grad.device.type == "cpu" else _scatter_positions
     scatter(grad_t, grad, columns, scale)
-    grad_t = grad_t[:D].sub_(shift @ grad)
+    with torch.autocast(grad.device.type, enabled=False):  # a backward called inside autocast
+        mean_term = shift @ grad
+    grad_t = grad_t[:D].sub_(mean_term)
     return grad_t.t().contiguous()  # a blocked transpose; a strided subtract into (d, D) is 10x slower
 
 

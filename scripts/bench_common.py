@@ -94,7 +94,7 @@ def busy_cores(n):
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
     try:
         time.sleep(0.5)  # let them start before anything is timed
-        yield
+        yield spinners
     finally:
         for spinner in spinners:
             spinner.kill()
