@@ -54,7 +54,8 @@ class GPTConfig:
 # W z for many tokens as a custom op: torch.compile sees one opaque node with a known output shape
 # (no graph break, no dynamic shapes), and the backward is a scatter-add (index_add_) of the
 # scaled output gradient into W's byte columns, instead of F.embedding_bag's backward, which sorts
-# all N x (P + 1) bag entries by column and was the slowest part on a shared CPU.
+# all N x (P + 1) bag entries by column with a parallel sort that stalls whenever another process
+# holds one of the cores.
 
 
 @torch.library.custom_op("kronecker_nanogpt::sparse_embed", mutates_args=())
@@ -110,12 +111,14 @@ def _scatter_positions(grad_t, grad, columns, scale):
 
 
 def _scatter_prefixes(grad_t, grad, columns, scale):
-    """What _scatter_positions computes, with less work where index_add_ is serial-ish (CPU).
+    """What _scatter_positions computes, for CPUs, where index_add_ is a serial loop of row adds.
 
     Tokens are reordered by how many positions they use (a sort of N small integers, not of the
     N x P entries), so at position k only a prefix of them has a byte there: each index_add_
     reads a contiguous slice, and the padding (about 3/4 of the positions at GPT-2's lengths)
     is never touched. Padding inside a token's used positions still goes to the spare row.
+    Keep `columns` int32: with int64 CPU index_add_ becomes a scatter_add with a parallel radix
+    sort, as fast on an idle CPU and 5x slower with one core held by another process.
     """
     D, P = grad_t.shape[0] - 1, columns.shape[1]
     used = ((columns != D) * torch.arange(1, P + 1, device=columns.device)).amax(1)  # last position + 1
