@@ -104,7 +104,9 @@ def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, scale: torc
 
 def _scatter_positions(grad_t, grad, columns, scale):
     """grad_t[columns[n, k]] += scale[n] * grad[n]: one index_add_ per position k, over all N
-    tokens (CUDA: atomic adds, fixed shapes, no host sync; padding lands in the spare row)."""
+    tokens (CUDA: atomic adds, fixed shapes, no host sync; padding lands in the spare row).
+    Float atomics add in a varying order, so the last bits differ run to run on CUDA unless
+    torch.use_deterministic_algorithms(True), which makes CUDA index_add_ deterministic."""
     scaled = grad * scale.unsqueeze(1)
     for k in range(columns.shape[1]):
         grad_t.index_add_(0, columns[:, k], scaled)
