@@ -4,11 +4,11 @@ Times `emb(ids).sum().backward()` (gradients set to None before each call, as in
 nn.Embedding(V, d) and KroneckerEmbedding in modes sparse, dense and cached, on the token ids
 of real text, interleaving the modes (A B C D A B C D ...) so that load on the machine hits
 them alike; reports the median after warm-up. Memory per mode: parameters, buffers (the
-Kronecker byte table and what derives from it: sparse's per-token bags, cached's V x D codec
-table), the gradient, and the peak of
-new tensors during forward + backward with the largest one (see AllocationTracker in
-bench_common.py; on CUDA the peak is torch.cuda.max_memory_allocated above the memory held
-before the call) and whether it made a (tokens x D) or (V x D) tensor ("NxD/VxD").
+Kronecker byte table and what derives from it: sparse's byte columns, cached's V x D codec
+table), the gradient, and the peak of new tensors during forward + backward with the largest
+one (see AllocationTracker in bench_common.py; on CUDA the peak is
+torch.cuda.max_memory_allocated above the memory held before the call) and whether it made a
+(tokens x D) or (V x D) tensor ("NxD/VxD").
 
 Shapes: 124m (V 50,304, d 768, pos_dim 16, 8 x 1024 tokens, GPT-2's byte table) and frontier
 (V 131,072, d 4,096, pos_dim 32, 1 x 1024 tokens; GPT-2's 50,304 byte strings then random byte
