@@ -31,9 +31,17 @@ def device_type(device):
 
 
 def resolve_dtype(dtype, device):
-    """"auto" is bfloat16 autocast on CUDA and float32 on CPU."""
+    """"auto" is bfloat16 autocast on CUDA and float32 on CPU.
+
+    Raises UserError for bfloat16 (asked for or "auto") on a CUDA GPU without native bf16
+    (before Ampere): this repo has no float16 path (that would need loss scaling).
+    """
     if dtype == "auto":
-        return "bfloat16" if device_type(device) == "cuda" else "float32"
+        dtype = "bfloat16" if device_type(device) == "cuda" else "float32"
+    if dtype == "bfloat16" and device_type(device) == "cuda" and torch.cuda.is_available() \
+            and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise UserError(f"{device} has no native bfloat16 (needs an Ampere or newer GPU); pass --dtype=float32 "
+                        "(float16 is not supported: it needs loss scaling)")
     return dtype
 
 

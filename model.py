@@ -6,8 +6,10 @@ and one learned Linear(D, d), D = 256 * pos_dim. For a token with UTF-8 bytes b_
     z     = (kappa - mean(kappa)) / (std(kappa, unbiased) + 1e-6)     (L = 0 gives z = 0)
     e     = W z
 Three modes compute the same e: "sparse" (default; a gather-sum over the token's L byte columns
-plus a rank-1 correction, never materialising anything of size N x D or V x D), "dense" (builds
-the (N, D) codec and multiplies, as the reference code does) and "cached" (a (V, D) codec table).
+plus a rank-1 correction, never materialising anything of size N x D or V x D, with a sort-free
+scatter-add backward), "dense" (builds the (N, D) codec and multiplies, as the reference code
+does) and "cached" (a (V, D) codec table, a buffer built once). Every mode returns float32
+embeddings under autocast, as nn.Embedding does in the BPE arms.
 """
 import inspect
 import math
@@ -48,10 +50,121 @@ class GPTConfig:
             raise UserError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
 
 
+# ----------------------------------------------------------------------------- sparse kernel
+# W z for many tokens as a custom op: torch.compile sees one opaque node with a known output shape
+# (no graph break, no dynamic shapes), and the backward is a scatter-add (index_add_) of the
+# scaled output gradient into W's byte columns, instead of F.embedding_bag's backward, which sorts
+# all N x (P + 1) bag entries by column with a parallel sort that stalls whenever another process
+# holds one of the cores.
+
+
+@torch.library.custom_op("kronecker_nanogpt::sparse_embed", mutates_args=())
+def sparse_embed(weight: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
+                 shift: torch.Tensor) -> torch.Tensor:
+    """out[n] = scale[n] * sum_k W[:, columns[n, k]] - shift[n] * W.sum(1), skipping columns = D.
+
+    weight W (d, D) float; columns (N, P) int32/int64 in 0..D, D marking padding; scale and shift
+    (N,) in W's dtype. Returns (N, d) in W's dtype. One weighted F.embedding_bag per token over a
+    (D + 2, d) table [W's columns; a zero row for padding, skipped; W's column sum], with the
+    column sum as every bag's last entry: fixed shapes and no host sync on any device.
+    """
+    d, D = weight.shape
+    table = weight.new_empty(D + 2, d)  # one allocation: W transposed, then the two extra rows
+    table[:D].copy_(weight.t())
+    table[D].zero_()
+    torch.sum(weight, dim=1, out=table[D + 1])
+    N, P = columns.shape
+    bag_columns = torch.cat([columns, columns.new_full((N, 1), D + 1)], dim=1)
+    bag_weights = torch.cat([scale.unsqueeze(1).expand(N, P), -shift.unsqueeze(1)], dim=1)
+    return F.embedding_bag(bag_columns, table, mode="sum", per_sample_weights=bag_weights, padding_idx=D)
+
+
+@sparse_embed.register_fake
+def _(weight, columns, scale, shift):
+    return weight.new_empty(columns.shape[0], weight.shape[0])
+
+
+@torch.library.custom_op("kronecker_nanogpt::sparse_embed_backward", mutates_args=())
+def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
+                          shift: torch.Tensor, D: int) -> torch.Tensor:
+    """The gradient of sparse_embed w.r.t. W, (d, D) contiguous, from grad (N, d).
+
+    Column j of the gradient is the sum of scale[n] * grad[n] over the entries columns[n, k] = j,
+    minus shift @ grad (the mean term, the same for every column). The scatter runs into a
+    transposed (D + 1, d) buffer whose last row collects the padding.
+    """
+    grad_t = grad.new_zeros(D + 1, grad.shape[1])
+    scatter = _scatter_prefixes if grad.device.type == "cpu" else _scatter_positions
+    scatter(grad_t, grad, columns, scale)
+    with torch.autocast(grad.device.type, enabled=False):  # a backward called inside autocast
+        mean_term = shift @ grad
+    grad_t = grad_t[:D].sub_(mean_term)
+    return grad_t.t().contiguous()  # a blocked transpose; a strided subtract into (d, D) is 10x slower
+
+
+def _scatter_positions(grad_t, grad, columns, scale):
+    """grad_t[columns[n, k]] += scale[n] * grad[n]: one index_add_ per position k, over all N
+    tokens (CUDA: atomic adds, fixed shapes, no host sync; padding lands in the spare row).
+    Float atomics add in a varying order, so the last bits differ run to run on CUDA unless
+    torch.use_deterministic_algorithms(True), which makes CUDA index_add_ deterministic."""
+    scaled = grad * scale.unsqueeze(1)
+    for k in range(columns.shape[1]):
+        grad_t.index_add_(0, columns[:, k], scaled)
+
+
+def _scatter_prefixes(grad_t, grad, columns, scale):
+    """What _scatter_positions computes, for CPUs, where index_add_ is a serial loop of row adds.
+
+    Tokens are reordered by how many positions they use (a sort of N small integers, not of the
+    N x P entries), so at position k only a prefix of them has a byte there: each index_add_
+    reads a contiguous slice, and the padding (about 3/4 of the positions at GPT-2's lengths)
+    is never touched. Padding inside a token's used positions still goes to the spare row.
+    Keep `columns` int32: with int64 CPU index_add_ becomes a scatter_add with a parallel radix
+    sort, as fast on an idle CPU and 5x slower with one core held by another process.
+    """
+    D, P = grad_t.shape[0] - 1, columns.shape[1]
+    used = ((columns != D) * torch.arange(1, P + 1, device=columns.device)).amax(1)  # last position + 1
+    order = torch.argsort(used, descending=True)
+    scaled = grad.index_select(0, order).mul_(scale.index_select(0, order).unsqueeze(1))
+    columns = columns.index_select(0, order)
+    tokens_at = torch.bincount(used, minlength=P + 1).flip(0).cumsum(0).flip(0)[1:].tolist()  # used > k
+    for k, n in enumerate(tokens_at):
+        if n:
+            grad_t.index_add_(0, columns[:n, k], scaled[:n])
+
+
+@sparse_embed_backward.register_fake
+def _(grad, columns, scale, shift, D):
+    return grad.new_empty(grad.shape[1], D)
+
+
+def _sparse_embed_setup(ctx, inputs, output):
+    weight, columns, scale, shift = inputs
+    ctx.save_for_backward(columns, scale, shift)
+    ctx.D = weight.shape[1]
+
+
+def _sparse_embed_grad(ctx, grad):
+    columns, scale, shift = ctx.saved_tensors
+    return sparse_embed_backward(grad.contiguous(), columns, scale, shift, ctx.D), None, None, None
+
+
+sparse_embed.register_autograd(_sparse_embed_grad, setup_context=_sparse_embed_setup)
+
+
 # ----------------------------------------------------------------------------- Kronecker embedding
 
 class KroneckerEmbedding(nn.Module):
-    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd)."""
+    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
+
+    Buffers: `byte_table` (V, pos_dim) uint8 and `byte_lengths` (V,) uint8 are model state (in
+    the state dict). Derived buffers are kept out of the state dict, computed once and rebuilt
+    on load, so every mode reads the same checkpoints and forward builds nothing (one
+    torch.compile graph, no recompiles, no host-to-device copies): `length_scale` a(L) and
+    `mean_shift` c(L), (pos_dim + 1,) float32 (see _length_coefficients); in "sparse" mode
+    `byte_columns` (V, pos_dim) int32, each byte's column of W (3.2 MB at GPT-2); in "cached"
+    mode `codec_table` (V, D) float32. Outputs are float32 under autocast in every mode.
+    """
 
     def __init__(self, token_bytes, n_embd, pos_dim=16, mode="sparse"):
         super().__init__()
@@ -63,9 +176,13 @@ class KroneckerEmbedding(nn.Module):
         # The byte table is model state: a checkpoint alone rebuilds the codec, no tokenizer needed.
         self.register_buffer("byte_table", rows)
         self.register_buffer("byte_lengths", lengths)
+        a, c = self._length_coefficients()
+        self.register_buffer("length_scale", a.float(), persistent=False)
+        self.register_buffer("mean_shift", c.float(), persistent=False)
+        for name, derived in self._derived_buffers().items():
+            self.register_buffer(name, derived, persistent=False)
         self.projection = nn.Linear(self.D, n_embd, bias=False)
         self.reset_parameters()
-        self._codec_table = None  # "cached" mode: built on first use, dropped on load
 
     def reset_parameters(self):
         """The paper's init: N(0, 1/D), so each projection row has L2 norm about 1."""
@@ -82,9 +199,14 @@ class KroneckerEmbedding(nn.Module):
         return rows, lengths
 
     def forward(self, ids):
+        """(...) int64 token ids -> (..., n_embd) embeddings, float32 (W's dtype)."""
+        if self.mode == "sparse":
+            flat = ids.reshape(-1)
+            columns = self.byte_columns.index_select(0, flat)
+            return self._sparse(columns, self.byte_lengths.index_select(0, flat)).view(*ids.shape, -1)
         if self.mode == "cached":
-            return self.projection(F.embedding(ids, self.codec_table()))
-        return self._embed_rows(self.byte_table[ids], self.byte_lengths[ids])
+            return self._project(F.embedding(ids, self.codec_table))
+        return self._project(self.codec(ids))
 
     def codec(self, ids):
         """The z-normalised codec vectors, (..., D), computed literally (for inspection and tests)."""
@@ -94,19 +216,24 @@ class KroneckerEmbedding(nn.Module):
         """Embeddings (n, n_embd) of arbitrary byte strings, e.g. words that have no token id."""
         rows, lengths = self.encode_bytes(byte_strings)
         device = self.projection.weight.device
-        return self._embed_rows(rows.to(device), lengths.to(device))
+        rows, lengths = rows.to(device), lengths.to(device)
+        if self.mode == "sparse":
+            return self._sparse(self._byte_columns(rows, lengths), lengths)
+        return self._project(self._codec_rows(rows, lengths))
 
-    def codec_table(self):
-        table = self._codec_table
-        if table is None or table.device != self.byte_table.device:
-            table = self._codec_rows(self.byte_table, self.byte_lengths)
-            self._codec_table = table
-        return table
+    def _sparse(self, columns, lengths):
+        """W z without building z: a(L) times the sum of the token's byte columns of W, minus
+        c(L) times W's column sum (the rank-1 mean correction); columns from _byte_columns."""
+        W = self.projection.weight
+        lengths = lengths.long()
+        scale, shift = self.length_scale.index_select(0, lengths), self.mean_shift.index_select(0, lengths)
+        return sparse_embed(W, columns, scale.to(W.dtype), shift.to(W.dtype))
 
-    def _embed_rows(self, rows, lengths):
-        if self.mode == "dense":
-            return self.projection(self._codec_rows(rows, lengths))
-        return self._sparse_embed(rows, lengths)
+    def _project(self, z):
+        # Outside autocast: the input embedding stays float32 in every mode, as sparse (a custom
+        # op, never autocast) and nn.Embedding (the BPE arms) are; the modes then agree under bf16.
+        with torch.autocast(z.device.type, enabled=False):
+            return self.projection(z)
 
     def _codec_rows(self, rows, lengths):
         """kappa then z-normalisation, exactly as written in the paper; rows (..., pos_dim)."""
@@ -121,8 +248,8 @@ class KroneckerEmbedding(nn.Module):
         std = kappa.std(-1, keepdim=True)  # unbiased
         return (kappa - mean) / (std + ZNORM_EPS)
 
-    def _length_coefficients(self, dtype, device):
-        """For each length L in 0..pos_dim: (a, c) with z = a * kappa_support - c, in closed form.
+    def _length_coefficients(self):
+        """For each length L in 0..pos_dim: (a, c) float64 with z = a * kappa_support - c.
 
         kappa has L entries equal to 1/sqrt(L): mean m = sqrt(L)/D, unbiased variance
         (1[L>0] - L/D)/(D-1). So W z = a * sum_p W[:, col_p] - c * W.sum(1), with
@@ -134,36 +261,26 @@ class KroneckerEmbedding(nn.Module):
         std = (((L > 0).double() - L / D) / (D - 1)).clamp(min=0).sqrt()
         a = torch.where(L > 0, 1.0 / (L.clamp(min=1).sqrt() * (std + ZNORM_EPS)), torch.zeros_like(L))
         c = mean / (std + ZNORM_EPS)
-        return a.to(device=device, dtype=dtype), c.to(device=device, dtype=dtype)
+        return a, c
 
-    def _sparse_embed(self, rows, lengths):
-        """W z without building z: one weighted bag per token over its byte columns of W and,
-        with weight -c, the column sum of W (the rank-1 mean correction).
-
-        Every bag has pos_dim + 1 entries (fixed shapes, so torch.compile sees no dynamic
-        sizes); the positions past a token's length point at `padding_idx`, which embedding_bag
-        skips in the forward and in the backward (the mean GPT-2 token has ~4 of the 16 bytes).
-        """
-        W = self.projection.weight  # (n_embd, D)
-        shape = rows.shape[:-1]
-        rows, lengths = rows.reshape(-1, self.pos_dim), lengths.reshape(-1).long()
+    def _byte_columns(self, rows, lengths):
+        """(N, pos_dim) int32: byte p of a token is column byte * pos_dim + p of W; D past its length."""
         positions = torch.arange(self.pos_dim, device=rows.device)
-        valid = positions < lengths.unsqueeze(-1)
-        pad, mean_row = self.D + 1, self.D
-        columns = torch.where(valid, rows.long() * self.pos_dim + positions, pad)
-        a, c = self._length_coefficients(W.dtype, W.device)
-        weights = valid.to(W.dtype) * a[lengths].unsqueeze(-1)
-        columns = torch.cat([columns, columns.new_full((len(columns), 1), mean_row)], dim=1)
-        weights = torch.cat([weights, -c[lengths].unsqueeze(-1)], dim=1)
-        # (D + 2, n_embd): W's columns, W's column sum, a zero padding row (transposing W first
-        # and then concatenating is twice as fast on CPU as concatenating the strided W.t())
-        bag_rows = torch.cat([W.t().contiguous(), W.sum(1, keepdim=True).t(), W.new_zeros(1, W.shape[0])])
-        out = F.embedding_bag(columns, bag_rows, mode="sum", per_sample_weights=weights, padding_idx=pad)
-        return out.view(*shape, -1)
+        valid = positions < lengths.long().unsqueeze(1)
+        return torch.where(valid, rows.int() * self.pos_dim + positions, self.D).int()
+
+    def _derived_buffers(self):
+        """What forward reads besides W, computed once from the byte table (see the class doc)."""
+        if self.mode == "sparse":
+            return dict(byte_columns=self._byte_columns(self.byte_table, self.byte_lengths))
+        if self.mode == "cached":
+            return dict(codec_table=self._codec_rows(self.byte_table, self.byte_lengths))
+        return {}
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._codec_table = None  # the byte table may have changed
+        for name, derived in self._derived_buffers().items():  # the byte table may have changed
+            getattr(self, name).copy_(derived)
 
 
 # ----------------------------------------------------------------------------- transformer

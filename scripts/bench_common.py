@@ -9,10 +9,13 @@ tiktoken. Every `--tokens-file` path works offline on a machine without tiktoken
 import gzip
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import time
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +86,27 @@ def timed(fn, device):
     fn()
     synchronize(device)
     return time.perf_counter() - t0
+
+
+@contextmanager
+def busy_cores(n):
+    """n other processes that each keep one core busy while the block runs (a loaded node)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.5)  # let them start before anything is timed
+        yield spinners
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def load_average():
+    """The 1-minute load average (runnable processes, all cores together), or None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def median(values):

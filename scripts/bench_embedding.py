@@ -4,10 +4,11 @@ Times `emb(ids).sum().backward()` (gradients set to None before each call, as in
 nn.Embedding(V, d) and KroneckerEmbedding in modes sparse, dense and cached, on the token ids
 of real text, interleaving the modes (A B C D A B C D ...) so that load on the machine hits
 them alike; reports the median after warm-up. Memory per mode: parameters, buffers (the
-Kronecker byte table; for `cached` also its V x D codec table), the gradient, and the peak of
-new tensors during forward + backward with the largest one (see AllocationTracker in
-bench_common.py; on CUDA the peak is torch.cuda.max_memory_allocated above the memory held
-before the call) and whether it made a (tokens x D) or (V x D) tensor ("NxD/VxD").
+Kronecker byte table and what derives from it: sparse's byte columns, cached's V x D codec
+table), the gradient, and the peak of new tensors during forward + backward with the largest
+one (see AllocationTracker in bench_common.py; on CUDA the peak is
+torch.cuda.max_memory_allocated above the memory held before the call) and whether it made a
+(tokens x D) or (V x D) tensor ("NxD/VxD").
 
 Shapes: 124m (V 50,304, d 768, pos_dim 16, 8 x 1024 tokens, GPT-2's byte table) and frontier
 (V 131,072, d 4,096, pos_dim 32, 1 x 1024 tokens; GPT-2's 50,304 byte strings then random byte
@@ -17,20 +18,24 @@ strings whose lengths are drawn from GPT-2's, seeded; the token ids are GPT-2 id
     python scripts/bench_embedding.py                              # both shapes, CUDA if present
     python scripts/bench_embedding.py --device cpu --shapes 124m --repeats 20 --json out.json
     python scripts/bench_embedding.py --tokens-file data/gpu_check/val_000000.bin   # no tiktoken
+    python scripts/bench_embedding.py --device cpu --shapes 124m --load 1   # one core held by a spinner
+
+`--load N` starts N processes that each spin on one core for the whole run, to measure how each
+mode degrades on a shared node (the spinners are killed when the run ends, also on errors).
 """
 import argparse
 import random
 from dataclasses import dataclass
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import MB, AllocationTracker, hardware, median, timed, token_ids
+from bench_common import MB, AllocationTracker, busy_cores, hardware, load_average, median, timed, token_ids
 
 import torch
 import torch.nn as nn
 
 from atomic import atomic_write_json
 from devices import resolve_device
-from errors import run_main
+from errors import UserError, run_main
 from model import KroneckerEmbedding
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes
 
@@ -79,11 +84,10 @@ def step(module, ids):
 
 
 def held_bytes(module):
-    """(parameters, buffers incl. the cached codec table) in bytes."""
+    """(parameters, buffers) in bytes; buffers include the derived ones (sparse's bags, cached's table)."""
     params = sum(p.numel() * p.element_size() for p in module.parameters())
     buffers = sum(b.numel() * b.element_size() for b in module.buffers())
-    cache = getattr(module, "_codec_table", None)
-    return params, buffers + (cache.numel() * cache.element_size() if cache is not None else 0)
+    return params, buffers
 
 
 def memory(module, ids, device, shape):
@@ -91,8 +95,6 @@ def memory(module, ids, device, shape):
     whether it made a (tokens x D) or (V x D) tensor, the reference way's codec."""
     module.zero_grad(set_to_none=True)
     held = [*module.parameters(), *module.buffers(), ids]
-    if getattr(module, "_codec_table", None) is not None:
-        held.append(module._codec_table)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -177,8 +179,12 @@ def get_args(argv):
     p.add_argument("--tokens-file", help=".bin shard or .npy of token ids (default: tokenise the FineWeb sample)")
     p.add_argument("--max-table-gb", type=float, default=2.0, help="skip `cached` above this V x D table size")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
+    p.add_argument("--load", type=int, default=0, help="processes spinning on a core each during the run")
     p.add_argument("--json", help="also write the results here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.load < 0:
+        raise UserError(f"--load {args.load}: give a number of busy processes, 0 or more")
+    return args
 
 
 def main(argv=None):
@@ -188,15 +194,18 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     shapes = {name: SHAPES[name] for name in args.shapes}
     ids = token_ids(max(s.tokens for s in shapes.values()), args.tokens_file)
-    print(f"device: {hardware(args.device)}; median of {args.repeats} after {args.warmup} warm-up calls")
+    print(f"device: {hardware(args.device)}; median of {args.repeats} after {args.warmup} warm-up calls; "
+          f"{args.load} other busy process(es); load average before: {load_average()}")
     results = []
-    for name, shape in shapes.items():
-        rows = bench_shape(name, shape, ids[:shape.tokens], args)
-        print_table(name, shape, rows)
-        results.append(dict(shape=name, **vars(shape), rows=rows, sparse_vs_dense=sparse_vs_dense(rows)))
+    with busy_cores(args.load):
+        for name, shape in shapes.items():
+            rows = bench_shape(name, shape, ids[:shape.tokens], args)
+            print_table(name, shape, rows)
+            results.append(dict(shape=name, **vars(shape), rows=rows, sparse_vs_dense=sparse_vs_dense(rows)))
     if args.json:
         atomic_write_json(args.json, dict(hardware=hardware(args.device), device=args.device, repeats=args.repeats,
-                                   warmup=args.warmup, results=results))
+                                   warmup=args.warmup, load=args.load, load_average=load_average(),
+                                   results=results))
     return results
 
 

@@ -13,6 +13,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import bench_embedding  # noqa: E402
 import bench_train  # noqa: E402
 import gpu_check_summary  # noqa: E402
+import bench_common  # noqa: E402
 from bench_common import AllocationTracker  # noqa: E402
 from model import KroneckerEmbedding  # noqa: E402
 
@@ -38,28 +39,42 @@ def test_sparse_never_allocates_anything_of_size_tokens_x_D_or_V_x_D():
     V, d, pos_dim, N = len(token_bytes), 16, 8, 1024
     D = 256 * pos_dim
     ids = torch.from_numpy(rng.integers(0, V, size=(2, N // 2)))
-    made = {mode: allocations(KroneckerEmbedding(token_bytes, d, pos_dim, mode), ids)
-            for mode in ("sparse", "dense", "cached")}
+    embs = {mode: KroneckerEmbedding(token_bytes, d, pos_dim, mode) for mode in ("sparse", "dense", "cached")}
+    made = {mode: allocations(emb, ids) for mode, emb in embs.items()}
     assert not made["sparse"].made_matrix(N, D) and not made["sparse"].made_matrix(V, D)
     assert made["sparse"].largest[0] <= (D + 2) * d  # the bag table of W's columns, or W's gradient
     assert made["dense"].made_matrix(N, D)  # the check sees the reference way's (tokens x D) codec
-    assert made["cached"].made_matrix(V, D)  # and the (V x D) table, built on first use
+    assert made["cached"].made_matrix(N, D)  # and cached's gathered codec rows,
+    assert embs["cached"].codec_table.shape == (V, D)  # from its (V x D) table, a buffer built once
+    assert not made["cached"].made_matrix(V, D)
 
 
 @pytest.mark.slow
 def test_bench_embedding_prints_time_ratio_and_memory_of_every_mode(tokens_file, tmp_path, capsys):
     out = tmp_path / "emb.json"
-    bench_embedding.main(["--device", "cpu", "--shapes", "tiny", "--repeats", "1", "--warmup", "1",
+    bench_embedding.main(["--device", "cpu", "--shapes", "tiny", "--repeats", "1", "--warmup", "1", "--load", "1",
                           "--tokens-file", tokens_file, "--json", str(out)])
     printed = capsys.readouterr().out
+    assert "1 other busy process(es)" in printed and json.loads(out.read_text())["load"] == 1
     for mode in bench_embedding.MODES:
         assert mode in printed
     assert "faster than dense" in printed
     rows = {r["mode"]: r for r in json.loads(out.read_text())["results"][0]["rows"]}
     assert rows["nn.Embedding"]["vs_embedding"] == 1.0
     assert not rows["sparse"]["big_matrix"] and rows["dense"]["big_matrix"]
-    assert rows["nn.Embedding"]["params_mb"] > 10 * rows["sparse"]["buffers_mb"]  # table vs byte buffer
+    sparse_held = rows["sparse"]["params_mb"] + rows["sparse"]["buffers_mb"]  # W, byte table, byte columns
+    assert rows["nn.Embedding"]["params_mb"] > 2 * sparse_held  # at d = 32; 9x at the 124M shape
     assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in rows.values())
+
+
+def test_busy_cores_spin_during_the_block_and_are_gone_after_it():
+    with bench_common.busy_cores(1) as spinners:
+        assert len(spinners) == 1 and spinners[0].poll() is None
+    assert spinners[0].poll() is not None
+    with pytest.raises(RuntimeError):  # an error inside the block still stops them
+        with bench_common.busy_cores(1) as spinners:
+            raise RuntimeError("bench failed")
+    assert spinners[0].poll() is not None
 
 
 def test_bench_embedding_skips_cached_where_its_table_is_too_big(tokens_file, capsys):

@@ -17,6 +17,16 @@ def test_auto_device_and_dtype_follow_cuda_availability():
     assert resolve_dtype("float32", "cuda") == "float32"
 
 
+def test_bfloat16_on_a_gpu_without_it_fails_with_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    for dtype in ("auto", "bfloat16"):
+        with pytest.raises(UserError, match="cuda:0 has no native bfloat16 .* pass --dtype=float32"):
+            resolve_dtype(dtype, "cuda:0")
+    assert resolve_dtype("float32", "cuda:0") == "float32"
+    assert resolve_dtype("auto", "cpu") == "float32"
+
+
 def test_bad_devices_fail_with_one_line():
     with pytest.raises(UserError, match="'gpu0' is not a torch device"):
         resolve_device("gpu0")

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from errors import UserError
-from model import GPT, KRONECKER_MODES, GPTConfig, KroneckerEmbedding, sample_next
+from model import (GPT, KRONECKER_MODES, GPTConfig, KroneckerEmbedding, _scatter_positions, _scatter_prefixes,
+                   sample_next, sparse_embed)
 from tokenizer import EOT_ID, GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
 
 TINY = dict(block_size=16, vocab_size=50304, n_layer=2, n_head=2, n_embd=32)
@@ -88,6 +89,58 @@ def test_byte_table_is_a_small_persistent_buffer(gpt2_bytes):
     assert nbytes < 0.9e6
 
 
+@pytest.mark.parametrize("mode", KRONECKER_MODES)
+def test_derived_buffers_stay_out_of_checkpoints_and_move_with_the_module(mode):
+    emb = KroneckerEmbedding([b"", b"a", b"hello"], n_embd=8, pos_dim=4, mode=mode)
+    assert set(emb.state_dict()) == {"byte_table", "byte_lengths", "projection.weight"}  # as before: old checkpoints load
+    derived = {name for name, _ in emb.named_buffers()} - {"byte_table", "byte_lengths"}
+    assert {"length_scale", "mean_shift"} <= derived  # no float64 CPU tensors built per forward
+    assert ("byte_columns" in derived) == (mode == "sparse") and ("codec_table" in derived) == (mode == "cached")
+    assert all(b.device.type == "meta" for b in emb.to("meta").buffers())
+
+
+@pytest.mark.parametrize("mode", KRONECKER_MODES)
+def test_every_mode_loads_a_checkpoint_with_another_byte_table_and_follows_training(mode):
+    source = KroneckerEmbedding([b"", b"ab", b"\xe2\x82\xac", b"x" * 9], n_embd=8, pos_dim=4, mode="dense")
+    emb = KroneckerEmbedding([b""] * 4, n_embd=8, pos_dim=4, mode=mode)  # placeholder bytes, as from_checkpoint
+    emb.load_state_dict(source.state_dict())
+    ids = torch.tensor([[0, 1, 2, 3, 2]])
+    assert rel_err(emb(ids), source(ids)) <= 1e-6
+    optimizer = torch.optim.SGD([*emb.parameters(), *source.parameters()], lr=0.1)
+    for model in (emb, source):
+        model(ids).pow(2).sum().backward()
+    optimizer.step()  # the projection changes; the cached codec table must not go stale
+    assert rel_err(emb(ids), source(ids)) <= 1e-6
+
+
+@pytest.mark.slow
+def test_sparse_embed_op_passes_torchs_custom_op_checks_and_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(8, 512, dtype=torch.float64, generator=g, requires_grad=True)
+    columns = torch.tensor([[3, 4 + 1, 512], [512, 512, 512], [7, 512, 100], [9, 9, 9]], dtype=torch.int32)
+    scale, shift = torch.rand(4, dtype=torch.float64, generator=g), torch.rand(4, dtype=torch.float64, generator=g)
+    result = torch.library.opcheck(sparse_embed, (W, columns, scale, shift))
+    assert set(result.values()) == {"SUCCESS"}, result  # schema, fake tensor, autograd registration, aot
+    assert torch.autograd.gradcheck(lambda w: sparse_embed(w, columns, scale, shift), (W,))
+
+
+def test_both_scatters_agree_with_padding_anywhere_and_repeated_columns():
+    g = torch.Generator().manual_seed(0)
+    D, N, P = 64, 50, 5
+    columns = torch.randint(0, D + 1, (N, P), generator=g)  # D (padding) at any position, not only at the end
+    columns[:3] = D
+    columns[3] = 7  # one column several times in one token
+    grad, scale = torch.randn(N, 6, generator=g), torch.rand(N, generator=g)
+    expected = torch.zeros(D + 1, 6)
+    for n in range(N):
+        for k in range(P):
+            expected[columns[n, k]] += scale[n] * grad[n]
+    for scatter in (_scatter_positions, _scatter_prefixes):
+        grad_t = torch.zeros(D + 1, 6)
+        scatter(grad_t, grad, columns, scale)
+        torch.testing.assert_close(grad_t[:D], expected[:D], rtol=1e-5, atol=1e-6, msg=scatter.__name__)
+
+
 # ----------------------------------------------------------------------------- modes and oracle
 
 @pytest.fixture(scope="module")
@@ -124,6 +177,27 @@ def test_sparse_dense_and_cached_agree_on_outputs_and_gradients(small_vocab):
         assert out.shape == (2, ids.size(1), 48)
         assert rel_err(out, ref_out) <= 1e-5, mode
         assert rel_err(grad, ref_grad) <= 1e-5, mode
+
+
+def test_modes_agree_under_bf16_autocast_and_stay_float32(small_vocab):
+    ids = _ids_with_edge_cases(small_vocab)
+    results = {}
+    for mode, emb in _embeddings_sharing_one_projection(small_vocab, pos_dim=16).items():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = emb(ids)
+        (out.pow(2).sum() + out.sum()).backward()
+        results[mode] = (out.detach(), emb.projection.weight.grad)
+        assert out.dtype == torch.float32, mode  # as nn.Embedding in the BPE arms: no bf16 rounding here
+    for mode in ("sparse", "cached"):
+        assert rel_err(results[mode][0], results["dense"][0]) <= 1e-5, mode
+        assert rel_err(results[mode][1], results["dense"][1]) <= 1e-5, mode
+
+
+@pytest.mark.parametrize("embedding", ["bpe", "kronecker"])
+def test_token_embeddings_are_float32_under_autocast_in_every_arm(embedding):
+    model = GPT(GPTConfig(**TINY, embedding=embedding))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.token_embedding(torch.tensor([[1, 2]])).dtype == torch.float32
 
 
 @pytest.mark.parametrize("pos_dim", [16, 32])
