@@ -7,6 +7,8 @@ Settings: TrainConfig in train_config.py (defaults = the paper's 124M recipe), t
 file, then --key=value. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
 summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt; resume="auto" (default)
 continues from the latest checkpoint, reproducing an uninterrupted run's losses exactly.
+SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exits with code 75
+(errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
 """
 import dataclasses
 import json
@@ -25,8 +27,9 @@ from atomic import atomic_write_json
 from checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint
 from data.sampler import TrainBatches
 from devices import autocast_context, device_type, resolve_dtype
-from errors import UserError, run_main
+from errors import Preempted, UserError, run_main
 from model import GPT, GPTConfig
+from stop_signals import StopSignals
 from train_config import load_config
 from validation import evaluate, load_val_tokens
 
@@ -212,17 +215,33 @@ def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, a
     return train_loss, grad_norm, lr
 
 
+def save(step, raw_model, model_config, optimizer, batches, cfg, d, ckpt_dir, wall_time_s, val_loss):
+    """Checkpoint at `step` (a collective: every rank calls it); rank 0 writes, returns the path."""
+    rng, path = rng_states(d), None
+    if d.master:
+        path = save_checkpoint(dict(
+            model=raw_model.state_dict(), model_config=dataclasses.asdict(model_config),
+            train_config=dataclasses.asdict(cfg), step=step, optimizer=optimizer.state_dict(),
+            data_state=batches.state(step), rng=rng, wall_time_s=wall_time_s, val_loss=val_loss),
+            ckpt_dir)
+        prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.save_steps)
+    if d.world_size > 1:
+        dist.barrier()
+    return path
+
+
 def main(argv=None):
     cfg = load_config(sys.argv[1:] if argv is None else argv)
-    d = setup_distributed(cfg)
-    try:
-        train(cfg, d)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    with StopSignals() as stop:  # before anything slow: a signal at start-up still checkpoints
+        d = setup_distributed(cfg)
+        try:
+            train(cfg, d, stop)
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
-def train(cfg, d):
+def train(cfg, d, stop):
     t_start = time.time()
     grad_accum = grad_accum_steps(cfg, d.world_size)
     # data first: a missing or bad shard stops here, before any model is built
@@ -244,11 +263,12 @@ def train(cfg, d):
     raw_model.to(d.device)
     optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.max_lr, (cfg.beta1, cfg.beta2),
                                                d.device_type)
-    step, wall_before = 0, 0.0
+    step, wall_before, resumed_step, val_loss = 0, 0.0, None, None
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         restore_rng(ckpt["rng"], d, cfg, ckpt["step"])
-        step, wall_before = ckpt["step"], ckpt.get("wall_time_s", 0.0)
+        step, wall_before, val_loss = ckpt["step"], ckpt.get("wall_time_s", 0.0), ckpt.get("val_loss")
+        resumed_step = step
     else:
         torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams
     eval_model = torch.compile(raw_model) if use_compile else raw_model
@@ -269,29 +289,29 @@ def train(cfg, d):
         print(f"resuming from {ckpt_path} at step {step}" if ckpt else "starting from scratch")
     del ckpt  # free the checkpoint's copy of the weights
 
-    val_loss = None
     while True:
         last = step == cfg.max_steps
         tokens = step * cfg.total_batch_tokens
-        if step % cfg.eval_interval == 0 or last:
+        saved_here = step == resumed_step  # the resumed step's eval is logged, its checkpoint loaded
+        if not saved_here and (step % cfg.eval_interval == 0 or last):
             val_loss = evaluate(eval_model, val_tokens, cfg.block_size, cfg.micro_batch_size,
                                 d.device, autocast_ctx, d.rank, d.world_size)
             log.write(dict(step=step, tokens=tokens, val_loss=val_loss, **raw_model.embedding_norms()))
             if d.master:
                 print(f"step {step:6d} | val loss {val_loss:.4f}")
-        if step > 0 and is_checkpoint_step(step, cfg):
-            rng = rng_states(d)
-            if d.master:
-                ckpt_path = save_checkpoint(dict(
-                    model=raw_model.state_dict(), model_config=dataclasses.asdict(model_config),
-                    train_config=dataclasses.asdict(cfg), step=step, optimizer=optimizer.state_dict(),
-                    data_state=batches.state(step), rng=rng,
-                    wall_time_s=wall_before + time.time() - t_start), ckpt_dir)
-                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.save_steps)
-            if d.world_size > 1:
-                dist.barrier()
+        if not saved_here and step > 0 and is_checkpoint_step(step, cfg):
+            ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, ckpt_dir,
+                             wall_before + time.time() - t_start, val_loss)
+            saved_here = True
         if last:
             break
+        signal_name = stop.agreed(d.device, d.world_size)  # after each optimiser step, all ranks
+        if signal_name:
+            if not saved_here:
+                ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, ckpt_dir,
+                                 wall_before + time.time() - t_start, val_loss)
+            raise Preempted(f"stopped by {signal_name} at step {step}; checkpoint {ckpt_path}; "
+                            "rerun the same command to resume" if d.master else "")
         t0 = time.time()
         train_loss, grad_norm, lr = train_step(step, model, raw_model, optimizer, batches, cfg, d,
                                                grad_accum, autocast_ctx)
