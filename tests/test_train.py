@@ -69,7 +69,7 @@ def test_a_run_writes_config_log_summary_and_checkpoints(tmp_path, random_data):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["finished"] and summary["final_step"] == 6
     assert summary["final_val_loss"] == log[(6, "eval")]["val_loss"]
-    assert sorted(p.name for p in (tmp_path / "out" / "run").iterdir()) == ["ckpt_000003.pt", "ckpt_000006.pt"]
+    assert sorted(p.name for p in (tmp_path / "out" / "run").glob("ckpt_*")) == ["ckpt_000003.pt", "ckpt_000006.pt"]
     state = train.load_checkpoint(tmp_path / "out" / "run" / "ckpt_000006.pt")
     assert state["step"] == 6 and not any(k.startswith("_orig_mod.") for k in state["model"])
     assert set(state) >= {"model", "model_config", "train_config", "optimizer", "data_state", "rng"}
@@ -162,7 +162,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, rand
                                         r"updating; the last good checkpoint is .*ckpt_000003.pt"):
         train.main(diverging)
     ckpt_dir = tmp_path / "out" / "run"
-    assert [p.name for p in ckpt_dir.iterdir()] == ["ckpt_000003.pt"]
+    assert [p.name for p in ckpt_dir.glob("ckpt_*")] == ["ckpt_000003.pt"]
     assert train.load_checkpoint(ckpt_dir / "ckpt_000003.pt")["step"] == 3
 
 
