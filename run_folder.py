@@ -258,8 +258,7 @@ def lock(folder, name):
         print(f"note: cannot lock {folder / '.lock'} ({err.strerror}); make sure no other process "
               f"trains run {name}")
     try:  # also the write probe: a read-only or full folder is found now, not at the first checkpoint
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid():<15}\n".encode(), 0)  # fixed width: overwrites an old pid
         os.fsync(fd)
     except OSError as err:
         os.close(fd)

@@ -110,7 +110,7 @@ def test_a_second_process_on_the_same_run_is_refused_and_a_killed_one_leaves_no_
         train.main(tiny_args(tmp_path, random_data))
     holder.kill()  # kill -9: the kernel drops the lock
     holder.wait()
-    train.main(tiny_args(tmp_path, random_data, max_steps=1))
+    train.main(tiny_args(tmp_path, random_data, max_steps=2))
 
 
 def test_a_torn_last_line_is_cut_before_the_next_append(tmp_path, random_data, capsys):
@@ -186,3 +186,32 @@ def test_the_command_line_answers_checkpoint_and_finished(tmp_path, random_data)
     found = subprocess.run(cmd[:2] + ["checkpoint"] + cmd[2:], cwd=REPO_ROOT, capture_output=True, text=True)
     assert found.stdout.strip() == str(tmp_path / "out" / "run" / "ckpt_000003.pt")
     assert subprocess.run(cmd[:2] + ["finished"] + cmd[2:], cwd=REPO_ROOT).returncode == 0
+
+
+def test_an_unwritable_or_full_folder_is_found_before_the_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "TrainBatches", lambda *a, **k: pytest.fail("data read first"))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match=r"cannot write to .*a_file/run \(Not a directory\); choose a "
+                                        r"writable --out_dir / --log_dir"):
+        train.main(tiny_args(tmp_path, tmp_path / "data", out_dir=tmp_path / "a_file"))
+    with pytest.raises(UserError, match="cannot write to /proc/"):
+        train.main(tiny_args(tmp_path, tmp_path / "data", log_dir="/proc/kronecker_runs"))
+    (tmp_path / "runs" / "run" / ".lock").unlink()  # left by the first case (it locks log_dir first)
+    (tmp_path / "runs" / "run" / ".lock").symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(UserError, match=r"^disk full while writing .*\.lock; free space"):
+        train.main(tiny_args(tmp_path, tmp_path / "data"))
+
+
+def test_no_room_for_a_checkpoint_is_found_before_training(tmp_path, random_data, monkeypatch):
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 1000})())
+    with pytest.raises(UserError, match=r"has 0.00 GB free, a checkpoint needs about 0.00 GB"):
+        train.main(tiny_args(tmp_path, random_data))
+    assert not (tmp_path / "runs" / "run" / "log.jsonl").exists()
+
+
+def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_no_temp_file(tmp_path, random_data):
+    (tmp_path / "out" / "run").mkdir(parents=True)
+    (tmp_path / "out" / "run" / "ckpt_000003.pt.tmp").symlink_to("/dev/full")
+    with pytest.raises(UserError, match=r"^disk full while writing \S+ckpt_000003.pt; free space"):
+        train.main(tiny_args(tmp_path, random_data))
+    assert sorted(p.name for p in (tmp_path / "out" / "run").iterdir()) == [".lock"]
