@@ -16,8 +16,8 @@ makes a new one. Rules (README, "Reliability"):
   summary.json and config.json) and the old checkpoints into <out_dir>/<run_name>/old.<UTC>/,
   saying so in one line. A new attempt that finds only another attempt's checkpoints (its
   records are gone) moves them aside the same way. Nothing is deleted.
-- A resumed run moves an existing summary.json aside at start: a crash then leaves no stale
-  "finished": true.
+- A resumed run moves an existing summary.json aside once its checks pass: a crash then leaves
+  no stale "finished": true.
 - One process per run: rank 0 holds an flock on <folder>/.lock in both folders (released by the
   kernel when a process dies, so kill -9 leaves nothing stuck).
 - log.jsonl is strict JSON, one object per line: NaN / Infinity are written as null and listed in
@@ -165,7 +165,6 @@ class RunFolder:
             if others:
                 print(f"note: {others} checkpoint(s) in {self.ckpt_dir} belong to another attempt of "
                       f"run {self.name}; ignored (left in place)")
-            self.retire_summary()
             return Start(mine[-1][1], attempt)
         if summary or self.has_log():
             what = (f"is finished ({self.log_dir / 'summary.json'})" if summary and summary.get("finished")
@@ -185,11 +184,11 @@ class RunFolder:
             raise UserError(f"checkpoint {path} belongs to attempt {theirs}, but {self.log_dir} holds "
                             f"the records of attempt {attempt}; use another run_name, or "
                             "--resume=never to start over")
-        self.retire_summary()
         return Start(path, theirs)
 
     def retire_summary(self):
-        """A resumed run is unfinished until it finishes again: move its old summary aside."""
+        """A resumed run is unfinished until it finishes again: move its old summary aside
+        (train.py calls this once every resume check has passed)."""
         if (self.log_dir / "summary.json").exists():
             self.move_aside("resuming", records=("summary.json",))
 

@@ -282,6 +282,8 @@ def train(cfg, d, stop, folder):
                                           if d.device_type == "cuda" else "cpu", d),
                       grad_accum_steps=grad_accum, param_counts=param_counts,
                       resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt)
+    if d.master and ckpt is not None:
+        folder.retire_summary()  # unfinished again until it finishes: no stale "finished": true
     log = RunLog(folder, cfg, run_config, enabled=d.master)
     if d.master:
         print(f"run {cfg.run_name}: {cfg.embedding}, world size {d.world_size}, grad accum "

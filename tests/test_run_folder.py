@@ -169,6 +169,7 @@ def test_resuming_with_another_val_tokens_is_refused(tmp_path, random_data):
     with pytest.raises(UserError, match="trained with val_tokens=256, this run has 512; one log would "
                                         "mix two validation sets: resume with --val_tokens=256"):
         train.main(tiny_args(tmp_path, random_data, max_steps=6, val_tokens=512))
+    assert RunFolder(tmp_path / "runs", tmp_path / "out", "run").finished()  # a refusal changes nothing
 
 
 def test_a_resume_path_of_another_attempt_is_refused(tmp_path, random_data):
