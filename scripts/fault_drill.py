@@ -258,10 +258,13 @@ def val_tokens_changed(work):
 
 # ----------------------------------------------------------------------------- §2 stop signals
 
+LONG = dict(max_steps=60, eval_interval=30)  # long enough for a signal to land mid-run
+
+
 def signalled(sig, at_step=2, **overrides):
     """Start a run, send `sig` once its log shows step >= at_step; the Result of the run."""
     def run(work):
-        proc = subprocess.Popen(train_argv(work, max_steps=400, eval_interval=200, **overrides), cwd=REPO,
+        proc = subprocess.Popen(train_argv(work, **{**LONG, **overrides}), cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, OMP_NUM_THREADS="1"))
         log, deadline = work / "runs" / "run" / "log.jsonl", time.time() + TIMEOUT_S
@@ -281,10 +284,10 @@ def signalled(sig, at_step=2, **overrides):
 
 def check_sigterm_resume_bit_exact(work, result):
     ckpts = list((work / "out" / "run").glob("ckpt_*.pt"))
-    if len(ckpts) != 1 or ckpts[0].name == "ckpt_000400.pt":
+    if len(ckpts) != 1 or ckpts[0].name == "ckpt_000060.pt":
         return "silent"
-    resumed = execute(train_argv(work, max_steps=400, eval_interval=200))
-    straight = execute(train_argv(work, max_steps=400, eval_interval=200, run_name="straight"))
+    resumed = execute(train_argv(work, **LONG), timeout=3 * TIMEOUT_S)
+    straight = execute(train_argv(work, run_name="straight", **LONG), timeout=3 * TIMEOUT_S)
     if resumed.rc != 0 or straight.rc != 0:
         return "silent"
     return None if curves(work) == curves(work, "straight") else "silent"
@@ -297,7 +300,7 @@ def check_no_checkpoint(work, result):
 def torchrun_sigterm(work):
     """SIGTERM to the torchrun agent (what SLURM signals): its 2 gloo workers must checkpoint."""
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            *train_argv(work, max_steps=400, eval_interval=200)[1:]]
+            *train_argv(work, **LONG)[1:]]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     log, deadline = work / "runs" / "run" / "log.jsonl", time.time() + TIMEOUT_S
@@ -384,7 +387,7 @@ CASES = [
     Case("SIGTERM mid-run, rerun bit-exact", "stopped", signalled(signal.SIGTERM),
          check_sigterm_resume_bit_exact),
     Case("SIGUSR1 mid-run", "stopped", signalled(signal.SIGUSR1)),
-    Case("Ctrl-C (SIGINT) mid-run", "interrupted", signalled(signal.SIGINT, eval_interval=1000),
+    Case("Ctrl-C (SIGINT) mid-run", "interrupted", signalled(signal.SIGINT, eval_interval=1000, max_steps=1000),
          check_no_checkpoint),
     Case("SIGTERM to torchrun, 2 gloo ranks", "stopped", torchrun_sigterm),
     # §5 config values and disks
