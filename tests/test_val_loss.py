@@ -17,7 +17,8 @@ def test_val_loss_of_a_checkpoint_matches_the_training_log(tmp_path, capsys):
     write_shard(tmp_path / "train_000001.bin", rng.integers(0, 128, 3000).astype(np.uint16))
     train.main([f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'out'}", f"--log_dir={tmp_path / 'runs'}",
                 "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--vocab_size=128",
-                "--micro_batch_size=4", "--total_batch_tokens=64", "--max_steps=2", "--val_tokens=300",
+                "--micro_batch_size=4", "--total_batch_tokens=64", "--max_steps=2", "--warmup_steps=1",
+                "--val_tokens=300",
                 "--device=cpu", "--run_name=r"])
     logged = json.loads((tmp_path / "runs" / "r" / "log.jsonl").read_text().splitlines()[-1])
     out = tmp_path / "val.json"
