@@ -1,29 +1,50 @@
 """Atomic file writes: write a temp file beside the target, then rename it into place.
 
-A crash leaves the old file (or none), never a half-written one. Every writer of shards,
-manifests, checkpoints, logs' config/summary, reports and plots goes through here.
+A crash leaves the old file (or none), never a half-written one; any failure removes the temp
+file. A full disk (ENOSPC, EDQUOT) becomes a one-line UserError saying "disk full". Every writer
+of shards, manifests, checkpoints, logs' config/summary, reports and plots goes through here.
 
     from atomic import atomic_open, atomic_write_text
     with atomic_open("out/x.bin") as f:
         f.write(data)
 """
+import errno
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from errors import UserError
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(path):
+    """The UserError for a write to `path` that failed with ENOSPC / EDQUOT."""
+    return UserError(f"disk full while writing {path}; free space (or choose another folder) "
+                     "and rerun the same command")
+
 
 @contextmanager
 def atomic_open(path):
-    """Open path + '.tmp' for binary writing; on success fsync and rename it over path."""
+    """Open path + '.tmp' for binary writing; on success fsync and rename it over path.
+
+    Raises UserError("disk full ...") on ENOSPC / EDQUOT; on any failure the temp file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(path) from None
+        raise
 
 
 def atomic_write_text(path, text):

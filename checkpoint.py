@@ -2,10 +2,12 @@
 
 A checkpoint is a torch.save dict with "model" (state_dict, never `_orig_mod.` prefixes),
 "model_config", "train_config", "step" (optimiser steps done), "optimizer", "data_state",
-"rng" and "wall_time_s". It holds only tensors and plain Python values, so it loads with
-torch.load(weights_only=True).
+"rng", "wall_time_s", "val_loss" (the last eval's, nats/token, at or before "step") and
+"attempt" (run_folder.py: the start-from-scratch it belongs to). It holds only tensors and
+plain Python values, so it loads with torch.load(weights_only=True). Which checkpoint a run
+resumes from, keeps or is scored with is run_folder.py's decision, not this module's.
 
-    from checkpoint import save_checkpoint, latest_checkpoint, load_checkpoint
+    from checkpoint import save_checkpoint, list_checkpoints, load_checkpoint
 """
 import re
 from pathlib import Path
@@ -31,9 +33,19 @@ def list_checkpoints(ckpt_dir):
     return sorted(found)
 
 
-def latest_checkpoint(ckpt_dir):
-    found = list_checkpoints(ckpt_dir)
-    return found[-1][1] if found else None
+def checkpoint_attempt(path):
+    """The "attempt" a checkpoint belongs to (None for checkpoints older than attempts), read
+    without loading its tensors (mmap); raises UserError when the file cannot be read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("attempt")
+    except Exception as err:  # a truncated or foreign file
+        raise unreadable(path, err) from None
+
+
+def unreadable(path, err):
+    return UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
+                     "it is truncated or not a train.py checkpoint (to resume, move it away and "
+                     "train.py falls back to the previous one)")
 
 
 def save_checkpoint(state, ckpt_dir):
@@ -51,25 +63,12 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which one
-        raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
-                        "it is truncated or not a train.py checkpoint (to resume, delete it and train.py "
-                        "falls back to the previous one)") from None
+        raise unreadable(path, err) from None
 
 
-def prune_checkpoints(ckpt_dir, keep, save_steps=()):
-    """Delete all but the newest `keep` checkpoints, never those whose step is in save_steps."""
-    found = list_checkpoints(ckpt_dir)
-    for step, path in found[:max(len(found) - keep, 0)]:
+def prune_checkpoints(checkpoints, keep, save_steps=()):
+    """Delete all but the newest `keep` of checkpoints [(step, path)] (one attempt's, oldest
+    first), never those whose step is in save_steps."""
+    for step, path in checkpoints[:max(len(checkpoints) - keep, 0)]:
         if step not in save_steps:
             path.unlink()
-
-
-def resolve_resume(resume, ckpt_dir):
-    """The checkpoint to resume from, or None: resume is "auto", "never" or a path."""
-    if resume == "never":
-        return None
-    if resume == "auto":
-        return latest_checkpoint(ckpt_dir)
-    if not Path(resume).is_file():
-        raise UserError(f"resume checkpoint {resume} not found; use --resume=auto or --resume=never")
-    return Path(resume)

@@ -3,6 +3,7 @@ code 2), and the stop-signal exit (75) that means "checkpointed, rerun the same 
 import sys
 
 USER_ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
 # EX_TEMPFAIL from BSD sysexits.h: "temporary failure, the user is invited to retry". A run stopped
 # by SIGTERM / SIGUSR1 (e.g. a SLURM preemption) exits with it after writing a checkpoint.
 PREEMPTED_EXIT_CODE = 75
@@ -18,7 +19,8 @@ class Preempted(Exception):
 
 def run_main(main):
     """Call main(); a UserError prints its message alone to stderr and exits with code 2, a
-    Preempted run prints its one line and exits with PREEMPTED_EXIT_CODE (75)."""
+    Preempted run prints its one line and exits with PREEMPTED_EXIT_CODE (75), Ctrl-C prints one
+    line (no traceback) and exits 130."""
     try:
         return main()
     except UserError as err:
@@ -28,3 +30,7 @@ def run_main(main):
         if str(stop):  # only rank 0 words it
             print(stop, file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)

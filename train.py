@@ -11,7 +11,6 @@ SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exit
 (errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
 """
 import dataclasses
-import json
 import math
 import os
 import subprocess
@@ -23,12 +22,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from atomic import atomic_write_json
-from checkpoint import load_checkpoint, prune_checkpoints, resolve_resume, save_checkpoint
+from checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from data.sampler import TrainBatches
 from devices import autocast_context, device_type, resolve_dtype
 from errors import Preempted, UserError, run_main
 from model import GPT, GPTConfig
+from run_folder import RunFolder, RunLog
 from stop_signals import StopSignals
 from train_config import load_config
 from validation import evaluate, load_val_tokens
@@ -123,49 +122,29 @@ def restore_rng(rng, d, cfg, step):
         torch.cuda.set_rng_state(states[d.rank]["cuda"])
 
 
+def rank0_decides(d, decide):
+    """decide() on rank 0, its result (or its UserError) on every rank: the run folder is
+    rank 0's, and a refusal must stop all ranks, not leave them waiting in a collective."""
+    outcome = [None]
+    if d.master:
+        try:
+            outcome = [("ok", decide())]
+        except UserError as err:
+            outcome = [("error", str(err))]
+    if d.world_size > 1:
+        dist.broadcast_object_list(outcome, src=0)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise UserError(value)
+    return value
+
+
 def git_commit():
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
     except OSError:
         return None
     return out.stdout.strip() or None
-
-
-class RunLog:
-    """<log_dir>/<run_name>/: config.json, log.jsonl (appended, one object per line), summary.json.
-
-    Only rank 0 writes. wandb is imported only when cfg.wandb_log is true.
-    """
-
-    def __init__(self, cfg, run_config, fresh, enabled):
-        self.dir = Path(cfg.log_dir) / cfg.run_name
-        self.enabled, self.wandb = enabled, None
-        if not enabled:
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if fresh:  # a new run replaces whatever an earlier, unresumed attempt left
-            (self.dir / "log.jsonl").unlink(missing_ok=True)
-            (self.dir / "summary.json").unlink(missing_ok=True)
-        atomic_write_json(self.dir / "config.json", run_config)
-        if cfg.wandb_log:
-            import wandb
-            self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_name, config=run_config)
-
-    def write(self, record):
-        if not self.enabled:
-            return
-        with open(self.dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.wandb is not None:
-            self.wandb.log(record)
-
-    def finish(self, summary):
-        if not self.enabled:
-            return
-        atomic_write_json(self.dir / "summary.json", summary)
-        if self.wandb is not None:
-            self.wandb.summary.update(summary)
-            self.wandb.finish()
 
 
 def build_model(cfg, ckpt, ckpt_path):
@@ -215,43 +194,62 @@ def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, a
     return train_loss, grad_norm, lr
 
 
-def save(step, raw_model, model_config, optimizer, batches, cfg, d, ckpt_dir, wall_time_s, val_loss):
-    """Checkpoint at `step` (a collective: every rank calls it); rank 0 writes, returns the path."""
-    rng, path = rng_states(d), None
+def save(step, raw_model, model_config, optimizer, batches, cfg, d, folder, attempt, wall_time_s,
+         val_loss, last_path):
+    """Checkpoint at `step` (a collective: every rank calls it); rank 0 writes, returns the path.
+
+    Raises UserError, writing nothing, when a weight is not finite (a finite loss does not rule
+    it out: one huge update can overflow); last_path is then named as the last good checkpoint.
+    """
+    if not all(torch.isfinite(p).all() for p in raw_model.parameters()):
+        raise UserError(f"the weights became non-finite by step {step} (the loss was still finite); "
+                        f"not checkpointing them; the last checkpoint (finite weights) is "
+                        f"{last_path or 'none'} (try a lower max_lr, then --resume={last_path or 'never'})")
+    rng = rng_states(d)
     if d.master:
-        path = save_checkpoint(dict(
+        save_checkpoint(dict(
             model=raw_model.state_dict(), model_config=dataclasses.asdict(model_config),
             train_config=dataclasses.asdict(cfg), step=step, optimizer=optimizer.state_dict(),
-            data_state=batches.state(step), rng=rng, wall_time_s=wall_time_s, val_loss=val_loss),
-            ckpt_dir)
-        prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.save_steps)
+            data_state=batches.state(step), rng=rng, wall_time_s=wall_time_s, val_loss=val_loss,
+            attempt=attempt), folder.ckpt_dir)
+        folder.prune(attempt, cfg.keep_checkpoints, cfg.save_steps)
     if d.world_size > 1:
         dist.barrier()
-    return path
+    return checkpoint_path(folder.ckpt_dir, step)
 
 
 def main(argv=None):
     cfg = load_config(sys.argv[1:] if argv is None else argv)
+    folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
     with StopSignals() as stop:  # before anything slow: a signal at start-up still checkpoints
         d = setup_distributed(cfg)
         try:
-            train(cfg, d, stop)
+            train(cfg, d, stop, folder)
         finally:
+            folder.unlock()
             if dist.is_initialized():
                 dist.destroy_process_group()
 
 
-def train(cfg, d, stop):
+def train(cfg, d, stop, folder):
     t_start = time.time()
     grad_accum = grad_accum_steps(cfg, d.world_size)
+    rank0_decides(d, folder.lock)  # one process per run; a read-only or full folder stops here
     # data first: a missing or bad shard stops here, before any model is built
     batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
     val_tokens = load_val_tokens(cfg.data_dir, cfg.val_tokens)
-    ckpt_dir = Path(cfg.out_dir) / cfg.run_name
-    ckpt_path = resolve_resume(cfg.resume, ckpt_dir)
+    start = rank0_decides(d, lambda: folder.start(cfg.resume, cfg.max_steps))
+    if start.nothing_to_do:
+        if d.master:
+            print(f"run {cfg.run_name} is already finished at step {cfg.max_steps} "
+                  f"({folder.log_dir / 'summary.json'}); nothing to do. To train it again use "
+                  "--resume=never (the old records are kept, moved aside) or another run_name")
+        return
+    ckpt_path = start.checkpoint
     ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
     if ckpt is not None:
         batches.check_resume(ckpt["data_state"], ckpt_path)
+        folder.check_curve_settings(ckpt.get("train_config", {}), cfg, ckpt_path)
         if ckpt["step"] > cfg.max_steps:
             raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
                             f"({cfg.max_steps}); raise max_steps or use --resume=never")
@@ -261,6 +259,9 @@ def train(cfg, d, stop):
 
     raw_model, model_config = build_model(cfg, ckpt, ckpt_path)
     raw_model.to(d.device)
+    # weights + AdamW's two moments, 4 bytes each in float32 checkpoints, plus 10% for the rest
+    checkpoint_bytes = int(1.1 * 3 * sum(p.numel() * p.element_size() for p in raw_model.parameters()))
+    rank0_decides(d, lambda: folder.check_space(checkpoint_bytes))
     optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.max_lr, (cfg.beta1, cfg.beta2),
                                                d.device_type)
     step, wall_before, resumed_step, val_loss = 0, 0.0, None, None
@@ -280,8 +281,10 @@ def train(cfg, d, stop):
                       device_names=gather(torch.cuda.get_device_name(d.device)
                                           if d.device_type == "cuda" else "cpu", d),
                       grad_accum_steps=grad_accum, param_counts=param_counts,
-                      resolved_dtype=dtype, resolved_compile=use_compile)
-    log = RunLog(cfg, run_config, fresh=ckpt is None, enabled=d.master)
+                      resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt)
+    if d.master and ckpt is not None:
+        folder.retire_summary()  # unfinished again until it finishes: no stale "finished": true
+    log = RunLog(folder, cfg, run_config, enabled=d.master)
     if d.master:
         print(f"run {cfg.run_name}: {cfg.embedding}, world size {d.world_size}, grad accum "
               f"{grad_accum}, {dtype}, compile {use_compile}, device {d.device}")
@@ -300,16 +303,17 @@ def train(cfg, d, stop):
             if d.master:
                 print(f"step {step:6d} | val loss {val_loss:.4f}")
         if not saved_here and step > 0 and is_checkpoint_step(step, cfg):
-            ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, ckpt_dir,
-                             wall_before + time.time() - t_start, val_loss)
+            ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, folder,
+                             start.attempt, wall_before + time.time() - t_start, val_loss, ckpt_path)
             saved_here = True
         if last:
             break
         signal_name = stop.agreed(d.device, d.world_size)  # after each optimiser step, all ranks
         if signal_name:
             if not saved_here:
-                ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, ckpt_dir,
-                                 wall_before + time.time() - t_start, val_loss)
+                ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, folder,
+                                 start.attempt, wall_before + time.time() - t_start, val_loss,
+                                 ckpt_path)
             raise Preempted(f"stopped by {signal_name} at step {step}; checkpoint {ckpt_path}; "
                             "rerun the same command to resume" if d.master else "")
         t0 = time.time()

@@ -5,7 +5,8 @@ A config file is Python that only assigns literals to TrainConfig names, e.g.
     embedding = "kronecker"
     max_steps = 4768
     total_batch_tokens = 2**19          # + - * / // ** on numbers are allowed
-It is read with `ast` (never executed). Command-line `--key=value` overrides come after it.
+It is read with `ast` (never executed), and bounded: at most MAX_CONFIG_BYTES of UTF-8, exponents
+up to MAX_EXPONENT, integers below 2**63, so no expression can take unbounded time or memory. Command-line `--key=value` overrides come after it.
 Unknown names and badly typed values stop with a one-line UserError naming the close matches.
 
     from train_config import load_config
@@ -82,6 +83,16 @@ POSITIVE = ("pos_dim", "block_size", "vocab_size", "n_layer", "n_head", "n_embd"
             "log_interval", "keep_checkpoints")
 NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval", "dropout")
 FIELD_TYPES = typing.get_type_hints(TrainConfig)
+UNIT_INTERVAL = ("dropout", "beta1", "beta2")  # each in [0, 1)
+MAX_INT = 2**63 - 1                  # int64: what numpy and torch take as seeds and sizes
+MAX_SEED = 2**32 - 1                 # numpy's legacy seeding and most RNG tools take 32 bits
+MAX_EXPONENT = 64                    # 2**19, 10**9 ... never 9 ** 9 ** 9
+MAX_CONFIG_BYTES = 1 << 20
+# GPT-2's longest token is 128 bytes (python -c "import tiktoken; e = tiktoken.get_encoding('gpt2');
+# print(max(len(e.decode_single_token_bytes(i)) for i in range(e.n_vocab)))"); 256 leaves room for
+# other tokenizers while D = 256 * pos_dim stays at most 65,536 inputs to the Linear(D, d).
+MAX_POS_DIM = 256
+MAX_LR = 1.0                         # AdamW runs at ~1e-4..1e-2; far above 1 a float32 update overflows
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
 
@@ -150,12 +161,25 @@ def coerce(name, value, source, text=False):
 
 
 def _literal(node):
-    """ast.literal_eval plus arithmetic on numbers (e.g. 2**19, 8 * 1024)."""
+    """ast.literal_eval plus arithmetic on numbers (e.g. 2**19, 8 * 1024), bounded: operands must
+    be numbers, exponents at most MAX_EXPONENT, integers below 2**63 (ValueError otherwise)."""
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return _BINOPS[type(node.op)](_literal(node.left), _literal(node.right))
+        left, right = _bounded(_literal(node.left)), _bounded(_literal(node.right))
+        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
+            raise ValueError(f"exponent {right} is above {MAX_EXPONENT}")
+        return _bounded(_BINOPS[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_literal(node.operand)
+        return -_bounded(_literal(node.operand))
     return ast.literal_eval(node)
+
+
+def _bounded(value):
+    """value if it is a number an expression may use (an int below 2**63 in size)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("arithmetic works on numbers only")
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise ValueError(f"a {value.bit_length()}-bit integer is too large")
+    return value
 
 
 def read_config_file(path):
@@ -163,10 +187,18 @@ def read_config_file(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found (expected e.g. config/bpe_124m.py)")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"config file {path} is over {MAX_CONFIG_BYTES} bytes; a config is a few "
+                        "`name = value` lines")
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except UnicodeDecodeError as err:
+        raise UserError(f"config file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except SyntaxError as err:
         raise UserError(f"{path}:{err.lineno}: syntax error: {err.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as err:  # e.g. a 5000-digit literal, deep nesting
+        raise UserError(f"config file {path} cannot be parsed ({type(err).__name__}); "
+                        "use plain `name = value` lines") from None
     values = {}
     for stmt in tree.body:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
@@ -176,9 +208,10 @@ def read_config_file(path):
             raise UserError(f"{path}:{stmt.lineno}: only `name = value` assignments are allowed")
         try:
             values[stmt.targets[0].id] = _literal(stmt.value)
-        except (ValueError, TypeError, ZeroDivisionError):
+        except (ValueError, TypeError, ZeroDivisionError, OverflowError, RecursionError) as err:
+            why = f" ({err})" if str(err) and isinstance(err, ValueError) else ""
             raise UserError(f"{path}:{stmt.lineno}: the value of '{stmt.targets[0].id}' must be "
-                            "a literal (number, string, bool, None, tuple)") from None
+                            f"a literal (number, string, bool, None, tuple){why}") from None
     return values
 
 
@@ -200,12 +233,36 @@ def parse_args(argv):
 
 
 def validate(cfg):
+    """Every value is checked here, before any data or model: one UserError line each."""
+    for name, typ in FIELD_TYPES.items():
+        value = getattr(cfg, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"'{name}' must be a finite number, got {value}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise UserError(f"'{name}' is too large ({value.bit_length()} bits); it must fit in 64 bits")
     for name in POSITIVE:
         if getattr(cfg, name) <= 0:
             raise UserError(f"'{name}' must be positive, got {getattr(cfg, name)}")
     for name in NON_NEGATIVE:
         if getattr(cfg, name) < 0:
             raise UserError(f"'{name}' must be >= 0, got {getattr(cfg, name)}")
+    for name in UNIT_INTERVAL:
+        if not 0 <= getattr(cfg, name) < 1:
+            raise UserError(f"'{name}' must be in [0, 1), got {getattr(cfg, name)}")
+    for name in ("seed", "data_seed"):
+        if not 0 <= getattr(cfg, name) <= MAX_SEED:
+            raise UserError(f"'{name}' must be in [0, 2**32 - 1], got {getattr(cfg, name)}")
+    if any(s < 0 for s in cfg.save_steps):
+        raise UserError(f"'save_steps' must be >= 0, got {cfg.save_steps}")
+    if cfg.pos_dim > MAX_POS_DIM:
+        raise UserError(f"'pos_dim' ({cfg.pos_dim}) is above {MAX_POS_DIM}: GPT-2's longest token is "
+                        f"128 bytes, so more byte positions add only zeros; use 16 (the paper) or 32")
+    if not 0 < cfg.max_lr <= MAX_LR:
+        raise UserError(f"'max_lr' must be in (0, {MAX_LR}], got {cfg.max_lr} (the paper uses 6e-4)")
+    if cfg.warmup_steps > cfg.max_steps:
+        raise UserError(f"warmup_steps ({cfg.warmup_steps}) exceeds max_steps ({cfg.max_steps}): the "
+                        "learning rate would never reach max_lr; lower warmup_steps")
+    check_run_name(cfg.run_name)
     if cfg.min_lr > cfg.max_lr:
         raise UserError(f"min_lr ({cfg.min_lr}) must not exceed max_lr ({cfg.max_lr})")
     if cfg.n_embd % cfg.n_head:
@@ -213,6 +270,15 @@ def validate(cfg):
     if cfg.total_batch_tokens % cfg.block_size:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) must be a multiple of "
                         f"block_size ({cfg.block_size})")
+
+
+def check_run_name(name):
+    """A run_name is one folder name: not empty, no path separator, not . or .. (UserError)."""
+    if not name or not name.strip():
+        raise UserError("'run_name' is empty; give a folder name such as bpe_s1337")
+    if "/" in name or "\\" in name or name in (".", "..") or ".." in name or "\0" in name:
+        raise UserError(f"'run_name' {name!r} must be a single folder name (no '/', '\\', '..'); "
+                        "it names <log_dir>/<run_name> and <out_dir>/<run_name>")
 
 
 def load_config(argv):

@@ -58,7 +58,8 @@ def read_log(path):
 
     When a step repeats, the older lines from that step on are dropped too (the run was resumed
     from an earlier checkpoint and is retracing them). An unterminated last line that is not valid
-    JSON is skipped: train.py may be writing it now.
+    JSON is skipped: train.py may be writing it now (or a crash tore it). A null value (train.py
+    writes NaN / Infinity as null and lists the field in "nonfinite") is read back as NaN.
     """
     try:
         text = Path(path).read_text()
@@ -77,6 +78,7 @@ def read_log(path):
             raise UserError(f"{path} line {lineno} is not valid JSON ({err.msg}); fix or delete that line")
         if not isinstance(rec, dict) or "step" not in rec:
             raise UserError(f"{path} line {lineno} has no 'step' field; fix or delete that line")
+        rec = {k: math.nan if v is None and k != "step" else v for k, v in rec.items()}
         for key, kept in (("train_loss", train), ("val_loss", evals)):
             if key in rec:
                 rewind(kept, rec["step"])
@@ -104,7 +106,7 @@ def load_run(folder):
         eval_steps=eval_steps, val_loss=[evals[s]["val_loss"] for s in eval_steps],
         norms={f: [evals[s][f] for s in eval_steps] for f in NORM_FIELDS
                if eval_steps and all(f in evals[s] for s in eval_steps)},
-        finished=(folder / "summary.json").exists(),
+        finished=(folder / "summary.json").exists() and read_json(folder / "summary.json").get("finished") is True,
     )
 
 

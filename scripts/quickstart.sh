@@ -3,7 +3,7 @@
 #
 #   bash scripts/quickstart.sh                 # FineWeb-Edu streamed from the Hugging Face hub
 #   DATA_FILES="a.jsonl b.parquet" bash scripts/quickstart.sh      # local text files instead
-#   bash scripts/quickstart.sh --max_steps=5   # extra --key=value arguments go to train.py
+#   bash scripts/quickstart.sh --max_steps=10  # extra --key=value arguments go to train.py
 #
 # Prepares a small FineWeb-Edu slice, trains config/quickstart.py for the bpe and kronecker arms,
 # then runs the eval scripts. Tables and plots go to $OUT (default results/quickstart), shards to

@@ -1,9 +1,9 @@
-"""checkpoint.py: atomic save, finding the latest, pruning, resume resolution."""
+"""checkpoint.py: atomic save, listing, reading the attempt cheaply, pruning, clear errors."""
 import pytest
 import torch
 
-from checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints,
-                        resolve_resume, save_checkpoint)
+from checkpoint import (checkpoint_attempt, list_checkpoints, load_checkpoint, prune_checkpoints,
+                        save_checkpoint)
 from errors import UserError
 
 
@@ -23,24 +23,32 @@ def test_latest_ignores_temp_files_and_sorts_by_step(tmp_path):
     save_steps(tmp_path, [250, 1000, 500])
     (tmp_path / "ckpt_001250.pt.tmp").write_bytes(b"half-written")
     assert [s for s, _ in list_checkpoints(tmp_path)] == [250, 500, 1000]
-    assert latest_checkpoint(tmp_path).name == "ckpt_001000.pt"
-    assert latest_checkpoint(tmp_path / "absent") is None
+    assert list_checkpoints(tmp_path / "absent") == []
 
 
 def test_prune_keeps_the_newest_and_the_save_steps(tmp_path):
     save_steps(tmp_path, [1, 2, 3, 4, 5])
-    prune_checkpoints(tmp_path, keep=2, save_steps=(2,))
+    prune_checkpoints(list_checkpoints(tmp_path), keep=2, save_steps=(2,))
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 4, 5]
 
 
-def test_resume_auto_never_and_path(tmp_path):
-    assert resolve_resume("auto", tmp_path) is None
-    save_steps(tmp_path, [3, 6])
-    assert resolve_resume("auto", tmp_path).name == "ckpt_000006.pt"
-    assert resolve_resume("never", tmp_path) is None
-    assert resolve_resume(str(tmp_path / "ckpt_000003.pt"), tmp_path).name == "ckpt_000003.pt"
-    with pytest.raises(UserError, match="resume checkpoint .* not found"):
-        resolve_resume(str(tmp_path / "nope.pt"), tmp_path)
+def test_the_attempt_is_read_without_loading_the_weights(tmp_path):
+    path = save_checkpoint({"step": 1, "model": {"w": torch.zeros(4)}, "attempt": "A"}, tmp_path)
+    assert checkpoint_attempt(path) == "A"
+    assert checkpoint_attempt(save_checkpoint({"step": 2}, tmp_path)) is None  # older checkpoints
+    (tmp_path / "ckpt_000003.pt").write_bytes(b"torn")
+    with pytest.raises(UserError, match="ckpt_000003.pt cannot be read"):
+        checkpoint_attempt(tmp_path / "ckpt_000003.pt")
+
+
+def test_a_failed_write_leaves_no_temp_file_and_a_full_disk_says_so(tmp_path):
+    (tmp_path / "ckpt_000005.pt.tmp").symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(UserError, match=r"^disk full while writing \S+ckpt_000005.pt; free space"):
+        save_checkpoint({"step": 5, "model": {"w": torch.zeros(1000)}}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(Exception, match="pickle"):  # any other failure: the temp file goes too
+        save_checkpoint({"step": 6, "model": lambda: 0}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):

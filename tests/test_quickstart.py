@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_quickstart_runs_end_to_end_at_a_minimal_size(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "results"), DATA_DIR=str(tmp_path / "data"),
                CKPT_DIR=str(tmp_path / "out"), DATA_FILES=str(FINEWEB_EDU_SAMPLE))
-    tiny = ["--max_steps=3", "--eval_interval=1", "--n_layer=1", "--n_head=2", "--n_embd=32",
+    tiny = ["--max_steps=3", "--warmup_steps=1", "--eval_interval=1", "--n_layer=1", "--n_head=2", "--n_embd=32",
             "--block_size=32", "--micro_batch_size=4", "--total_batch_tokens=128", "--val_tokens=1024"]
     done = subprocess.run(["bash", "scripts/quickstart.sh", *tiny], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)

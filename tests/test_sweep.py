@@ -17,7 +17,8 @@ def test_sweep_runs_each_seed_and_arm_once(tmp_path):
     env = dict(os.environ, SEEDS="7", ARMS="bpe bpe_untied", CONFIG="config/cpu_tiny.py",
                LAUNCH="python", LOG_DIR=str(tmp_path / "runs"), OUT_DIR=str(tmp_path / "out"))
     args = [f"--data_dir={tmp_path}", "--vocab_size=256", "--n_embd=16", "--block_size=16",
-            "--total_batch_tokens=64", "--micro_batch_size=4", "--max_steps=1", "--val_tokens=100"]
+            "--total_batch_tokens=64", "--micro_batch_size=4", "--max_steps=1", "--warmup_steps=0",
+            "--val_tokens=100"]
     cmd = ["bash", "scripts/sweep.sh", *args]
     first = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]

@@ -85,3 +85,53 @@ def test_config_files_are_parsed_never_executed(tmp_path):
         read_config_file(write(tmp_path, "import os\n"))
     with pytest.raises(UserError, match=r"cfg.py:1: the value of 'max_steps' must be a literal"):
         read_config_file(write(tmp_path, "max_steps = open('x')\n"))
+
+
+@pytest.mark.parametrize("argv, message", [  # issue 10 §5: every value checked before work starts
+    (["--dropout=1"], "'dropout' must be in [0, 1), got 1.0"),
+    (["--dropout=-0.1"], "'dropout' must be >= 0"),
+    (["--beta1=1.5"], "'beta1' must be in [0, 1), got 1.5"),
+    (["--beta2=-0.1"], "'beta2' must be in [0, 1)"),
+    (["--seed=-1"], "'seed' must be in [0, 2**32 - 1], got -1"),
+    (["--data_seed=-5"], "'data_seed' must be in [0, 2**32 - 1], got -5"),
+    (["--pos_dim=100000"], "'pos_dim' (100000) is above 256"),
+    (["--run_name="], "'run_name' is empty"),
+    (["--run_name=../elsewhere"], "'run_name' '../elsewhere' must be a single folder name"),
+    (["--run_name=a/b"], "must be a single folder name"),
+    (["--run_name=.."], "must be a single folder name"),
+    (["--max_lr=1e400"], "'max_lr' must be a finite number, got inf"),
+    (["--max_lr=0"], "'max_lr' must be in (0, 1.0], got 0.0"),
+    (["--max_lr=1e30", "--min_lr=0"], "'max_lr' must be in (0, 1.0]"),
+    (["--peak_flops=1e400"], "'peak_flops' must be a finite number"),
+    (["--warmup_steps=20", "--max_steps=10"], "warmup_steps (20) exceeds max_steps (10)"),
+    (["--max_steps=99999999999999999999999"], "'max_steps' is too large (77 bits)"),
+    (["--save_steps=-3"], "'save_steps' must be >= 0"),
+])
+def test_every_out_of_range_value_stops_with_one_line(argv, message):
+    with pytest.raises(UserError) as err:
+        load_config(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_steps = 9 ** 9 ** 9\n", "exponent 387420489 is above 64"),
+    ("max_steps = 2**40 * 2**40\n", "a 81-bit integer is too large"),
+    ('run_name = "a" * 10**9\n', "arithmetic works on numbers only"),
+    ("max_steps = " + "9" * 5000 + "\n", "syntax error: Exceeds the limit (4300 digits)"),
+    ("max_steps = " + "(" * 500 + "1" + ")" * 500 + "\n", "syntax error: too many nested parentheses"),
+    ("max_steps = " + "-" * 100_000 + "1\n", "cannot be parsed"),  # the parser gives up
+])
+def test_config_expressions_cannot_take_unbounded_time_or_memory(tmp_path, text, message):
+    with pytest.raises(UserError) as err:
+        load_config([write(tmp_path, text)])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_config_file_that_is_not_utf8_or_huge_is_one_line(tmp_path):
+    path = tmp_path / "cfg.py"
+    path.write_bytes(b"max_steps = 10 # caf\xe9\n")
+    with pytest.raises(UserError, match=r"cfg.py is not UTF-8 text \(byte 20\); save it as UTF-8"):
+        load_config([str(path)])
+    path.write_text("# padding\n" * 200_000)
+    with pytest.raises(UserError, match="is over 1048576 bytes"):
+        load_config([str(path)])

@@ -1,0 +1,362 @@
+"""What a run is, and what of it may be resumed, pruned or scored: the one place that decides.
+
+A run is a run_name with two folders: its records in <log_dir>/<run_name>/ (config.json,
+log.jsonl, summary.json) and its checkpoints in <out_dir>/<run_name>/ckpt_<step>.pt. An
+*attempt* is one start from scratch: a new id (UTC time + random hex) written to config.json
+("attempt") and into every checkpoint ("attempt"). Resuming continues the attempt; starting over
+makes a new one. Rules (README, "Reliability"):
+
+- resume="auto" continues the newest checkpoint of the attempt named in config.json; checkpoints
+  of other attempts are never resumed, kept or pruned as this run's.
+- A finished run (summary.json, finished true) is never touched by resume="auto" unless it has
+  a checkpoint to extend from (a larger max_steps): at its own max_steps there is nothing to do;
+  with no checkpoint it is refused. An unfinished log with no checkpoint is refused too (never
+  silently replaced): --resume=never or another run_name are the ways on.
+- resume="never" moves the old records aside (log.jsonl -> log.<UTC>.jsonl, the same for
+  summary.json and config.json) and the old checkpoints into <out_dir>/<run_name>/old.<UTC>/,
+  saying so in one line. A new attempt that finds only another attempt's checkpoints (its
+  records are gone) moves them aside the same way. Nothing is deleted.
+- A resumed run moves an existing summary.json aside once its checks pass: a crash then leaves
+  no stale "finished": true.
+- One process per run: rank 0 holds an flock on <folder>/.lock in both folders (released by the
+  kernel when a process dies, so kill -9 leaves nothing stuck).
+- log.jsonl is strict JSON, one object per line: NaN / Infinity are written as null and listed in
+  the record's "nonfinite" field; a torn last line (crash or full disk mid-write) is cut before
+  the next append.
+
+    python run_folder.py checkpoint --log_dir results/runs --out_dir out --run_name bpe_s1337
+    python run_folder.py finished --log_dir results/runs --run_name bpe_s1337   # exit 0 if so
+"""
+import argparse
+import dataclasses
+import datetime
+import fcntl
+import json
+import math
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from atomic import DISK_FULL_ERRNOS, atomic_write_json, disk_full_error
+from checkpoint import checkpoint_attempt, list_checkpoints, prune_checkpoints
+from errors import UserError
+
+RECORDS = ("log.jsonl", "summary.json", "config.json")
+# settings that define what the logged curve means, beyond the model and the data order (checked
+# elsewhere): resuming with another value would splice two different curves into one log
+CURVE_SETTINGS = ("val_tokens",)
+
+
+def utc_stamp():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def new_attempt_id():
+    """A fresh attempt id, e.g. "20260101T120000Z-3fa2c1": readable and unique."""
+    return f"{utc_stamp()}-{secrets.token_hex(3)}"
+
+
+@dataclasses.dataclass
+class Start:
+    """How a run starts: the checkpoint to resume (None: from scratch), its attempt, and
+    nothing_to_do when the run is already finished at the requested max_steps."""
+    checkpoint: Path = None
+    attempt: str = None
+    nothing_to_do: bool = False
+
+
+class RunFolder:
+    """The records and checkpoints of one run_name; see the module docstring for the rules."""
+
+    def __init__(self, log_dir, out_dir, run_name):
+        self.name = run_name
+        self.log_dir = Path(log_dir) / run_name
+        self.ckpt_dir = Path(out_dir) / run_name
+        self.lock_fds = []
+
+    # ------------------------------------------------------------------ reading
+
+    def summary(self):
+        """summary.json as a dict, or None when absent."""
+        path = self.log_dir / "summary.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {path} ({err}); move it away to resume the run") from None
+
+    def finished(self):
+        summary = self.summary()
+        return bool(summary and summary.get("finished"))
+
+    def attempt(self):
+        """(has config.json, its attempt id or None for runs older than attempts)."""
+        path = self.log_dir / "config.json"
+        if not path.exists():
+            return False, None
+        try:
+            return True, json.loads(path.read_text()).get("attempt")
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {path} ({err}); move it away or use --resume=never") from None
+
+    def checkpoints(self, attempt):
+        """[(step, path)] of the attempt's checkpoints, oldest first; unreadable ones are skipped
+        with a note (resume falls back to the previous one)."""
+        mine = []
+        for step, path in list_checkpoints(self.ckpt_dir):
+            try:
+                if checkpoint_attempt(path) == attempt:
+                    mine.append((step, path))
+            except UserError as err:
+                print(f"note: {err}; skipped")
+        return mine
+
+    def latest_checkpoint(self):
+        """The current attempt's newest checkpoint (what eval scores as "the run"), or None."""
+        has_config, attempt = self.attempt()
+        mine = self.checkpoints(attempt) if has_config else []
+        return mine[-1][1] if mine else None
+
+    def has_log(self):
+        path = self.log_dir / "log.jsonl"
+        return path.exists() and path.stat().st_size > 0
+
+    # ------------------------------------------------------------------ starting
+
+    def lock(self):
+        """Take an exclusive flock on .lock in both folders (created and write-probed here), so
+        a second process training this run is refused; unlock() (or process death) releases it.
+
+        Raises UserError when another process holds it, or a folder is read-only or full.
+        """
+        for folder in dict.fromkeys(p.resolve() for p in (self.log_dir, self.ckpt_dir)):
+            self.lock_fds.append(lock(folder, self.name))
+
+    def unlock(self):
+        while self.lock_fds:
+            os.close(self.lock_fds.pop())
+
+    def start(self, resume, max_steps):
+        """Decide how the run starts (see the rules) and move records aside where they say so.
+
+        Rank 0 only. Raises UserError for a finished run that cannot be extended, an unfinished
+        log without a checkpoint, a resume path of another attempt, or a missing resume path.
+        """
+        if resume == "never":
+            self.move_aside("--resume=never", checkpoints=list_checkpoints(self.ckpt_dir))
+            return Start(None, new_attempt_id())
+        if resume != "auto":
+            return self.start_from_path(Path(resume))
+        summary, (has_config, attempt) = self.summary(), self.attempt()
+        if summary and summary.get("finished"):
+            final = summary.get("final_step")
+            if final == max_steps:
+                return Start(nothing_to_do=True)
+            if final is not None and final > max_steps:
+                raise UserError(f"run {self.name} is finished at step {final}, past max_steps "
+                                f"({max_steps}); raise max_steps to extend it, or --resume=never "
+                                "to train it again (the old records are kept, moved aside)")
+        mine = self.checkpoints(attempt) if has_config else []
+        if mine:
+            others = len(list_checkpoints(self.ckpt_dir)) - len(mine)
+            if others:
+                print(f"note: {others} checkpoint(s) in {self.ckpt_dir} belong to another attempt of "
+                      f"run {self.name}; ignored (left in place)")
+            return Start(mine[-1][1], attempt)
+        if summary or self.has_log():
+            what = (f"is finished ({self.log_dir / 'summary.json'})" if summary and summary.get("finished")
+                    else f"has an unfinished log ({self.log_dir / 'log.jsonl'})")
+            raise UserError(f"run {self.name} {what} and {self.ckpt_dir} holds no checkpoint of it to "
+                            "continue from; to train it again use --resume=never (the old records are "
+                            "kept, moved aside), or choose another run_name")
+        self.move_aside("a new attempt", checkpoints=list_checkpoints(self.ckpt_dir), records=())
+        return Start(None, new_attempt_id())
+
+    def start_from_path(self, path):
+        if not path.is_file():
+            raise UserError(f"resume checkpoint {path} not found; use --resume=auto or --resume=never")
+        theirs = checkpoint_attempt(path)
+        has_config, attempt = self.attempt()
+        if (self.has_log() or self.summary()) and has_config and theirs != attempt:
+            raise UserError(f"checkpoint {path} belongs to attempt {theirs}, but {self.log_dir} holds "
+                            f"the records of attempt {attempt}; use another run_name, or "
+                            "--resume=never to start over")
+        return Start(path, theirs)
+
+    def retire_summary(self):
+        """A resumed run is unfinished until it finishes again: move its old summary aside
+        (train.py calls this once every resume check has passed)."""
+        if (self.log_dir / "summary.json").exists():
+            self.move_aside("resuming", records=("summary.json",))
+
+    def move_aside(self, why, checkpoints=(), records=RECORDS):
+        """Rename records to <stem>.<UTC>.<suffix> and checkpoints into old.<UTC>/; one line."""
+        records = [self.log_dir / name for name in records if (self.log_dir / name).exists()]
+        if not records and not checkpoints:
+            return
+        stamp, n, moved = utc_stamp(), 0, []
+
+        def aside(path, stamp):
+            return path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+
+        while any(aside(p, stamp).exists() for p in records) or (self.ckpt_dir / f"old.{stamp}").exists():
+            n += 1  # a second move within the same second
+            stamp = f"{utc_stamp()}-{n}"
+        for path in records:
+            path.rename(aside(path, stamp))
+            moved.append(f"{path.name} -> {aside(path, stamp).name}")
+        if checkpoints:
+            folder = self.ckpt_dir / f"old.{stamp}"
+            folder.mkdir()
+            for _, path in checkpoints:
+                path.rename(folder / path.name)
+            moved.append(f"{len(checkpoints)} checkpoint(s) -> {folder}")
+        print(f"{why}: moved run {self.name}'s earlier records aside (nothing deleted): "
+              + ", ".join(moved))
+
+    def check_curve_settings(self, train_config, cfg, path):
+        """Refuse to resume a checkpoint whose CURVE_SETTINGS differ from this run's."""
+        for key in CURVE_SETTINGS:
+            theirs, mine = train_config.get(key), getattr(cfg, key)
+            if theirs is not None and theirs != mine:
+                raise UserError(f"checkpoint {path} was trained with {key}={theirs}, this run has "
+                                f"{mine}; one log would mix two validation sets: resume with "
+                                f"--{key}={theirs}, or --resume=never / another run_name")
+
+    def check_space(self, checkpoint_bytes):
+        """Refuse to start when out_dir cannot hold one more checkpoint (bytes)."""
+        free = shutil.disk_usage(self.ckpt_dir).free
+        if free < checkpoint_bytes:
+            raise UserError(f"{self.ckpt_dir} has {free / 1e9:.2f} GB free, a checkpoint needs about "
+                            f"{checkpoint_bytes / 1e9:.2f} GB; free space or choose another --out_dir")
+
+    def prune(self, attempt, keep, save_steps):
+        """Delete the attempt's older checkpoints (never another attempt's, never save_steps)."""
+        prune_checkpoints(self.checkpoints(attempt), keep, save_steps)
+
+
+def lock(folder, name):
+    """Create folder, take an exclusive flock on folder/.lock, write our pid into it; the fd."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise UserError(f"cannot write to {folder} ({err.strerror}); choose a writable "
+                        "--out_dir / --log_dir") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(f"run {name} is in use by another process (pid {holder}, lock {folder / '.lock'});"
+                        " wait for it to end or choose another run_name") from None
+    except OSError as err:  # a file system without flock (e.g. Lustre mounted without -o flock)
+        print(f"note: cannot lock {folder / '.lock'} ({err.strerror}); make sure no other process "
+              f"trains run {name}")
+    try:  # also the write probe: a read-only or full folder is found now, not at the first checkpoint
+        os.pwrite(fd, f"{os.getpid():<15}\n".encode(), 0)  # fixed width: overwrites an old pid
+        os.fsync(fd)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(folder / ".lock") from None
+        raise UserError(f"cannot write to {folder} ({err.strerror}); choose a writable "
+                        "--out_dir / --log_dir") from None
+    return fd
+
+
+def strict_record(record):
+    """record with NaN / +-Infinity floats replaced by None and their keys listed in "nonfinite"."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if not bad:
+        return record
+    return {**{k: (None if k in bad else v) for k, v in record.items()}, "nonfinite": bad}
+
+
+class RunLog:
+    """<log_dir>/<run_name>/: config.json, log.jsonl (appended, one strict-JSON object per line),
+    summary.json. Only rank 0 writes (enabled). wandb is imported only when cfg.wandb_log."""
+
+    def __init__(self, folder, cfg, run_config, enabled):
+        self.dir, self.enabled, self.wandb = folder.log_dir, enabled, None
+        if not enabled:
+            return
+        self.path = self.dir / "log.jsonl"
+        cut_torn_tail(self.path)
+        atomic_write_json(self.dir / "config.json", run_config)
+        if cfg.wandb_log:
+            import wandb
+            self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_name, config=run_config)
+
+    def write(self, record):
+        if not self.enabled:
+            return
+        line = json.dumps(strict_record(record), allow_nan=False) + "\n"
+        try:
+            with open(self.path, "a") as f:
+                f.write(line)
+        except OSError as err:
+            if err.errno in DISK_FULL_ERRNOS:
+                raise disk_full_error(self.path) from None
+            raise
+        if self.wandb is not None:
+            self.wandb.log(record)
+
+    def finish(self, summary):
+        if not self.enabled:
+            return
+        atomic_write_json(self.dir / "summary.json", strict_record(summary))
+        if self.wandb is not None:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+def cut_torn_tail(path, chunk=1 << 16):
+    """If path does not end in a newline (a crash mid-append), cut the partial last line so the
+    next record starts on a clean line; earlier complete lines are kept. Says so in one line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        keep = size
+        while keep > 0:  # scan back for the last newline, one chunk at a time
+            start = max(keep - chunk, 0)
+            f.seek(start)
+            found = f.read(keep - start).rfind(b"\n")
+            keep = start + found + 1 if found >= 0 else start
+            if found >= 0:
+                break
+        f.truncate(keep)
+    print(f"note: {path} ended in a partial line ({size - keep} bytes, from a crash); cut it")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Ask a run folder what train.py would decide.")
+    p.add_argument("question", choices=("checkpoint", "finished"),
+                   help="checkpoint: print the current attempt's newest checkpoint (exit 1 if none); "
+                        "finished: exit 0 if summary.json says finished, else 1")
+    p.add_argument("--log_dir", default="results/runs")
+    p.add_argument("--out_dir", default="out")
+    p.add_argument("--run_name", required=True)
+    args = p.parse_args(argv)
+    folder = RunFolder(args.log_dir, args.out_dir, args.run_name)
+    if args.question == "finished":
+        return 0 if folder.finished() else 1
+    path = folder.latest_checkpoint()
+    if path is None:
+        print(f"error: run {args.run_name} has no checkpoint of its current attempt in {folder.ckpt_dir}",
+              file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    from errors import run_main
+    sys.exit(run_main(main))

@@ -1,0 +1,218 @@
+"""Run folders (issue 10 §1): a run's records are never lost or mixed with another attempt's."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+import train
+from checkpoint import checkpoint_attempt, load_checkpoint
+from conftest import REPO_ROOT
+from errors import UserError
+from run_folder import RunFolder, cut_torn_tail, strict_record
+from test_train import random_data, read_log, tiny_args  # noqa: F401 (random_data is a fixture)
+
+
+def snapshot(folder):
+    """{file name: bytes} of a folder (the lock file excluded)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name != ".lock"}
+
+
+def ckpts(tmp_path, run="run"):
+    return sorted(p.name for p in (tmp_path / "out" / run).glob("ckpt_*.pt"))
+
+
+def test_a_finished_run_without_checkpoints_is_left_byte_identical(tmp_path, random_data, capsys):
+    train.main(tiny_args(tmp_path, random_data))
+    records = snapshot(tmp_path / "runs" / "run")
+    for p in (tmp_path / "out" / "run").glob("ckpt_*.pt"):
+        p.unlink()  # a fresh clone: logs in git, checkpoints not
+    train.main(tiny_args(tmp_path, random_data))  # the same command: nothing to do
+    assert "is already finished at step 6" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"run run is finished \(.*summary.json\) and .* holds no "
+                                        r"checkpoint of it to continue from; to train it again use "
+                                        r"--resume=never \(the old records are kept, moved aside\)"):
+        train.main(tiny_args(tmp_path, random_data, max_steps=9))  # asks for more: refused
+    assert snapshot(tmp_path / "runs" / "run") == records
+
+
+def test_an_unfinished_log_without_a_checkpoint_is_refused_not_replaced(tmp_path, random_data, monkeypatch):
+    monkeypatch.setattr(train, "train_step", lambda step, *a: (_ for _ in ()).throw(RuntimeError("oom")))
+    with pytest.raises(RuntimeError):  # crashed before its first checkpoint
+        train.main(tiny_args(tmp_path, random_data))
+    monkeypatch.undo()
+    records = snapshot(tmp_path / "runs" / "run")
+    with pytest.raises(UserError, match="has an unfinished log .* holds no checkpoint of it"):
+        train.main(tiny_args(tmp_path, random_data))
+    assert snapshot(tmp_path / "runs" / "run") == records
+
+
+def test_resume_never_moves_old_records_and_checkpoints_aside(tmp_path, random_data, capsys):
+    train.main(tiny_args(tmp_path, random_data))
+    old_log = (tmp_path / "runs" / "run" / "log.jsonl").read_bytes()
+    train.main(tiny_args(tmp_path, random_data, resume="never", max_steps=3))
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("--resume=never: moved"))
+    assert "log.jsonl -> log." in line and "summary.json -> summary." in line and "2 checkpoint(s)" in line
+    run = tmp_path / "runs" / "run"
+    assert [p.read_bytes() for p in run.glob("log.*.jsonl")] == [old_log]
+    assert len(list(run.glob("summary.*.json"))) == 1 and len(list(run.glob("config.*.json"))) == 1
+    old = next((tmp_path / "out" / "run").glob("old.*"))
+    assert sorted(p.name for p in old.iterdir()) == ["ckpt_000003.pt", "ckpt_000006.pt"]
+    assert ckpts(tmp_path) == ["ckpt_000003.pt"]
+
+
+def test_a_new_attempt_never_resumes_keeps_or_scores_another_attempts_checkpoint(tmp_path, random_data):
+    """Issue example: A to step 6; B --resume=never to 3; B continued to 6 with keep_checkpoints=1."""
+    train.main(tiny_args(tmp_path, random_data, run_name="A"))
+    a_final = load_checkpoint(tmp_path / "out" / "A" / "ckpt_000006.pt")
+    args = dict(run_name="A", keep_checkpoints=1)
+    train.main(tiny_args(tmp_path, random_data, resume="never", max_steps=3, **args))   # B
+    b_attempt = json.loads((tmp_path / "runs" / "A" / "config.json").read_text())["attempt"]
+    assert b_attempt != a_final["attempt"]
+    train.main(tiny_args(tmp_path, random_data, max_steps=6, **args))                   # B continued
+    log = (tmp_path / "runs" / "A" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(l)["step"] for l in log if "train_loss" in l] == [1, 2, 3, 4, 5, 6]
+    assert ckpts(tmp_path, "A") == ["ckpt_000006.pt"]  # pruning kept B's newest, not A's
+    b_final = tmp_path / "out" / "A" / "ckpt_000006.pt"
+    assert checkpoint_attempt(b_final) == b_attempt
+    folder = RunFolder(tmp_path / "runs", tmp_path / "out", "A")
+    assert folder.latest_checkpoint() == b_final and folder.finished()
+    assert sorted(p.name for p in next((tmp_path / "out" / "A").glob("old.*")).iterdir()) == \
+        ["ckpt_000003.pt", "ckpt_000006.pt"]  # A's, kept aside
+
+
+def test_another_attempts_checkpoints_found_at_a_new_start_are_moved_aside(tmp_path, random_data, capsys):
+    train.main(tiny_args(tmp_path, random_data))
+    train.main(tiny_args(tmp_path, random_data, log_dir=tmp_path / "other_runs"))  # same out_dir
+    assert "a new attempt: moved run run's earlier records aside" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "run").glob("old.*/ckpt_*.pt"))) == 2
+
+
+def test_extending_a_finished_run_retires_its_summary_at_start(tmp_path, random_data, monkeypatch):
+    train.main(tiny_args(tmp_path, random_data))
+    monkeypatch.setattr(train, "train_step", lambda step, *a: (_ for _ in ()).throw(RuntimeError("crash")))
+    with pytest.raises(RuntimeError):
+        train.main(tiny_args(tmp_path, random_data, max_steps=9))
+    run = tmp_path / "runs" / "run"
+    assert not (run / "summary.json").exists() and len(list(run.glob("summary.*.json"))) == 1
+    assert not RunFolder(tmp_path / "runs", tmp_path / "out", "run").finished()
+
+
+def test_a_second_process_on_the_same_run_is_refused_and_a_killed_one_leaves_no_lock(tmp_path, random_data):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from run_folder import RunFolder; "
+                               f"RunFolder({str(tmp_path / 'runs')!r}, {str(tmp_path / 'out')!r}, 'run').lock(); "
+                               "print('locked', flush=True); time.sleep(60)"],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    with pytest.raises(UserError, match=rf"run run is in use by another process \(pid {holder.pid}, lock "):
+        train.main(tiny_args(tmp_path, random_data))
+    holder.kill()  # kill -9: the kernel drops the lock
+    holder.wait()
+    train.main(tiny_args(tmp_path, random_data, max_steps=2))
+
+
+def test_a_torn_last_line_is_cut_before_the_next_append(tmp_path, random_data, capsys):
+    train.main(tiny_args(tmp_path, random_data, max_steps=3))
+    log = tmp_path / "runs" / "run" / "log.jsonl"
+    complete = log.read_text()
+    torn = '{"step": 4, "train_lo'  # disk full mid-write
+    log.write_text(complete + torn)
+    train.main(tiny_args(tmp_path, random_data, max_steps=6))
+    assert f"ended in a partial line ({len(torn)} bytes, from a crash); cut it" in capsys.readouterr().out
+    text = log.read_text()
+    assert text.startswith(complete) and all(json.loads(l) for l in text.splitlines())
+    assert read_log(tmp_path)[(6, "eval")]
+
+
+def test_cut_torn_tail_keeps_complete_lines_across_chunks(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 1}\n' + "x" * 100)
+    cut_torn_tail(path, chunk=7)
+    assert path.read_text() == '{"step": 1}\n'
+    path.write_text("no newline at all")
+    cut_torn_tail(path, chunk=4)
+    assert path.read_text() == ""
+
+
+def test_non_finite_values_are_logged_as_null_and_listed():
+    rec = strict_record({"step": 1, "train_loss": math.nan, "grad_norm": math.inf, "lr": 0.1})
+    assert rec == {"step": 1, "train_loss": None, "grad_norm": None, "lr": 0.1,
+                   "nonfinite": ["train_loss", "grad_norm"]}
+    json.dumps(rec, allow_nan=False)
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path, random_data, monkeypatch):
+    """Finite loss, non-finite weights (float32 cannot overflow in one AdamW step once max_lr <= 1,
+    so the weight is poisoned by hand): the step-3 checkpoint is refused and none is called good."""
+    real_step = train.train_step
+
+    def step_then_overflow(step, model, raw_model, *args):
+        result = real_step(step, model, raw_model, *args)
+        if step == 2:
+            next(raw_model.parameters()).data[0] = math.inf
+        return result
+
+    monkeypatch.setattr(train, "train_step", step_then_overflow)
+    with pytest.raises(UserError, match=r"the weights became non-finite by step 3 .* not checkpointing "
+                                        r"them; the last checkpoint \(finite weights\) is none"):
+        train.main(tiny_args(tmp_path, random_data))
+    assert ckpts(tmp_path) == []
+    last = json.loads((tmp_path / "runs" / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and last["val_loss"] is None and "val_loss" in last["nonfinite"]
+    json.dumps(last, allow_nan=False)
+
+
+def test_resuming_with_another_val_tokens_is_refused(tmp_path, random_data):
+    train.main(tiny_args(tmp_path, random_data, max_steps=3))
+    with pytest.raises(UserError, match="trained with val_tokens=256, this run has 512; one log would "
+                                        "mix two validation sets: resume with --val_tokens=256"):
+        train.main(tiny_args(tmp_path, random_data, max_steps=6, val_tokens=512))
+    assert RunFolder(tmp_path / "runs", tmp_path / "out", "run").finished()  # a refusal changes nothing
+
+
+def test_a_resume_path_of_another_attempt_is_refused(tmp_path, random_data):
+    train.main(tiny_args(tmp_path, random_data, run_name="A", max_steps=3))
+    train.main(tiny_args(tmp_path, random_data, run_name="B", max_steps=3))
+    with pytest.raises(UserError, match="belongs to attempt .* holds the records of attempt"):
+        train.main(tiny_args(tmp_path, random_data, run_name="B", max_steps=6,
+                             resume=tmp_path / "out" / "A" / "ckpt_000003.pt"))
+
+
+def test_the_command_line_answers_checkpoint_and_finished(tmp_path, random_data):
+    train.main(tiny_args(tmp_path, random_data, max_steps=3))
+    cmd = [sys.executable, "run_folder.py", "--log_dir", str(tmp_path / "runs"), "--out_dir",
+           str(tmp_path / "out"), "--run_name", "run"]
+    found = subprocess.run(cmd[:2] + ["checkpoint"] + cmd[2:], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert found.stdout.strip() == str(tmp_path / "out" / "run" / "ckpt_000003.pt")
+    assert subprocess.run(cmd[:2] + ["finished"] + cmd[2:], cwd=REPO_ROOT).returncode == 0
+
+
+def test_an_unwritable_or_full_folder_is_found_before_the_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "TrainBatches", lambda *a, **k: pytest.fail("data read first"))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match=r"cannot write to .*a_file/run \(Not a directory\); choose a "
+                                        r"writable --out_dir / --log_dir"):
+        train.main(tiny_args(tmp_path, tmp_path / "data", out_dir=tmp_path / "a_file"))
+    with pytest.raises(UserError, match="cannot write to /proc/"):
+        train.main(tiny_args(tmp_path, tmp_path / "data", log_dir="/proc/kronecker_runs"))
+    (tmp_path / "runs" / "run" / ".lock").unlink()  # left by the first case (it locks log_dir first)
+    (tmp_path / "runs" / "run" / ".lock").symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(UserError, match=r"^disk full while writing .*\.lock; free space"):
+        train.main(tiny_args(tmp_path, tmp_path / "data"))
+
+
+def test_no_room_for_a_checkpoint_is_found_before_training(tmp_path, random_data, monkeypatch):
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 1000})())
+    with pytest.raises(UserError, match=r"has 0.00 GB free, a checkpoint needs about 0.00 GB"):
+        train.main(tiny_args(tmp_path, random_data))
+    assert not (tmp_path / "runs" / "run" / "log.jsonl").exists()
+
+
+def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_no_temp_file(tmp_path, random_data):
+    (tmp_path / "out" / "run").mkdir(parents=True)
+    (tmp_path / "out" / "run" / "ckpt_000003.pt.tmp").symlink_to("/dev/full")
+    with pytest.raises(UserError, match=r"^disk full while writing \S+ckpt_000003.pt; free space"):
+        train.main(tiny_args(tmp_path, random_data))
+    assert sorted(p.name for p in (tmp_path / "out" / "run").iterdir()) == [".lock"]
