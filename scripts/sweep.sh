@@ -10,8 +10,9 @@
 # appended; default config/<arm>_124m.py per arm), LOG_DIR (default results/runs), OUT_DIR
 # (default out), LAUNCH (the launcher; default "torchrun --standalone --nproc_per_node=$NGPU";
 # scripts/sweep.sbatch sets a multi-node one). Extra --key=value arguments go to every run.
-# Each run is <LOG_DIR>/<arm>_s<seed>: runs with a summary.json are skipped, interrupted ones
-# resume from their latest checkpoint (--resume=auto). Failed runs are listed at the end (exit 1).
+# Each run is <LOG_DIR>/<arm>_s<seed>: finished runs (run_folder.py decides) are skipped,
+# interrupted ones resume from their latest checkpoint (--resume=auto). Failed runs are listed at
+# the end (exit 1). PYTHON (default python) answers the "finished?" question.
 # Stopping: SIGTERM, SIGUSR1 or Ctrl-C to this script stop the running run after its current
 # optimiser step with a checkpoint (the launcher gets SIGTERM, which torchrun forwards to its
 # workers; STOP_RUN, if set, is the command that signals it instead) and end the sweep with exit
@@ -55,7 +56,7 @@ failed=()
 for seed in $SEEDS; do
   for arm in $ARMS; do
     run="${arm}_s${seed}"
-    if [ -f "$LOG_DIR/$run/summary.json" ]; then
+    if "${PYTHON:-python}" run_folder.py finished --log_dir "$LOG_DIR" --run_name "$run"; then
       echo "== $run: finished, skipping"
       continue
     fi
