@@ -16,7 +16,8 @@
 # It prints a table of the checks, stops every daemon it started (by PID, also when a step fails
 # or it is interrupted) and deletes the temporary folder. PYTHON: the interpreter for train.py
 # (default: `python` on PATH, i.e. the active venv); its folder goes first on the jobs' PATH.
-# --report=FILE also writes the table, the machine and the command to FILE.
+# --report=FILE also writes the table, the machine and the command to FILE, and each run's
+# output (plain.out, one-node.out, two-nodes.out, preempt.out) to FILE's folder.
 # Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or no usable PYTHON,
 # 3 SLURM cannot be started here (not root, or the packages are absent and cannot be installed).
 set -uo pipefail  # no -e: a failed step is recorded as FAIL and the remaining steps still run
@@ -95,6 +96,9 @@ cleanup() {
       kill -KILL "$pid" 2>/dev/null && stray+=("$pid")
     fi
   done
+  if [ -n "$REPORT" ]; then  # the jobs' own output goes next to the report
+    for out in "$WORK"/*.out; do [ -e "$out" ] && cp "$out" "$(dirname "$REPORT")/"; done
+  fi
   rm -rf "$WORK"
   if [ ${#daemons[@]} -gt 0 ]; then
     if [ ${#left[@]} -eq 0 ] && [ ${#stray[@]} -eq 0 ] && [ ! -e "$WORK" ]; then
@@ -278,7 +282,11 @@ preempt_job() {  # sbatch --nodes=2, USR1 to the batch shell mid-run, requeue, r
     case $(job_field "$job" JobState) in RUNNING|PENDING|CONFIGURING) ;; *) break ;; esac
     sleep 0.1
   done
-  slurm scancel --batch --signal=USR1 "$job" || { record FAIL $phase "scancel failed"; return 1; }
+  if [ "${steps:-0}" -lt $STOP_AFTER_STEP ]; then
+    record FAIL $phase "job $job: $(job_field "$job" JobState) before step $STOP_AFTER_STEP was logged"
+    show_failure "$WORK/$phase.out"; return 1
+  fi
+  slurm scancel --batch --signal=USR1 "$job" || { record FAIL $phase "scancel --batch --signal=USR1 failed"; return 1; }
   # the first attempt ends by requeueing itself: the job goes back to PENDING, not to an end state
   for _ in $(seq $((JOB_TIMEOUT * 4))); do
     [ "$(job_field "$job" Restarts)" -ge 1 ] 2>/dev/null && break
@@ -292,7 +300,7 @@ preempt_job() {  # sbatch --nodes=2, USR1 to the batch shell mid-run, requeue, r
   fi
   check preempted $phase "$WORK/two-nodes/runs/$RUN" "$WORK/$phase/runs/$RUN" "$WORK/$phase/out/$RUN" \
     "$WORK/$phase.out" $MAX_STEPS || { show_failure "$WORK/$phase.out"; return 1; }
-  rows[-1]+="; job $job requeued once (SLURM's ~2 min hold skipped), $((SECONDS - t)) s"
+  rows[-1]+="; scancel --batch --signal=USR1 job $job, requeued once (SLURM's ~2 min hold skipped), $((SECONDS - t)) s"
 }
 
 start_cluster || { record FAIL cluster "see the messages above"; exit 1; }

@@ -99,8 +99,9 @@ def preempted(ref, run, ckpt_dir, job_output, max_steps):
     diff = compare(ref, run)
     if isinstance(diff, str) or diff != 0.0:
         return False, f"losses differ from the uninterrupted run: {diff}"
-    return True, (f"{signal_name} at step {stop_step}/{max_steps}, checkpoint {Path(stop_ckpt).name}, "
-                  f"resumed there, {len(losses(run))} losses identical to the uninterrupted run")
+    return True, (f"train.py stopped by {signal_name} at step {stop_step}/{max_steps}, checkpoint "
+                  f"{Path(stop_ckpt).name}, resumed there, {len(losses(run))} losses identical to the "
+                  "uninterrupted 2-node run")
 
 
 def main(argv):
