@@ -30,9 +30,11 @@ for arg in "$@"; do
     *) echo "usage: bash scripts/slurm_drill.sh [--report=FILE]" >&2; exit 2 ;;
   esac
 done
+cannot() { echo "slurm drill: cannot start SLURM here: $*" >&2; exit 3; }
+[ "$(id -u)" = 0 ] || cannot "it needs root (it starts munged, slurmctld and slurmd)"
 PYTHON=$(command -v "${PYTHON:-python}") || { echo "error: no python on PATH; set PYTHON" >&2; exit 2; }
 "$PYTHON" -c "import torch" 2>/dev/null || { echo "error: $PYTHON cannot import torch; set PYTHON" >&2; exit 2; }
-MAX_STEPS=60          # ~1-3 s of training per run on a CPU core
+MAX_STEPS=60          # a few seconds of training per run on one CPU core
 STOP_AFTER_STEP=5     # the preemption signal goes out once this step is logged
 JOB_TIMEOUT=600       # seconds any one job may take
 # 2 layers, width 64, 32-token context, 256-token vocabulary, 1,024 tokens per step
@@ -44,10 +46,8 @@ T0=$SECONDS
 
 rows=()  # "PASS|FAIL|SKIP <tab> check <tab> detail"
 record() { rows+=("$1"$'\t'"$2"$'\t'"$3"); }
-cannot() { echo "slurm drill: cannot start SLURM here: $*" >&2; exit 3; }
 
 # ---- packages ------------------------------------------------------------------------------
-[ "$(id -u)" = 0 ] || cannot "it needs root (it starts munged, slurmctld and slurmd)"
 missing() { for c in sbatch srun scontrol slurmctld slurmd munged; do command -v $c >/dev/null || return 0; done; return 1; }
 if missing; then
   command -v apt-get >/dev/null || cannot "SLURM is not installed and there is no apt-get to install it"
