@@ -34,13 +34,13 @@ cannot() { echo "slurm drill: cannot start SLURM here: $*" >&2; exit 3; }
 [ "$(id -u)" = 0 ] || cannot "it needs root (it starts munged, slurmctld and slurmd)"
 PYTHON=$(command -v "${PYTHON:-python}") || { echo "error: no python on PATH; set PYTHON" >&2; exit 2; }
 "$PYTHON" -c "import torch" 2>/dev/null || { echo "error: $PYTHON cannot import torch; set PYTHON" >&2; exit 2; }
-MAX_STEPS=60          # a few seconds of training per run on one CPU core
+MAX_STEPS=100         # a few seconds of training per run on one CPU core
 STOP_AFTER_STEP=5     # the preemption signal goes out once this step is logged
 JOB_TIMEOUT=600       # seconds any one job may take
 # 2 layers, width 64, 32-token context, 256-token vocabulary, 1,024 tokens per step
 TRAIN_ARGS=(--vocab_size=256 --n_layer=2 --n_head=2 --n_embd=64 --block_size=32
   --total_batch_tokens=1024 --micro_batch_size=8 --max_steps=$MAX_STEPS --warmup_steps=2
-  --eval_interval=20 --val_tokens=512 --log_interval=10 --keep_checkpoints=1000 --compile=false)
+  --eval_interval=25 --val_tokens=512 --log_interval=10 --keep_checkpoints=1000 --compile=false)
 RUN=bpe_s1337  # the run sweep.sh makes of ARMS=bpe SEEDS=1337
 T0=$SECONDS
 
