@@ -218,18 +218,19 @@ job_field() {  # job_field JOB FIELD: e.g. JobState, ExitCode, Restarts
   slurm scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-# wait_job JOB: until the job has ended (sbatch --wait backs off to ~30 s between polls); prints
-# its final state.
+# wait_job JOB: until the job has ended (sbatch --wait backs off to ~30 s between polls); its
+# final state in $job_state. It runs in this shell, not in $(...), so that an interrupt is
+# handled within a poll.
 wait_job() {
-  local state end=$((SECONDS + JOB_TIMEOUT))
+  local end=$((SECONDS + JOB_TIMEOUT))
   while [ $SECONDS -lt $end ]; do
-    state=$(job_field "$1" JobState)
-    case $state in
-      COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED) echo "$state"; return ;;
+    job_state=$(job_field "$1" JobState)
+    case $job_state in
+      COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED) return ;;
     esac
     sleep 0.25
   done
-  echo "still $state after $JOB_TIMEOUT s"
+  job_state="still $job_state after $JOB_TIMEOUT s"
 }
 
 show_failure() {  # the end of a job's output and the controller's log, for whoever reads the log of a failed drill
@@ -262,7 +263,8 @@ reference_run() {
 sweep_job() {  # sweep_job PHASE NODES: one sbatch job to its end, its losses against the plain run
   local phase=$1 nodes=$2 t=$SECONDS job state rdzv
   job=$(submit "$phase" "$nodes") || { record FAIL "$phase" "sbatch failed"; return 1; }
-  state=$(wait_job "$job")
+  wait_job "$job"
+  state=$job_state
   rdzv=$(sed -n 's/.*rendezvous \(.*\)$/\1/p' "$WORK/$phase.out" 2>/dev/null | head -n 1)
   if [ "$state" != COMPLETED ]; then
     record FAIL "$phase" "job $job: $state, exit code $(job_field "$job" ExitCode) after $((SECONDS - t)) s (rendezvous ${rdzv:-none})"
@@ -296,7 +298,8 @@ preempt_job() {  # sbatch --nodes=2, USR1 to the batch shell mid-run, requeue, r
     case $(job_field "$job" JobState) in RUNNING|PENDING|CONFIGURING|COMPLETING|REQUEUED) ;; *) break ;; esac
     sleep 0.25
   done
-  state=$(wait_job "$job") restarts=$(job_field "$job" Restarts)
+  wait_job "$job"
+  state=$job_state restarts=$(job_field "$job" Restarts)
   if [ "$state" != COMPLETED ] || [ "${restarts:-0}" != 1 ]; then
     record FAIL $phase "job $job: state $state after $restarts restart(s), expected COMPLETED after 1"
     show_failure "$WORK/$phase.out"; return 1

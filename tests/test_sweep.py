@@ -155,7 +155,7 @@ def test_sbatch_meets_at_the_head_nodes_address_with_one_worker_per_gpu(tmp_path
     [launch] = [call for call in slurm_calls(tmp_path) if call.startswith("srun")]
     # 29500 + 1234 % 2000: the node *name* gpu-a need not resolve, its NodeAddr does
     assert "--rdzv_endpoint=10.0.0.7:30734 --rdzv_id=1234" in launch
-    assert "--ntasks-per-node=1 --cpus-per-task=16 torchrun --nnodes=2 --nproc_per_node=4" in launch
+    assert "--ntasks-per-node=1 --kill-on-bad-exit=1 --cpus-per-task=16 torchrun --nnodes=2 --nproc_per_node=4" in launch
     assert launch.endswith("--max_steps=5")
 
 
