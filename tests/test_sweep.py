@@ -1,6 +1,11 @@
-"""scripts/sweep.sh: one run per seed x arm, finished runs skipped, extra arguments passed through."""
+"""scripts/sweep.sh and scripts/sweep.sbatch: one run per seed x arm, finished runs skipped, extra
+arguments passed through, stop signals turned into a checkpoint and exit code 75 (and a requeue)."""
+import json
 import os
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,3 +32,153 @@ def test_sweep_runs_each_seed_and_arm_once(tmp_path):
         assert (tmp_path / "out" / run / "ckpt_000001.pt").exists()
     again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert again.stdout.count("finished, skipping") == 2
+
+
+def start_sweep(script, env, *args):
+    """scripts/sweep.sh or scripts/sweep.sbatch in the background, output to files."""
+    out = open(Path(env["SWEEP_TMP"]) / "sweep.log", "w")
+    return subprocess.Popen(["bash", script, *args], cwd=REPO_ROOT, env=env, stdout=out,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, (Path(proc.args[-1]), "ended before", path)
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+FAKE_LAUNCHER = """\
+echo "$@" >> "$SWEEP_TMP/launched"
+trap 'echo TERM >> "$SWEEP_TMP/launcher_signals"; exit 75' TERM
+touch "$SWEEP_TMP/started"
+while true; do sleep 0.05; done
+"""
+
+
+@pytest.fixture
+def fake_launcher_env(tmp_path):
+    """sweep.sh with a launcher that runs until SIGTERM, then exits 75 as a stopped train.py does."""
+    (tmp_path / "launcher.sh").write_text(FAKE_LAUNCHER)
+    return dict(os.environ, SEEDS="7", ARMS="bpe kronecker", CONFIG="config/cpu_tiny.py",
+                LAUNCH=f"bash {tmp_path / 'launcher.sh'}", LOG_DIR=str(tmp_path / "runs"),
+                OUT_DIR=str(tmp_path / "out"), SWEEP_TMP=str(tmp_path))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
+def test_a_stop_signal_to_the_sweep_stops_the_running_run_and_exits_75(tmp_path, fake_launcher_env, sig):
+    sweep = start_sweep("scripts/sweep.sh", fake_launcher_env)
+    wait_for(tmp_path / "started", sweep)
+    sweep.send_signal(sig)
+    assert sweep.wait(timeout=60) == 75
+    assert (tmp_path / "launcher_signals").read_text() == "TERM\n"  # what torchrun passes on
+    assert len((tmp_path / "launched").read_text().splitlines()) == 1  # the next arm never started
+    assert "bpe_s7: stopped by" in (tmp_path / "sweep.log").read_text()
+
+
+def test_a_run_that_exits_75_by_itself_stops_the_sweep(tmp_path, fake_launcher_env):
+    (tmp_path / "launcher.sh").write_text('echo "$@" >> "$SWEEP_TMP/launched"; exit 75\n')
+    sweep = start_sweep("scripts/sweep.sh", fake_launcher_env)
+    assert sweep.wait(timeout=60) == 75
+    assert len((tmp_path / "launched").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_sweep_leaves_a_checkpoint_at_the_step_train_py_was_at(tmp_path):
+    rng = np.random.default_rng(0)
+    write_shard(tmp_path / "val_000000.bin", rng.integers(0, 256, 600).astype(np.uint16))
+    write_shard(tmp_path / "train_000001.bin", rng.integers(0, 256, 3000).astype(np.uint16))
+    env = dict(os.environ, SEEDS="7", ARMS="bpe kronecker", CONFIG="config/cpu_tiny.py", LAUNCH="python",
+               LOG_DIR=str(tmp_path / "runs"), OUT_DIR=str(tmp_path / "out"), SWEEP_TMP=str(tmp_path))
+    sweep = start_sweep("scripts/sweep.sh", env, f"--data_dir={tmp_path}", "--vocab_size=256",
+                        "--n_embd=16", "--block_size=16", "--total_batch_tokens=64",
+                        "--micro_batch_size=4", "--max_steps=100000", "--eval_interval=100000",
+                        "--val_tokens=100")
+    log = tmp_path / "runs" / "bpe_s7" / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().count('"train_loss"') >= 3):
+        assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=120) == 75, (tmp_path / "sweep.log").read_text()
+    last_step = [json.loads(line) for line in log.read_text().splitlines()][-1]["step"]
+    assert sorted(p.name for p in (tmp_path / "out" / "bpe_s7").glob("ckpt_*.pt")) == [f"ckpt_{last_step:06d}.pt"]
+    assert not (tmp_path / "runs" / "kronecker_s7").exists()
+    assert f"stopped by SIGTERM at step {last_step}" in (tmp_path / "sweep.log").read_text()
+
+
+# scripts/sweep.sbatch with stand-ins for the SLURM commands it calls (the real thing is
+# exercised by scripts/slurm_drill.sh, tests/test_slurm.py)
+FAKE_SLURM = {
+    "scontrol": """\
+echo "scontrol $*" >> "$SWEEP_TMP/slurm_calls"
+case "$1 $2" in
+  "show hostnames") printf 'gpu-a\\ngpu-b\\n' ;;
+  "show node") echo "NodeName=gpu-a Arch=x86_64 CoresPerSocket=8 NodeAddr=10.0.0.7 NodeHostName=gpu-a" ;;
+esac
+""",
+    "srun": """\
+echo "srun $*" >> "$SWEEP_TMP/slurm_calls"
+touch "$SWEEP_TMP/started"
+while [ -n "${FAKE_SRUN_RUNS_UNTIL_SCANCEL:-}" ] && [ ! -e "$SWEEP_TMP/scancelled" ]; do sleep 0.05; done
+[ -z "${FAKE_SRUN_RUNS_UNTIL_SCANCEL:-}" ]  # exit 1 when stopped, as torchrun does after SIGTERM
+""",
+    "scancel": """\
+echo "scancel $*" >> "$SWEEP_TMP/slurm_calls"
+touch "$SWEEP_TMP/scancelled"
+""",
+}
+
+
+@pytest.fixture
+def fake_slurm_env(tmp_path):
+    """The environment of a 2-node job 1234 (4 GPUs, 16 CPUs per node) with fake SLURM commands."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKE_SLURM.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\n" + body)
+        (bin_dir / name).chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SWEEP_TMP=str(tmp_path),
+                SLURM_JOB_ID="1234", SLURM_JOB_NODELIST="gpu-[a-b]", SLURM_NNODES="2",
+                SLURM_GPUS_PER_NODE="h100:4", SLURM_CPUS_PER_TASK="16", SLURM_SUBMIT_DIR=str(REPO_ROOT),
+                SEEDS="7", ARMS="bpe", CONFIG="config/cpu_tiny.py", LOG_DIR=str(tmp_path / "runs"))
+
+
+def slurm_calls(tmp_path):
+    return (tmp_path / "slurm_calls").read_text().splitlines()
+
+
+def test_sbatch_meets_at_the_head_nodes_address_with_one_worker_per_gpu(tmp_path, fake_slurm_env):
+    sbatch = start_sweep("scripts/sweep.sbatch", fake_slurm_env, "--max_steps=5")
+    assert sbatch.wait(timeout=60) == 0, (tmp_path / "sweep.log").read_text()
+    [launch] = [call for call in slurm_calls(tmp_path) if call.startswith("srun")]
+    # 29500 + 1234 % 2000: the node *name* gpu-a need not resolve, its NodeAddr does
+    assert "--rdzv_endpoint=10.0.0.7:30734 --rdzv_id=1234" in launch
+    assert "--ntasks-per-node=1 --kill-on-bad-exit=1 --cpus-per-task=16 torchrun --nnodes=2 --nproc_per_node=4" in launch
+    assert launch.endswith("--max_steps=5")
+
+
+def test_sbatch_on_a_cpu_partition_starts_one_worker_per_node(tmp_path, fake_slurm_env):
+    del fake_slurm_env["SLURM_GPUS_PER_NODE"]
+    sbatch = start_sweep("scripts/sweep.sbatch", fake_slurm_env)
+    assert sbatch.wait(timeout=60) == 0, (tmp_path / "sweep.log").read_text()
+    assert "--nproc_per_node=1 " in [c for c in slurm_calls(tmp_path) if c.startswith("srun")][0]
+
+
+@pytest.mark.parametrize("sig, requeued", [(signal.SIGUSR1, True), (signal.SIGTERM, False)])
+def test_a_signal_to_the_batch_shell_stops_the_step_through_slurm(tmp_path, fake_slurm_env, sig, requeued):
+    """USR1 (the time-limit warning) requeues the job, SIGTERM (scancel, preemption) does not."""
+    sbatch = start_sweep("scripts/sweep.sbatch", dict(fake_slurm_env, FAKE_SRUN_RUNS_UNTIL_SCANCEL="1"))
+    wait_for(tmp_path / "started", sbatch)
+    sbatch.send_signal(sig)
+    assert sbatch.wait(timeout=60) == 75, (tmp_path / "sweep.log").read_text()
+    calls = slurm_calls(tmp_path)
+    assert "scancel --signal=TERM 1234" in calls  # srun would turn a SIGTERM into SIGKILL
+    assert ("scontrol requeue 1234" in calls) == requeued
+
+
+def test_sbatch_outside_the_repo_says_where_to_submit_from(tmp_path, fake_slurm_env):
+    sbatch = start_sweep("scripts/sweep.sbatch", dict(fake_slurm_env, SLURM_SUBMIT_DIR=str(tmp_path)))
+    assert sbatch.wait(timeout=60) == 2
+    assert "submit from it or set REPO=" in (tmp_path / "sweep.log").read_text()
