@@ -226,6 +226,8 @@ def main(argv=None):
         d = setup_distributed(cfg)
         try:
             train(cfg, d, stop, folder)
+            if d.world_size > 1:  # no rank tears gloo down while another still has work in flight
+                dist.barrier()
         finally:
             folder.unlock()
             if dist.is_initialized():
