@@ -33,6 +33,7 @@ import functools
 import hashlib
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -49,7 +50,7 @@ GPT2_VOCAB = 50257  # GPT-2's ids; ids >= this are padding
 # (Llama 3, Llama 2/Mistral, Gemma), then end-of-sequence tokens.
 DOC_SEPARATORS = ("<|endoftext|>", "<|begin_of_text|>", "<s>", "<bos>", "<|end_of_text|>", "</s>",
                   "<eos>")
-REPLACEMENT = "\ufffd".encode()
+DOWNLOAD_TIMEOUT_S = 10
 SPIECE_SPACE = "\u2581"  # SentencePiece's "▁"
 
 
@@ -233,37 +234,52 @@ def from_hf(name, tok):
 def get_tokenizer(name=DEFAULT_TOKENIZER):
     """The Tokenizer a spec names (module docstring), loaded once per process.
 
-    Raises UserError (one line) for an unknown name, a missing or unreadable file, a non-BPE
-    tokenizer, or tokenizer files that cannot be loaded offline.
+    A download (tiktoken's files, a hub tokenizer) times out after DOWNLOAD_TIMEOUT_S. Raises
+    UserError (one line) for an unknown name, a missing or unreadable file, a non-BPE
+    tokenizer, or tokenizer files that are not cached and cannot be downloaded.
     """
-    path = Path(name)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # tiktoken's download has no timeout of its own
     try:
-        if name in tiktoken.list_encoding_names():
-            return from_tiktoken(name, tiktoken.get_encoding(name))
-        if path.suffix == ".tiktoken":
-            if not path.is_file():
-                raise UserError(f"tokenizer file {path} not found")
-            return from_tiktoken(name, load_ranks_file(path))
-        if path.is_dir() and (path / "tokenizer.json").is_file():
-            path = path / "tokenizer.json"
-        from tokenizers import Tokenizer as HFTokenizer
-        if path.suffix == ".json":
-            if not path.is_file():
-                raise UserError(f"tokenizer file {path} not found")
-            return from_hf(name, HFTokenizer.from_file(str(path)))
-        if name.count("/") == 1 and not path.exists():
-            return from_hf(name, HFTokenizer.from_pretrained(name))
-    except UserError:
-        raise
-    except Exception as err:  # no network, no cache, a damaged file: one line with the fix
+        return _load(name)
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _load(name):
+    path = Path(name)
+    if name in tiktoken.list_encoding_names():
+        try:
+            enc = tiktoken.get_encoding(name)
+        except Exception as err:  # requests' ConnectionError, a timeout, an unreadable cache
+            cache = os.environ.get("TIKTOKEN_CACHE_DIR")
+            shown = "GPT-2" if name == "gpt2" else name
+            raise UserError(f"cannot load the {shown} tokenizer: its files are not in "
+                            f"{'TIKTOKEN_CACHE_DIR=' + cache if cache else 'tiktoken cache'} and the "
+                            f"download failed ({type(err).__name__}); set TIKTOKEN_CACHE_DIR to a "
+                            f"folder holding tiktoken's {name} files (copied from a machine "
+                            f"online)") from None
+        return from_tiktoken(name, enc)
+    if path.is_dir() and (path / "tokenizer.json").is_file():
+        path = path / "tokenizer.json"
+    if path.suffix in (".tiktoken", ".json") and not path.is_file():
+        raise UserError(f"tokenizer file {path} not found")
+    if path.suffix == ".tiktoken":
+        return from_tiktoken(name, load_ranks_file(path))
+    if path.suffix != ".json" and not (name.count("/") == 1 and not path.exists()):
+        raise UserError(f"unknown tokenizer {name!r}; give a tiktoken name "
+                        f"({', '.join(tiktoken.list_encoding_names())}), a *.tiktoken ranks file, "
+                        f"a tokenizer.json path, or a Hugging Face hub name (owner/name)")
+    from tokenizers import Tokenizer as HFTokenizer  # only Hugging Face tokenizers need it
+    try:
+        tok = HFTokenizer.from_file(str(path)) if path.suffix == ".json" else \
+            HFTokenizer.from_pretrained(name)
+    except Exception as err:  # a damaged file, no network, not on the hub
         reason = (str(err).strip().splitlines() or [""])[0][:200]
-        cache = os.environ.get("TIKTOKEN_CACHE_DIR", "the tiktoken cache")
-        raise UserError(f"cannot load tokenizer {name} ({type(err).__name__}: {reason}); offline, "
-                        f"copy its files from a machine online (tiktoken: into TIKTOKEN_CACHE_DIR, "
-                        f"now {cache}; Hugging Face: give the tokenizer.json path)") from None
-    raise UserError(f"unknown tokenizer {name!r}; give a tiktoken name "
-                    f"({', '.join(tiktoken.list_encoding_names())}), a *.tiktoken ranks file, a "
-                    f"tokenizer.json path, or a Hugging Face hub name (owner/name)")
+        raise UserError(f"cannot load tokenizer {name} ({type(err).__name__}: {reason}); give a "
+                        f"readable tokenizer.json path (offline: copy it from a machine "
+                        f"online)") from None
+    return from_hf(name, tok)
 
 
 def get_encoding():
