@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint
@@ -343,6 +344,8 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # train.py sets it from TrainConfig: not part of the function, so not in GPTConfig
+        self.activation_checkpointing = False
         if config.embedding == "bpe":
             self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
@@ -394,8 +397,10 @@ class GPT(nn.Module):
     def forward(self, idx=None, targets=None, tok_emb=None):
         """(logits, loss). Without targets only the last position's logits, shape (B, 1, V)."""
         x = self._input(idx, tok_emb)
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for block in self.transformer.h:
-            x = block(x)
+            # recompute: keep only each block's input, run the block again in backward
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         x = self.transformer.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
