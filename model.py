@@ -477,8 +477,9 @@ class GPT(nn.Module):
         return flops_per_iter / dt / peak_flops
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, tok_emb=None):
-        """Append max_new_tokens to idx (B, T). temperature 0 is greedy.
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, tok_emb=None,
+                 n_vocab=GPT2_VOCAB):
+        """Append max_new_tokens to idx (B, T), ids < n_vocab (the tokenizer's). temperature 0 is greedy.
 
         tok_emb (B, T, n_embd), if given, replaces the prompt's token embeddings (e.g. a word fed
         through embed_bytes); idx is then only carried along in the output.
@@ -486,7 +487,7 @@ class GPT(nn.Module):
         emb = self.token_embedding(idx) if tok_emb is None else tok_emb
         for _ in range(max_new_tokens):
             logits, _ = self(tok_emb=emb[:, -self.config.block_size:])
-            logits = logits[:, -1, :GPT2_VOCAB]  # never emit the padding ids
+            logits = logits[:, -1, :n_vocab]  # never emit the padding ids
             next_id = sample_next(logits, temperature, top_k, top_p, generator)
             idx = torch.cat((idx, next_id), dim=1)
             emb = torch.cat((emb, self.token_embedding(next_id)), dim=1)
