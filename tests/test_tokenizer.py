@@ -16,6 +16,7 @@ from data import fineweb_edu
 from data.shards import GPT2_VOCAB_SHA256, open_shard, read_manifest, shard_info
 from errors import UserError
 from eval import robustness
+from eval.typo_pairs import DEFAULT_PAIRS
 from model import GPT
 from tokenizer import byte_level_decoder, get_tokenizer, main as tokenizer_main, truncate_utf8
 
@@ -206,7 +207,9 @@ def test_a_tokenizer_goes_end_to_end(tmp_path, which, request):
     model = GPT.from_checkpoint(ckpt)  # no tokenizer needed: the byte table is in the checkpoint
     ids = tok.encode_ordinary(sample_texts(1)[0])
     assert model.transformer.wte.byte_lengths[ids].tolist() == [len(tok.token_bytes()[i]) for i in ids]
-    robustness.main(["--ckpt", f"kronecker={tmp_path}/out/kronecker/ckpt_000003.pt",
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(line for line, _ in zip(open(DEFAULT_PAIRS), range(4))))
+    robustness.main(["--ckpt", f"kronecker={tmp_path}/out/kronecker/ckpt_000003.pt", "--pairs", str(pairs),
                      "--ckpt", f"bpe={tmp_path}/out/bpe/ckpt_000003.pt", "--out", str(tmp_path / "probes")])
     report = json.loads((tmp_path / "probes" / "robustness.json").read_text())
     first = report["pairs"][next(iter(report["pairs"]))][0]
