@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint
@@ -343,6 +344,8 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # train.py sets it from TrainConfig: not part of the function, so not in GPTConfig
+        self.activation_checkpointing = False
         if config.embedding == "bpe":
             self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
@@ -394,8 +397,10 @@ class GPT(nn.Module):
     def forward(self, idx=None, targets=None, tok_emb=None):
         """(logits, loss). Without targets only the last position's logits, shape (B, 1, V)."""
         x = self._input(idx, tok_emb)
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for block in self.transformer.h:
-            x = block(x)
+            # recompute: keep only each block's input, run the block again in backward
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         x = self.transformer.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
@@ -472,8 +477,9 @@ class GPT(nn.Module):
         return flops_per_iter / dt / peak_flops
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, tok_emb=None):
-        """Append max_new_tokens to idx (B, T). temperature 0 is greedy.
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, tok_emb=None,
+                 n_vocab=GPT2_VOCAB):
+        """Append max_new_tokens to idx (B, T), ids < n_vocab (the tokenizer's). temperature 0 is greedy.
 
         tok_emb (B, T, n_embd), if given, replaces the prompt's token embeddings (e.g. a word fed
         through embed_bytes); idx is then only carried along in the output.
@@ -481,7 +487,7 @@ class GPT(nn.Module):
         emb = self.token_embedding(idx) if tok_emb is None else tok_emb
         for _ in range(max_new_tokens):
             logits, _ = self(tok_emb=emb[:, -self.config.block_size:])
-            logits = logits[:, -1, :GPT2_VOCAB]  # never emit the padding ids
+            logits = logits[:, -1, :n_vocab]  # never emit the padding ids
             next_id = sample_next(logits, temperature, top_k, top_p, generator)
             idx = torch.cat((idx, next_id), dim=1)
             emb = torch.cat((emb, self.token_embedding(next_id)), dim=1)

@@ -30,10 +30,12 @@ from errors import Preempted, UserError, run_main
 from model import GPT, GPTConfig
 from run_folder import RunFolder, RunLog
 from stop_signals import StopSignals
+from tokenizer import get_tokenizer
 from train_config import load_config
 from validation import evaluate, load_val_tokens
 
 REPO = Path(__file__).resolve().parent
+TOKENIZER_DEFAULTS = {"tokenizer": "gpt2", "token_bytes": "exact"}  # of checkpoints that predate them
 
 
 @dataclasses.dataclass
@@ -149,17 +151,26 @@ def git_commit():
 
 
 def build_model(cfg, ckpt, ckpt_path):
-    """The GPT of the config (seeded by cfg.seed), with the checkpoint's weights when resuming."""
+    """The GPT of the config (seeded by cfg.seed), with the checkpoint's weights when resuming.
+
+    The Kronecker arm's token bytes come from cfg.tokenizer (tokenizer.py, mode cfg.token_bytes).
+    """
     model_config = GPTConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)})
     if ckpt is not None:
         theirs = dict(ckpt["model_config"], kronecker_mode=cfg.kronecker_mode)  # mode: same function
         diff = [f"{k}={theirs.get(k)} vs {v}" for k, v in dataclasses.asdict(model_config).items()
                 if theirs.get(k) != v]
+        ran = dict(TOKENIZER_DEFAULTS, **ckpt.get("train_config", {}))  # older ones: GPT-2, exact
+        diff += [f"{k}={ran[k]} vs {getattr(cfg, k)}" for k in TOKENIZER_DEFAULTS
+                 if ran[k] != getattr(cfg, k)]
         if diff:
             raise UserError(f"checkpoint {ckpt_path} has a different model ({', '.join(diff)}); "
                             "use --resume=never or another run_name")
     torch.manual_seed(cfg.seed)
-    model = GPT(model_config)
+    token_bytes = get_tokenizer(cfg.tokenizer).token_bytes(cfg.vocab_size, cfg.token_bytes) \
+        if cfg.embedding == "kronecker" else None
+    model = GPT(model_config, token_bytes)
+    model.activation_checkpointing = cfg.activation_checkpointing
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
     return model, model_config
@@ -239,7 +250,8 @@ def train(cfg, d, stop, folder):
     grad_accum = grad_accum_steps(cfg, d.world_size)
     rank0_decides(d, folder.lock)  # one process per run; a read-only or full folder stops here
     # data first: a missing or bad shard stops here, before any model is built
-    for note in check_data_dir(cfg.data_dir, cfg.vocab_size, cfg.val_tokens, cfg.block_size):
+    for note in check_data_dir(cfg.data_dir, cfg.vocab_size, cfg.val_tokens, cfg.block_size,
+                               get_tokenizer(cfg.tokenizer).identity()):
         if d.master:
             print(note)
     batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)

@@ -23,6 +23,7 @@ from typing import Optional
 
 from errors import UserError
 from model import EMBEDDINGS, KRONECKER_MODES
+from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
 
 
 @dataclass
@@ -39,12 +40,16 @@ class TrainConfig:
     pos_dim: int = 16
     kronecker_mode: str = "sparse"       # "sparse" | "dense" | "cached"
     block_size: int = 1024
-    vocab_size: int = 50304
+    vocab_size: Optional[int] = None     # None -> the tokenizer's ids padded to a multiple of 64 (GPT-2: 50304)
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
+    # tokenizer and memory (tokenizer.py; the data's manifest must record the same tokenizer)
+    tokenizer: str = "gpt2"              # tiktoken name | *.tiktoken ranks file | tokenizer.json | hub name
+    token_bytes: str = "exact"           # Kronecker bytes: "exact" | "reference" (the authors' package: U+FFFD)
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory, ~1/3 more compute
     # batch and schedule: 2**19 tokens/step x 4768 steps = 2.5B tokens (build-nanogpt's recipe)
     total_batch_tokens: int = 524288
     micro_batch_size: int = 64           # sequences per GPU per micro-step (fits 80 GB at 124M)
@@ -77,6 +82,7 @@ CHOICES = {
     "embedding": EMBEDDINGS,
     "kronecker_mode": KRONECKER_MODES,
     "dtype": ("auto", "bfloat16", "float32"),
+    "token_bytes": TOKEN_BYTES_MODES,
 }
 POSITIVE = ("pos_dim", "block_size", "vocab_size", "n_layer", "n_head", "n_embd",
             "total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
@@ -282,7 +288,8 @@ def check_run_name(name):
 
 
 def load_config(argv):
-    """Defaults, then the config file, then --key=value; resolved run_name and data_seed."""
+    """Defaults, then the config file, then --key=value; resolved run_name, data_seed and
+    vocab_size (from the tokenizer when unset)."""
     values = {}
     for name, value, source, text in parse_args(argv):
         if name not in FIELD_TYPES:
@@ -293,5 +300,7 @@ def load_config(argv):
         cfg.data_seed = cfg.seed
     if cfg.run_name is None:
         cfg.run_name = f"{cfg.embedding}_s{cfg.seed}"
+    if cfg.vocab_size is None:  # loads the tokenizer (cached per process); UserError if it cannot
+        cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()
     validate(cfg)
     return cfg

@@ -1,9 +1,10 @@
-"""Prepare FineWeb-Edu (or any text dataset) as GPT-2 token shards for train.py.
+"""Prepare FineWeb-Edu (or any text dataset) as token shards for train.py.
 
 Streams the Hugging Face dataset (the disk holds only the shards) or reads local files
-(data/sources.py), tokenises every document with tiktoken gpt2 `encode_ordinary`, puts
-<|endoftext|> (50256) BEFORE every document, and writes uint16 shards in llm.c's .bin format
-through data/shards.py: first `val_000000.bin` (the first --val-tokens tokens of the stream),
+(data/sources.py), tokenises every document with --tokenizer's `encode_ordinary` (tokenizer.py:
+tiktoken gpt2 by default, or any tiktoken / Hugging Face BPE tokenizer), puts its end-of-text or
+BOS token (GPT-2: <|endoftext|> = 50256) BEFORE every document, and writes shards in llm.c's .bin
+format through data/shards.py (uint16 ids up to 65,536 ids, else uint32): first `val_000000.bin` (the first --val-tokens tokens of the stream),
 then `train_000001.bin`, ... of --shard-tokens each (documents run across shard boundaries; the
 last one may be short), plus manifest.json. Rerunning the same command resumes after the last
 complete shard, byte-identically; Ctrl-C stops at once and a rerun resumes.
@@ -24,7 +25,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import sys
 from collections import deque
 from contextlib import closing, contextmanager
@@ -37,17 +37,16 @@ import numpy as np
 from tqdm import tqdm
 
 from atomic import atomic_write_text
-from data.shards import HEADER_BYTES, MANIFEST, MAX_SHARD_TOKENS, manifest_json, read_manifest, \
-    scan_shard, write_shard
+from data.shards import LEGACY_TOKENIZER, MANIFEST, MAX_SHARD_TOKENS, manifest_json, \
+    read_manifest, scan_shard, shard_bytes, write_shard
 from data.sources import fingerprint, hub_revision, records
 from errors import UserError, run_main
-from tokenizer import EOT_ID, GPT2_VOCAB, get_encoding
+from tokenizer import DEFAULT_TOKENIZER, GPT2_VOCAB, get_tokenizer
 
 FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SHARD_NAME = re.compile(r"(val|train)_\d{6}\.bin|manifest\.json")
 BAD_RECORDS_LISTED = 100  # the manifest names this many bad records; it counts all of them
 CHUNK_DOCS = 64  # documents per task sent to a tokeniser process
-TOKENIZER_TIMEOUT_S = 10  # tiktoken's download has no timeout of its own
 
 
 def token_count(arg, allow_all=False):
@@ -74,6 +73,9 @@ def get_args(argv):
     p.add_argument("--data-files", nargs="+", metavar="PATH",
                    help="local .json/.jsonl/.parquet files (optionally .gz) instead of the hub")
     p.add_argument("--out", default="data/fineweb_edu", help="output folder")
+    p.add_argument("--tokenizer", default=DEFAULT_TOKENIZER,
+                   help="tiktoken name (gpt2, cl100k_base, o200k_base, ...), *.tiktoken ranks file, "
+                        "tokenizer.json path or Hugging Face hub name (see tokenizer.py)")
     p.add_argument("--val-tokens", type=token_count, default=100_000_000,
                    help="the first tokens of the stream, written as val_000000.bin")
     p.add_argument("--shard-tokens", type=token_count, default=100_000_000,
@@ -114,33 +116,28 @@ def source_of(args):
             "text_field": args.text_field}
 
 
-def load_tokenizer():
-    """Load tiktoken's GPT-2 files once, in this process (the tokeniser processes fork with them).
-
-    Raises UserError naming TIKTOKEN_CACHE_DIR when they are not cached and cannot be downloaded.
-    """
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(TOKENIZER_TIMEOUT_S)
-    try:
-        get_encoding()
-    except Exception as err:  # requests' ConnectionError, a timeout, an unreadable cache
-        cache = os.environ.get("TIKTOKEN_CACHE_DIR")
-        raise UserError(f"cannot load the GPT-2 tokenizer: its files are not in "
-                        f"{'TIKTOKEN_CACHE_DIR=' + cache if cache else 'tiktoken cache'} and the "
-                        f"download failed ({type(err).__name__}); set TIKTOKEN_CACHE_DIR to a "
-                        f"folder holding tiktoken's gpt2 files (copied from a machine online)") from None
-    finally:
-        socket.setdefaulttimeout(old)
+def tokenizer_settings(name):
+    """The settings' tokenizer fields: name (a file as its absolute path; GPT-2 as manifests
+    always named it, so older preparations resume), vocab_sha256, EOT id and shard dtype."""
+    tok = get_tokenizer(name)  # loaded here, once: the tokeniser processes fork with it
+    if name == DEFAULT_TOKENIZER:
+        shown = LEGACY_TOKENIZER
+    else:
+        shown = str(Path(name).resolve()) if Path(name).exists() else name
+    return tok, {"tokenizer": shown, "vocab_sha256": tok.identity()["vocab_sha256"],
+                 "eot_id": tok.eot_id, "eot_text": tok.eot_text,
+                 "eot_placement": "before every document", "dtype": tok.dtype}
 
 
-def encode(text):
-    """One document's tokens: <|endoftext|> first, then the text's ordinary GPT-2 tokens."""
-    return np.array([EOT_ID] + get_encoding().encode_ordinary(text), dtype=np.uint16)
+def encode(tokenizer, text):
+    """One document's tokens: the EOT/BOS id first, then the text's ordinary tokens."""
+    tok = get_tokenizer(tokenizer)
+    return np.array([tok.eot_id] + tok.encode_ordinary(text), dtype=tok.dtype)
 
 
-def encode_chunk(texts):
+def encode_chunk(tokenizer, texts):
     """encode each text of a chunk; None (a bad record) stays None."""
-    return [None if text is None else encode(text) for text in texts]
+    return [None if text is None else encode(tokenizer, text) for text in texts]
 
 
 def ignore_sigint():
@@ -150,7 +147,7 @@ def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def tokenized(items, workers):
+def tokenized(items, workers, tokenizer):
     """Yield (tokens or None, problem) for each (text or None, problem) of items, in order.
 
     Tokenises in `workers` processes (forked) with at most 2 * workers chunks of CHUNK_DOCS
@@ -160,14 +157,14 @@ def tokenized(items, workers):
     """
     if workers == 1:
         for text, problem in items:
-            yield (None if text is None else encode(text)), problem
+            yield (None if text is None else encode(tokenizer, text)), problem
         return
     pool = mp.Pool(workers, initializer=ignore_sigint)
     try:
         pending = deque()
         while chunk := list(itertools.islice(items, CHUNK_DOCS)):
             texts, problems = zip(*chunk)
-            pending.append((pool.apply_async(encode_chunk, (texts,)), problems))
+            pending.append((pool.apply_async(encode_chunk, (tokenizer, texts)), problems))
             if len(pending) == 2 * workers:
                 result, problems = pending.popleft()
                 yield from zip(result.get(), problems)
@@ -210,10 +207,10 @@ def clean(out, keep=()):
                 p.unlink()
 
 
-def shard_ok(out, entry):
+def shard_ok(out, manifest, entry):
     """True if a listed shard has its size and sha256; records its max token id if missing."""
     path = out / entry["file"]
-    if not (path.is_file() and path.stat().st_size == HEADER_BYTES + 2 * entry["tokens"]):
+    if not (path.is_file() and path.stat().st_size == shard_bytes(manifest, entry["tokens"])):
         return False
     sha, max_id = scan_shard(path)
     entry.setdefault("max_token_id", max_id)  # manifests written before it was recorded
@@ -259,12 +256,14 @@ def resume_point(out, settings, now, overwrite):
         return None, []
     if not old["shards"]:  # a start that failed before any shard (offline, too little data)
         return None, []
+    if old["settings"].get("tokenizer") == settings["tokenizer"] == LEGACY_TOKENIZER:
+        old["settings"] = {**settings, **old["settings"]}  # GPT-2 before vocab_sha256, eot_text
     if old["settings"] != settings:
         diff = [k for k in settings if old["settings"].get(k) != settings[k]]
         raise UserError(f"{out} was prepared with different settings ({', '.join(diff)}); "
                         f"use another --out or add --overwrite to replace it")
     check_source(out, old, now)
-    kept = list(itertools.takewhile(lambda e: shard_ok(out, e), old["shards"]))
+    kept = list(itertools.takewhile(lambda e: shard_ok(out, old, e), old["shards"]))
     if len(kept) < len(old["shards"]):
         print(f"{out}: {len(kept)} of {len(old['shards'])} shards check out; resuming after them")
     return old, kept
@@ -274,17 +273,15 @@ def prepare(args):
     """Stream, tokenise and write the shards (resuming a previous run); return the manifest."""
     out = Path(args.out)
     source = source_of(args)
-    settings = {"source": source, "tokenizer": "tiktoken gpt2 encode_ordinary",
-                "eot_id": EOT_ID, "eot_placement": "before every document", "dtype": "uint16",
-                "val_tokens": args.val_tokens, "shard_tokens": args.shard_tokens,
-                "train_tokens": args.train_tokens}
-    load_tokenizer()
+    tok, tokenizer = tokenizer_settings(args.tokenizer)
+    settings = {"source": source, **tokenizer, "val_tokens": args.val_tokens,
+                "shard_tokens": args.shard_tokens, "train_tokens": args.train_tokens}
     revision = None if "data_files" in source else hub_revision(source["dataset"])
     now = fingerprint(source, revision)
     make_out(out)
     old, shards = resume_point(out, settings, now, args.overwrite)
     if old and old["complete"] and len(shards) == len(old["shards"]):
-        old.setdefault("n_vocab", GPT2_VOCAB)
+        old.setdefault("n_vocab", GPT2_VOCAB)  # older manifests are GPT-2's
         if manifest_json(old) != (out / MANIFEST).read_text():  # record what the check added
             write_manifest(out, old)
         print(f"{out} is already prepared ({old['total_tokens']:,} tokens in {len(shards)} shards)")
@@ -295,7 +292,7 @@ def prepare(args):
            "listed": listed}
     manifest = {"settings": settings, "shards": shards, "complete": False,
                 "command": rerun_command(args.argv),
-                "n_vocab": GPT2_VOCAB, "source_fingerprint": now, "bad_records": bad}
+                "n_vocab": tok.n_vocab, "source_fingerprint": now, "bad_records": bad}
     limit = None if args.train_tokens is None else args.val_tokens + args.train_tokens
     write_manifest(out, manifest)  # settings first, so a rerun can always check them
     written = sum(e["tokens"] for e in shards)
@@ -305,9 +302,9 @@ def prepare(args):
         size = args.shard_tokens if shards else args.val_tokens
         size = size if limit is None else min(size, limit - written)
         try:
-            return np.empty(size, dtype=np.uint16)
+            return np.empty(size, dtype=tok.dtype)
         except MemoryError:
-            raise UserError(f"not enough memory for a shard of {size:,} tokens ({2 * size:,} "
+            raise UserError(f"not enough memory for a shard of {size:,} tokens ({shard_bytes(manifest, size):,} "
                             f"bytes); lower --shard-tokens or --val-tokens") from None
 
     def flush(tokens):
@@ -315,7 +312,7 @@ def prepare(args):
         name = f"{'train' if shards else 'val'}_{len(shards):06d}.bin"
         with writing(out / name):
             sha = write_shard(out / name, tokens)
-        shards.append({"file": name, "tokens": len(tokens), "docs": int((tokens == EOT_ID).sum()),
+        shards.append({"file": name, "tokens": len(tokens), "docs": int((tokens == tok.eot_id).sum()),
                        "max_token_id": int(tokens.max()), "bad_records": bad_in_shard,
                        "sha256": sha, "end_doc": doc, "end_pos": pos})
         written, bad_in_shard = written + len(tokens), 0
@@ -333,7 +330,7 @@ def prepare(args):
 
     buf, fill = new_buffer(), 0
     items = itertools.islice(records(source, revision), doc, None)  # resume: skip, no encoding
-    with closing(tokenized(items, args.workers)) as stream, \
+    with closing(tokenized(items, args.workers, args.tokenizer)) as stream, \
             tqdm(total=limit, initial=written, unit="tok", unit_scale=True, desc=str(out)) as bar:
         resume_pos = pos
         for doc, (toks, problem) in enumerate(stream, start=doc):

@@ -1,7 +1,10 @@
 """Token shards in llm.c's .bin format: the only code that knows the format.
 
-A shard is a header of 256 int32 (magic 20240520, version 1, token count, the rest zero)
-followed by that many uint16 GPT-2 token ids. data/fineweb_edu.py writes shards through
+A shard is a header of 256 int32 (magic, version, token count, the rest zero) followed by that
+many token ids: llm.c's GPT-2 format (magic 20240520, version 1, uint16 ids) for vocabularies of
+up to 65,536 ids, and llm.c's Llama-3 format (magic 20240801, version 7, uint32 ids) above
+(cl100k_base, o200k_base, Llama 3, ...). The manifest states the dtype; the reader accepts both
+and checks a shard's header against it. data/fineweb_edu.py writes shards through
 write_shard; train.py and the eval scripts read them through load_split / open_shard.
 manifest.json, written beside the shards by the preparer, is the contract between preparer and
 trainer: read_manifest reads it for everyone, check_data_dir checks a folder against it before
@@ -9,7 +12,7 @@ training.
 
     from data.shards import check_data_dir, load_split
     notes = check_data_dir("data/fineweb_edu", vocab_size=50304, val_tokens=10_485_760)
-    train = load_split("data/fineweb_edu", "train")   # list of validated np.memmap[uint16]
+    train = load_split("data/fineweb_edu", "train")   # validated np.memmap[uint16 or uint32]
 """
 import hashlib
 import json
@@ -22,7 +25,12 @@ from atomic import atomic_open
 from errors import UserError
 from tokenizer import GPT2_VOCAB
 
-MAGIC, VERSION = 20240520, 1
+MAGIC, VERSION = 20240520, 1  # llm.c's GPT-2 shards: uint16 ids
+FORMATS = {"uint16": (MAGIC, VERSION), "uint32": (20240801, 7)}  # llm.c's Llama-3 shards: uint32
+DTYPES = {header: dtype for dtype, header in FORMATS.items()}
+# Manifests written before the tokenizer was recorded in them are GPT-2's (tokenizer.py identity()).
+LEGACY_TOKENIZER = "tiktoken gpt2 encode_ordinary"
+GPT2_VOCAB_SHA256 = "a5623714bcf19049eb0fd78df19b6daa1e61ac435b86a5deae767768e7fcdc3d"
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 MAX_SHARD_TOKENS = 2**31 - 1  # the header holds the count as an int32
@@ -33,11 +41,14 @@ FIX = "rerun `python data/fineweb_edu.py --out {dir}` with the settings it was p
 
 
 def write_shard(path, tokens):
-    """Write tokens (1-D uint16 array) as a shard, atomically. Returns the file's sha256 hex."""
+    """Write tokens (1-D uint16 or uint32 array) as a shard of that format, atomically.
+
+    Returns the file's sha256 hex."""
     tokens = np.ascontiguousarray(tokens)
-    assert tokens.dtype == np.uint16 and tokens.ndim == 1 and 0 < len(tokens) <= MAX_SHARD_TOKENS
+    assert tokens.dtype.name in FORMATS and tokens.ndim == 1 and 0 < len(tokens) <= MAX_SHARD_TOKENS
+    tokens = tokens.astype(tokens.dtype.newbyteorder("<"), copy=False)
     header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[:3] = MAGIC, VERSION, len(tokens)
+    header[:3] = *FORMATS[tokens.dtype.name], len(tokens)
     sha = hashlib.sha256()
     with atomic_open(path) as f:
         for part in (header.tobytes(), memoryview(tokens).cast("B")):
@@ -52,27 +63,37 @@ def _bad(path, problem):
 
 def read_header(path):
     """Validate a shard's header and file size; return its token count."""
+    return shard_info(path)[0]
+
+
+def shard_info(path):
+    """Validate a shard's header and file size; return (token count, dtype name)."""
     path = Path(path)
     size = path.stat().st_size
     if size < HEADER_BYTES:
         raise _bad(path, f"truncated ({size} bytes, smaller than the {HEADER_BYTES}-byte header)")
     header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if header[0] != MAGIC:
-        raise _bad(path, f"wrong magic number {header[0]} (expected {MAGIC}): not a token shard")
-    if header[1] != VERSION:
-        raise _bad(path, f"unsupported shard version {header[1]} (expected {VERSION})")
+    magics = {magic for magic, _ in DTYPES}
+    if header[0] not in magics:
+        raise _bad(path, f"wrong magic number {header[0]} (expected {' or '.join(map(str, sorted(magics)))}): "
+                         f"not a token shard")
+    dtype = DTYPES.get((int(header[0]), int(header[1])))
+    if dtype is None:
+        expected = next(v for m, v in DTYPES if m == header[0])
+        raise _bad(path, f"unsupported shard version {header[1]} (expected {expected})")
     n = int(header[2])
-    expected = HEADER_BYTES + 2 * n
+    expected = HEADER_BYTES + np.dtype(dtype).itemsize * n
     if n <= 0 or size != expected:
         kind = "truncated" if size < expected else "oversized"
         raise _bad(path, f"{kind}: {size} bytes but its header says {n} tokens ({expected} bytes)")
-    return n
+    return n, dtype
 
 
 def open_shard(path):
-    """Return a validated shard's tokens as a read-only np.memmap[uint16]."""
-    n = read_header(path)
-    return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(n,))
+    """Return a validated shard's tokens as a read-only np.memmap[uint16 or uint32]."""
+    n, dtype = shard_info(path)
+    return np.memmap(path, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", offset=HEADER_BYTES,
+                     shape=(n,))
 
 
 def list_shards(data_dir, split, required=True):
@@ -98,11 +119,12 @@ def load_split(data_dir, split):
 def scan_shard(path):
     """(sha256 hex of the whole file, the largest token id) of a shard whose size checks out."""
     sha, top = hashlib.sha256(), 0
+    dtype = np.dtype(shard_info(path)[1]).newbyteorder("<")
     with open(path, "rb") as f:
         sha.update(f.read(HEADER_BYTES))
-        while chunk := f.read(1 << 24):  # even-sized chunks: whole uint16 tokens
+        while chunk := f.read(1 << 24):  # 2**24 bytes: whole uint16 or uint32 tokens
             sha.update(chunk)
-            top = max(top, int(np.frombuffer(chunk, dtype="<u2").max()))
+            top = max(top, int(np.frombuffer(chunk, dtype=dtype).max()))
     return sha.hexdigest(), top
 
 
@@ -158,20 +180,57 @@ def preparer_command(manifest, data_dir):
     return shlex.join(argv + ["--out", str(data_dir)])
 
 
-def check_manifest(data_dir, manifest, vocab_size):
+def manifest_dtype(manifest):
+    """The token dtype name a manifest states ("uint16" before it was recorded)."""
+    return manifest["settings"].get("dtype", "uint16")
+
+
+def shard_bytes(manifest, tokens):
+    """The file size of a shard of `tokens` tokens in the manifest's format."""
+    return HEADER_BYTES + np.dtype(manifest_dtype(manifest)).itemsize * tokens
+
+
+def manifest_tokenizer(manifest):
+    """(the tokenizer's name, its vocab_sha256, its EOT id) as the manifest records them;
+    manifests from before tokenizers were recorded are GPT-2's."""
+    settings = manifest["settings"]
+    name = settings.get("tokenizer", LEGACY_TOKENIZER)
+    if name == LEGACY_TOKENIZER:
+        return "gpt2", settings.get("vocab_sha256", GPT2_VOCAB_SHA256), settings.get("eot_id", 50256)
+    return name, settings.get("vocab_sha256"), settings.get("eot_id")
+
+
+def check_tokenizer(data_dir, manifest, tokenizer):
+    """UserError (one line) if the folder was tokenised by another tokenizer than `tokenizer`
+    (tokenizer.Tokenizer.identity(): compared by vocab_sha256 and eot_id, not by name)."""
+    name, sha, eot_id = manifest_tokenizer(manifest)
+    if (sha, eot_id) != (tokenizer["vocab_sha256"], tokenizer["eot_id"]):
+        raise UserError(f"{data_dir} was tokenised with {name} (vocab sha256 {str(sha)[:12]}, EOT "
+                        f"{eot_id}), but this run's tokenizer is {tokenizer['name']} (vocab sha256 "
+                        f"{tokenizer['vocab_sha256'][:12]}, EOT {tokenizer['eot_id']}); set "
+                        f"tokenizer={name} or prepare the data with --tokenizer {tokenizer['name']}")
+
+
+def check_manifest(data_dir, manifest, vocab_size, tokenizer=None):
     """check_data_dir's checks against a manifest; returns notes for what it cannot check."""
     rerun = f"rerun `{preparer_command(manifest, data_dir)}`"
     if not manifest.get("complete"):
         raise UserError(f"{data_dir} is only partly prepared (manifest.json says complete: false: "
                         f"the preparation was stopped or failed); {rerun} to finish it")
-    shards = manifest["shards"]
+    if tokenizer is not None:
+        check_tokenizer(data_dir, manifest, tokenizer)
+    shards, dtype = manifest["shards"], manifest_dtype(manifest)
     for entry in shards:
-        path, expected = data_dir / entry["file"], HEADER_BYTES + 2 * entry["tokens"]
+        path, expected = data_dir / entry["file"], shard_bytes(manifest, entry["tokens"])
         if not path.is_file():
             raise UserError(f"{path} is listed in manifest.json but missing; {rerun} to write it again")
         if path.stat().st_size != expected:
             raise UserError(f"{path} is {path.stat().st_size:,} bytes but manifest.json lists "
-                            f"{entry['tokens']:,} tokens ({expected:,} bytes); {rerun} to write it again")
+                            f"{entry['tokens']:,} tokens ({expected:,} bytes); {rerun} to write it "
+                            f"again")
+        if shard_info(path)[1] != dtype:
+            raise UserError(f"{path} holds {shard_info(path)[1]} tokens but manifest.json says "
+                            f"{dtype}; {rerun} to write it again")
     listed = {entry["file"] for entry in shards}
     unlisted = [p for split in SPLITS for p in list_shards(data_dir, split, required=False)
                 if p.name not in listed]
@@ -188,18 +247,18 @@ def check_manifest(data_dir, manifest, vocab_size):
     where, max_id = data_dir / top["file"], top["max_token_id"]
     if max_id >= vocab_size:
         raise UserError(f"{where} holds token id {max_id}, but the model's vocab_size is "
-                        f"{vocab_size}; set vocab_size above {max_id} (GPT-2: 50304) or prepare "
+                        f"{vocab_size}; set vocab_size above {max_id} (or leave it unset) or prepare "
                         f"the data with the model's tokenizer")
-    tokenizer = manifest["settings"].get("tokenizer", "")
-    n_vocab = manifest.get("n_vocab", GPT2_VOCAB if tokenizer.startswith("tiktoken gpt2") else None)
+    name = manifest["settings"].get("tokenizer", "")
+    n_vocab = manifest.get("n_vocab", GPT2_VOCAB if name.startswith("tiktoken gpt2") else None)
     if n_vocab is not None and max_id >= n_vocab:  # GPT-2's padding ids 50257..50303 are no tokens
-        raise UserError(f"{where} holds token id {max_id}, but the tokenizer ({tokenizer}) has "
+        raise UserError(f"{where} holds token id {max_id}, but the tokenizer ({name}) has "
                         f"only {n_vocab} ids (the ones above are padding): the shard is damaged or "
                         f"from another tokenizer; prepare the folder again with --overwrite")
     return notes
 
 
-def check_data_dir(data_dir, vocab_size, val_tokens, block_size=None):
+def check_data_dir(data_dir, vocab_size, val_tokens, block_size=None, tokenizer=None):
     """Check a shard folder before training: is it what its manifest.json says, and enough?
 
     Cheap at any data size: reads the manifest and the files' sizes and headers, never the
@@ -209,7 +268,9 @@ def check_data_dir(data_dir, vocab_size, val_tokens, block_size=None):
     Raises UserError (one line) for: a missing folder or val shard, an unreadable manifest,
     `complete: false`, a listed shard missing or of another size, a shard not listed, a token id
     >= vocab_size or >= the tokenizer's vocabulary (GPT-2: 50257; its padding ids
-    50257..vocab_size-1 never occur in real data), and a val shard shorter than val_tokens.
+    50257..vocab_size-1 never occur in real data), a shard whose dtype (uint16/uint32) is not the
+    manifest's, a tokenizer (tokenizer.Tokenizer.identity(), if given) other than the
+    manifest's, and a val shard shorter than val_tokens.
     """
     data_dir = Path(data_dir)
     val = list_shards(data_dir, "val")[0]
@@ -219,7 +280,7 @@ def check_data_dir(data_dir, vocab_size, val_tokens, block_size=None):
         notes = [f"note: {data_dir} has no manifest.json (not made by data/fineweb_edu.py): its "
                  f"shards are used unchecked (completeness, token ids < {vocab_size})"]
     else:
-        notes = check_manifest(data_dir, manifest, vocab_size)
+        notes = check_manifest(data_dir, manifest, vocab_size, tokenizer)
     n_val = read_header(val)
     if n_val < val_tokens:
         raise val_too_short(data_dir, n_val, val_tokens, block_size)

@@ -33,11 +33,11 @@ import torch
 from devices import resolve_device
 from errors import UserError, run_main
 from eval.probe_common import (add_common_args, arms_markdown, context_note, decode, fit_context, load_arms,
-                               md_cell, write_report)
+                               arms_tokenizer, md_cell, write_report)
 from eval.runs import markdown_table
 from eval.typo_pairs import DEFAULT_PAIRS, changed_span, load_pairs, read_text
 from model import sample_next
-from tokenizer import GPT2_VOCAB, get_encoding
+from tokenizer import GPT2_VOCAB
 
 DEFAULT_WORDS = ("flombertine", "zorblaxian", "quindlewarp", "snerfiplex", "grobnacious", "vextrolium",
                  "plimbosk", "drazzlewick")
@@ -152,12 +152,12 @@ def prompt_embedding(model, ids, tok_emb, device):
 
 
 @torch.no_grad()
-def complete(model, device, max_new_tokens, temperature, top_p, seed, ids=None, tok_emb=None):
-    """New token ids after a prompt given as ids or as token embeddings; temperature 0 is greedy."""
+def complete(model, device, max_new_tokens, temperature, top_p, seed, ids=None, tok_emb=None, n_vocab=GPT2_VOCAB):
+    """New token ids (< n_vocab) after a prompt given as ids or as token embeddings; temperature 0 is greedy."""
     generator = torch.Generator(device=device).manual_seed(seed)
     idx = torch.empty((1, 0), dtype=torch.long, device=device)
     out = model.generate(idx, max_new_tokens, temperature=temperature, top_p=top_p if temperature else None,
-                         generator=generator, tok_emb=prompt_embedding(model, ids, tok_emb, device))
+                         generator=generator, tok_emb=prompt_embedding(model, ids, tok_emb, device), n_vocab=n_vocab)
     return out[0, -max_new_tokens:].tolist()
 
 
@@ -169,14 +169,14 @@ def repeating(new_ids, repeat_limit):
 
 @torch.no_grad()
 def complete_greedy_fallback(model, device, max_new_tokens, repeat_limit, top_k, temperature, seed, ids=None,
-                             tok_emb=None):
+                             tok_emb=None, n_vocab=GPT2_VOCAB):
     """(new ids, fallbacks): greedy decoding, except that after repeat_limit identical consecutive
     generated tokens the next token is sampled by top-k (at temperature) with the repeated id excluded."""
     generator = torch.Generator(device=device).manual_seed(seed)
     emb = prompt_embedding(model, ids, tok_emb, device)
     new_ids, fallbacks = [], 0
     for _ in range(max_new_tokens):
-        logits = model(tok_emb=emb[:, -model.config.block_size:])[0][:, -1, :GPT2_VOCAB].float()
+        logits = model(tok_emb=emb[:, -model.config.block_size:])[0][:, -1, :n_vocab].float()
         stuck = repeating(new_ids, repeat_limit)
         if stuck is None:
             next_id = logits.argmax(dim=-1, keepdim=True)
@@ -207,11 +207,13 @@ def run_prompt(arm, enc, prompt, decoding, args, device):
     fallbacks = None
     if decoding == "greedy_fallback":
         new_ids, fallbacks = complete_greedy_fallback(arm.model, device, args.max_new_tokens, args.repeat_limit,
-                                                      args.fallback_top_k, args.temperature, args.seed, ids, tok_emb)
+                                                      args.fallback_top_k, args.temperature, args.seed, ids, tok_emb,
+                                                      enc.n_vocab)
     else:
         temperature = 0.0 if decoding == "greedy" else args.temperature
-        new_ids = complete(arm.model, device, args.max_new_tokens, temperature, args.top_p, args.seed, ids, tok_emb)
-    text = decode(new_ids)
+        new_ids = complete(arm.model, device, args.max_new_tokens, temperature, args.top_p, args.seed, ids, tok_emb,
+                           enc.n_vocab)
+    text = decode(new_ids, enc.name)
     return dict(arm=arm.name, kind=prompt["kind"], category=prompt["category"], decoding=decoding,
                 prompt=prompt["text"], word=prompt["word"], forced_single_position=forced,
                 prompt_positions=positions, prompt_cut=cut, fallbacks=fallbacks, completion=text,
@@ -296,14 +298,14 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    enc = get_encoding()
+    device = resolve_device(args.device)
+    arms = load_arms(args.ckpt, device)
+    enc = arms_tokenizer(arms)  # the checkpoints' own tokenizer encodes the prompts
     if args.prompts:
         prompts = load_prompts(args.prompts, enc, args.template) + oov_prompts(enc, args.word or [], args.template)
     else:
         prompts = pair_prompts(load_pairs(args.pairs), args.per_category) + oov_prompts(
             enc, args.word or DEFAULT_WORDS, args.template)
-    device = resolve_device(args.device)
-    arms = load_arms(args.ckpt, device)
     for arm in (a for a in arms if a.kronecker):
         for prompt in (p for p in prompts if p["kind"] == "oov"):
             check_fits(arm.model, prompt["word_bytes"].encode("utf-8"))

@@ -19,7 +19,7 @@ from errors import UserError
 from eval.outputs import write_json, write_text
 from eval.runs import markdown_table
 from model import GPT
-from tokenizer import GPT2_VOCAB, gpt2_token_bytes
+from tokenizer import DEFAULT_TOKENIZER, get_tokenizer
 
 DEFAULT_OUT_DIR = "results/probes"
 
@@ -31,6 +31,7 @@ class Arm:
     model: GPT
     step: object  # optimiser steps done, None when the checkpoint does not say
     seed: object = None  # the training seed (train_config["seed"]), None when the checkpoint does not say
+    tokenizer: str = DEFAULT_TOKENIZER  # train_config["tokenizer"]; checkpoints before it are GPT-2's
 
     @property
     def embedding(self):
@@ -80,8 +81,9 @@ def load_arm(spec, device):
         raise UserError(f"{where}: incompatible checkpoint ({type(err).__name__}: {err}); "
                         "it was not written by this repo's train.py")
     train_config = checkpoint.get("train_config") if isinstance(checkpoint, dict) else None
-    seed = train_config.get("seed") if isinstance(train_config, dict) else None
-    return Arm(name, path, model.to(device).eval(), checkpoint.get("step"), seed)
+    train_config = train_config if isinstance(train_config, dict) else {}
+    return Arm(name, path, model.to(device).eval(), checkpoint.get("step"), train_config.get("seed"),
+               train_config.get("tokenizer", DEFAULT_TOKENIZER))
 
 
 def load_arms(specs, device, repeats=False):
@@ -99,6 +101,19 @@ def load_arms(specs, device, repeats=False):
         raise UserError(f"arm name(s) {', '.join(duplicates)} given twice; give each --ckpt its own ARM name"
                         + (" or another checkpoint" if repeats else ""))
     return arms
+
+
+def arms_tokenizer(arms):
+    """The tokenizer all arms were trained with (tokenizer.Tokenizer), to encode prompts with.
+
+    The byte table of a Kronecker arm is in its checkpoint; the prompts still need the
+    tokenizer. Raises UserError if the arms differ (their ids would mean different tokens)
+    or the tokenizer cannot be loaded."""
+    names = sorted({arm.tokenizer for arm in arms})
+    if len(names) > 1:
+        raise UserError(f"the checkpoints were trained with different tokenizers ({', '.join(names)}); "
+                        f"compare checkpoints of one tokenizer at a time")
+    return get_tokenizer(names[0])
 
 
 def fit_context(ids, block_size):
@@ -119,22 +134,22 @@ def context_note(cut_prompts, block_size):
 
 # ----------------------------------------------------------------------------- tokens and text
 
-@lru_cache(maxsize=1)
-def token_bytes():
-    """Bytes of every id of the padded GPT-2 vocabulary (padding ids are b"")."""
-    return gpt2_token_bytes()
+@lru_cache(maxsize=2)
+def token_bytes(tokenizer=DEFAULT_TOKENIZER):
+    """Exact bytes of every id of a tokenizer's vocabulary (by name; ids it lacks are b"")."""
+    return get_tokenizer(tokenizer).token_bytes()
 
 
-@lru_cache(maxsize=1)
-def token_ids_by_bytes():
-    """bytes -> id over the real vocabulary (ids < 50257)."""
-    return {b: i for i, b in enumerate(token_bytes()[:GPT2_VOCAB])}
+@lru_cache(maxsize=2)
+def token_ids_by_bytes(tokenizer=DEFAULT_TOKENIZER):
+    """bytes -> id over a tokenizer's vocabulary (by name)."""
+    return {b: i for i, b in enumerate(token_bytes(tokenizer)) if b}
 
 
-def decode(ids):
+def decode(ids, tokenizer=DEFAULT_TOKENIZER):
     """Text of a list of ids; bytes that are not UTF-8 show as U+FFFD, padding ids as nothing."""
-    table = token_bytes()
-    return b"".join(table[i] for i in ids).decode("utf-8", errors="replace")
+    table = token_bytes(tokenizer)
+    return b"".join(table[i] if i < len(table) else b"" for i in ids).decode("utf-8", errors="replace")
 
 
 def md_cell(text):

@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from devices import resolve_device
 from errors import UserError, run_main
 from eval.probe_common import (add_common_args, arms_markdown, context_note, decode, fit_context, fmt,
-                               load_arms, md_cell, write_report)
+                               arms_tokenizer, load_arms, md_cell, write_report)
 from eval.runs import markdown_table
 from eval.stats import bootstrap_interval, fmt_interval, fmt_p, mcnemar_exact, t_interval
 from eval.typo_pairs import DEFAULT_PAIRS, flag_counts, flags_text, load_pairs
-from tokenizer import GPT2_VOCAB, get_encoding
+from tokenizer import GPT2_VOCAB
 
 TIE_STABILITY = 0.05  # stability differences up to 5 points are ties
 TIE_KL = 0.10  # mean-KL differences up to 10% of the two arms' mean KL are ties
@@ -45,9 +45,10 @@ TIE_KL = 0.10  # mean-KL differences up to 10% of the two arms' mean KL are ties
 
 # ----------------------------------------------------------------------------- metrics
 
-def real_vocab_logprobs(logits):
-    """Log-probabilities over the real vocabulary: padding ids (>= 50257) are dropped first."""
-    return F.log_softmax(logits[..., :GPT2_VOCAB].float(), dim=-1)
+def real_vocab_logprobs(logits, n_vocab=GPT2_VOCAB):
+    """Log-probabilities over the tokenizer's n_vocab ids: padding ids (GPT-2: >= 50257) are
+    dropped first."""
+    return F.log_softmax(logits[..., :n_vocab].float(), dim=-1)
 
 
 def compare_next_token(logp_clean, logp_typo):
@@ -59,23 +60,24 @@ def compare_next_token(logp_clean, logp_typo):
 
 
 @torch.no_grad()
-def last_position(model, ids, device):
+def last_position(model, ids, device, n_vocab=GPT2_VOCAB):
     """(next-token log-probs over the real vocabulary, final hidden state) at the last position."""
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     hidden = model.hidden_states(idx)[-1][0, -1]  # after ln_f, so lm_head gives the logits
-    return real_vocab_logprobs(model.lm_head(hidden)).cpu(), hidden.float().cpu()
+    return real_vocab_logprobs(model.lm_head(hidden), n_vocab).cpu(), hidden.float().cpu()
 
 
 def probe_pair(model, enc, pair, device):
     block_size = model.config.block_size
     clean_ids, cut_clean = fit_context(enc.encode_ordinary(pair["clean"]), block_size)
     typo_ids, cut_typo = fit_context(enc.encode_ordinary(pair["typo"]), block_size)
-    logp_clean, h_clean = last_position(model, clean_ids, device)
-    logp_typo, h_typo = last_position(model, typo_ids, device)
+    logp_clean, h_clean = last_position(model, clean_ids, device, enc.n_vocab)
+    logp_typo, h_typo = last_position(model, typo_ids, device, enc.n_vocab)
     row = dict(pair, tokens_clean=len(clean_ids) + cut_clean, tokens_typo=len(typo_ids) + cut_typo,
                cut_clean=cut_clean, cut_typo=cut_typo, **compare_next_token(logp_clean, logp_typo),
                cos=float(F.cosine_similarity(h_clean, h_typo, dim=0)))
-    row.update(top1_clean_text=decode([row["top1_clean"]]), top1_typo_text=decode([row["top1_typo"]]))
+    row.update(top1_clean_text=decode([row["top1_clean"]], enc.name),
+               top1_typo_text=decode([row["top1_typo"]], enc.name))
     return row
 
 
@@ -329,7 +331,7 @@ def main(argv=None):
     pairs = load_pairs(args.pairs)
     device = resolve_device(args.device)
     ckpts = load_arms(args.ckpt, device, repeats=True)
-    enc = get_encoding()
+    enc = arms_tokenizer(ckpts)  # the checkpoints' own tokenizer encodes the pairs
     rows = [[probe_pair(c.model, enc, pair, device) for pair in pairs] for c in ckpts]
     labels = checkpoint_labels(ckpts)
     notes = [f"{label}: {context_note(cut, c.model.config.block_size)}" for label, c, r in zip(labels, ckpts, rows)

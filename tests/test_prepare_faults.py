@@ -18,6 +18,7 @@ import atomic
 from conftest import FINEWEB_SAMPLE, REPO_ROOT
 from data import fineweb_edu
 from data.shards import load_split
+from tokenizer import get_tokenizer
 from errors import UserError
 
 SMALL = ["--val-tokens", "200", "--shard-tokens", "300", "--train-tokens", "all", "--workers", "1"]
@@ -212,6 +213,7 @@ def test_no_tokenizer_cache_offline_says_to_set_tiktoken_cache_dir(tmp_path, mon
     def offline(*args, **kwargs):
         raise requests.exceptions.ConnectionError("Name or service not known")
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # nothing loaded in this process yet
+    get_tokenizer.cache_clear()
     monkeypatch.setattr(requests, "get", offline)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     with pytest.raises(UserError, match=rf"cannot load the GPT-2 tokenizer: its files are not in "

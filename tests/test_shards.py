@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from data.shards import (HEADER_BYTES, MAGIC, VERSION, list_shards, load_split, open_shard,
-                         read_header, write_shard)
+                         read_header, scan_shard, shard_info, write_shard)
 from errors import UserError
 
 
@@ -22,6 +22,27 @@ def test_write_then_open_round_trips_in_llm_c_layout(tmp_path):
     shard = open_shard(tmp_path / "val_000000.bin")
     assert isinstance(shard, np.memmap) and shard.dtype == np.uint16
     assert shard.tolist() == tokens.tolist()
+
+
+def test_uint32_shards_use_llm_c_llama3_header_and_round_trip(tmp_path):
+    tokens = np.array([128000, 65536, 200018, 7], dtype=np.uint32)  # ids past uint16
+    write_shard(tmp_path / "train_000001.bin", tokens)
+    raw = (tmp_path / "train_000001.bin").read_bytes()
+    assert np.frombuffer(raw[:12], dtype="<i4").tolist() == [20240801, 7, 4]
+    assert len(raw) == HEADER_BYTES + 4 * 4
+    assert shard_info(tmp_path / "train_000001.bin") == (4, "uint32")
+    assert open_shard(tmp_path / "train_000001.bin").tolist() == tokens.tolist()
+    assert scan_shard(tmp_path / "train_000001.bin")[1] == 200018
+
+
+def test_a_uint32_header_with_uint16_version_is_refused(tmp_path):
+    path = tmp_path / "train_000001.bin"
+    write_shard(path, np.arange(10, dtype=np.uint32))
+    raw = bytearray(path.read_bytes())
+    raw[4:8] = np.int32(1).tobytes()  # llm.c's Llama-3 magic with GPT-2's version
+    path.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match=r"unsupported shard version 1 \(expected 7\)"):
+        open_shard(path)
 
 
 def test_load_split_returns_a_splits_shards_in_order(tmp_path):
