@@ -293,7 +293,8 @@ def validate(cfg):
     if cfg.warmup_steps > cfg.max_steps:
         raise UserError(f"warmup_steps ({cfg.warmup_steps}) exceeds max_steps ({cfg.max_steps}): the "
                         "learning rate would never reach max_lr; lower warmup_steps")
-    check_arm_name(cfg.arm)
+    check_knobs(cfg)
+    check_arm(cfg)
     check_run_name(cfg.run_name)
     if cfg.min_lr > cfg.max_lr:
         raise UserError(f"min_lr ({cfg.min_lr}) must not exceed max_lr ({cfg.max_lr})")
@@ -304,15 +305,20 @@ def validate(cfg):
                         f"block_size ({cfg.block_size})")
 
 
-def check_arm_name(arm):
-    """An arm name is a plain word: letters, digits, '_', '.', '-' (UserError)."""
-    if not ARM_NAME.fullmatch(arm):
-        raise UserError(f"'arm' {arm!r} must be letters, digits, '_', '.' or '-' (it names runs "
+def check_arm(cfg):
+    """The run has an arm (given, or named from its settings by named_arm) that is a plain word:
+    letters, digits, '_', '.', '-' (UserError)."""
+    if cfg.arm is None:
+        settings = ", ".join(f"{k}={getattr(cfg, k)}" for k in ARM_SETTINGS)
+        raise UserError(f"{settings} is none of the named arms ({', '.join(ARMS)}); name this arm "
+                        "with --arm=NAME (runs are grouped and compared by arm)")
+    if not ARM_NAME.fullmatch(cfg.arm):
+        raise UserError(f"'arm' {cfg.arm!r} must be letters, digits, '_', '.' or '-' (it names runs "
                         "and table rows), e.g. kronecker_nodecay")
 
 
 def check_knobs(cfg):
-    """Each arm knob acts on this embedding (UserError): checked before the arm is named from them."""
+    """Each arm knob acts on this embedding (UserError)."""
     kronecker = cfg.embedding in KRONECKER_EMBEDDINGS
     if kronecker and cfg.wte_init_std != FIELD_DEFAULTS["wte_init_std"]:
         raise UserError(f"'wte_init_std' sets the BPE token table's init; embedding={cfg.embedding} has "
@@ -331,14 +337,9 @@ def arm_settings(arm):
 
 
 def named_arm(cfg):
-    """The ARMS name whose settings cfg has; UserError when none has them."""
+    """The ARMS name whose settings cfg has; None when none has them (validate then says so)."""
     mine = {name: getattr(cfg, name) for name in ARM_SETTINGS}
-    for arm in ARMS:
-        if arm_settings(arm) == mine:
-            return arm
-    settings = ", ".join(f"{k}={v}" for k, v in mine.items())
-    raise UserError(f"{settings} is none of the named arms ({', '.join(ARMS)}); name this arm "
-                    "with --arm=NAME (runs are grouped and compared by arm)")
+    return next((arm for arm in ARMS if arm_settings(arm) == mine), None)
 
 
 def check_run_name(name):
@@ -365,12 +366,11 @@ def load_config(argv):
             arm_fixed = arm_settings(value) if value in ARMS else {}
             values.update(arm_fixed)
     cfg = TrainConfig(**values)
-    check_knobs(cfg)
     if cfg.data_seed is None:
         cfg.data_seed = cfg.seed
     if cfg.arm is None:
         cfg.arm = named_arm(cfg)
-    if cfg.run_name is None:
+    if cfg.run_name is None and cfg.arm is not None:
         cfg.run_name = f"{cfg.arm}_s{cfg.seed}"
     validate(cfg)
     return cfg

@@ -11,8 +11,9 @@
 # any), CONFIG (one config for every arm, with --arm=<arm> appended; default config/<arm>_124m.py),
 # LOG_DIR (default results/runs), OUT_DIR (default out), LAUNCH (the launcher; default "torchrun
 # --standalone --nproc_per_node=$NGPU"; scripts/sweep.sbatch sets a multi-node one). Extra
-# --key=value arguments go to every run. Each run is <LOG_DIR>/<arm>_s<seed>: runs with a summary.json are skipped, interrupted ones
-# resume from their latest checkpoint (--resume=auto). Failed runs are listed at the end.
+# --key=value arguments go to every run. Each run is <LOG_DIR>/<arm>_s<seed>: runs with a
+# summary.json are skipped, interrupted ones resume from their latest checkpoint (--resume=auto).
+# Failed runs are listed at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"1337 42 2024"}
