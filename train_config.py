@@ -75,10 +75,10 @@ class TrainConfig:
     log_interval: int = 10               # print every N steps (log.jsonl gets every step)
     ckpt_interval: int = 0               # 0 -> checkpoint at every eval step (and at the end)
     keep_checkpoints: int = 2            # newest checkpoints kept, plus those in save_steps
-    hellaswag_interval: int = 0          # >0: HellaSwag acc_norm into log.jsonl every N steps and at the end
-    hellaswag_dir: str = "data/hellaswag"  # where hellaswag_val.jsonl is (downloaded at start if absent)
     save_steps: tuple[int, ...] = ()
     resume: str = "auto"                 # "auto" (latest in out_dir/run_name) | "never" | a path
+    hellaswag_interval: int = 0          # >0: HellaSwag acc_norm into log.jsonl every N steps and at the end
+    hellaswag_dir: str = "data/hellaswag"  # where hellaswag_val.jsonl is (downloaded at start if absent)
     # system
     device: str = "auto"                 # "auto" (cuda if available) | "cpu" | "cuda"
     dtype: str = "auto"                  # "auto" (bfloat16 on CUDA, float32 on CPU) | "bfloat16" | "float32"
