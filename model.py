@@ -10,11 +10,14 @@ plus a rank-1 correction, never materialising anything of size N x D or V x D, w
 scatter-add backward), "dense" (builds the (N, D) codec and multiplies, as the reference code
 does) and "cached" (a (V, D) codec table, a buffer built once). Every mode returns float32
 embeddings under autocast, as nn.Embedding does in the BPE arms.
+The control arm "kronecker_shuffled" is the same codec and projection with the byte strings
+permuted over token ids (shuffled_byte_sources): same sparsity and norms, no byte structure.
 """
 import inspect
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint
@@ -24,7 +27,8 @@ from checkpoint import load_checkpoint
 from errors import UserError
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
 
-EMBEDDINGS = ("bpe", "bpe_untied", "kronecker")
+EMBEDDINGS = ("bpe", "bpe_untied", "kronecker", "kronecker_shuffled")
+KRONECKER_EMBEDDINGS = ("kronecker", "kronecker_shuffled")  # the byte codec + Linear(D, d), untied head
 KRONECKER_MODES = ("sparse", "dense", "cached")
 ZNORM_EPS = 1e-6
 
@@ -38,9 +42,17 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
-    embedding: str = "bpe"  # "bpe" (tied head), "bpe_untied", "kronecker" (untied head)
+    embedding: str = "bpe"  # "bpe" (tied head), "bpe_untied", "kronecker", "kronecker_shuffled" (untied head)
     pos_dim: int = 16  # Kronecker: bytes per token kept; D = 256 * pos_dim
     kronecker_mode: str = "sparse"  # "sparse", "dense" or "cached"; same function
+    wte_init_std: float = 0.02  # BPE arms: std of the token table's N(0, std^2) init (the tied head's too)
+    shuffle_seed: int = 0  # kronecker_shuffled: seed of the permutation of byte strings over ids
+    projection_weight_decay: bool = True  # Kronecker arms: the projection W is weight-decayed
+
+    @property
+    def kronecker(self):
+        """True for the arms whose input is the byte codec + Linear(D, n_embd)."""
+        return self.embedding in KRONECKER_EMBEDDINGS
 
     def __post_init__(self):
         if self.embedding not in EMBEDDINGS:
@@ -154,6 +166,22 @@ sparse_embed.register_autograd(_sparse_embed_grad, setup_context=_sparse_embed_s
 
 
 # ----------------------------------------------------------------------------- Kronecker embedding
+
+def shuffled_byte_sources(token_bytes, seed):
+    """The kronecker_shuffled control's pairing: (V,) int64, the id whose byte string id i gets.
+
+    A permutation seeded by `seed` (numpy's PCG64) of the ids that have bytes (every real id,
+    <|endoftext|> included: its bytes are this repo's spelling, not text, so it is shuffled like
+    any token), and the identity on ids without bytes (padding stays b""). The multiset of byte
+    strings, hence the codec's sparsity, lengths and norms, is kronecker's exactly; only the
+    relation between a token and its bytes is gone. About one id keeps its own bytes by chance
+    (a random permutation has one fixed point on average).
+    """
+    real = np.flatnonzero([len(b) > 0 for b in token_bytes])
+    sources = np.arange(len(token_bytes))
+    sources[real] = real[np.random.default_rng(seed).permutation(len(real))]
+    return torch.from_numpy(sources)
+
 
 class KroneckerEmbedding(nn.Module):
     """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
@@ -352,24 +380,31 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        if config.embedding == "kronecker":  # undo the generic init: the projection keeps N(0, 1/D)
+        if config.kronecker:  # undo the generic init: the projection keeps N(0, 1/D)
             self.transformer.wte.reset_parameters()
         if verbose:
             print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in self.param_counts().items()))
 
     @staticmethod
     def _input_embedding(config, token_bytes):
-        if config.embedding != "kronecker":
+        if not config.kronecker:
             return nn.Embedding(config.vocab_size, config.n_embd)
         if token_bytes is None:
             token_bytes = gpt2_token_bytes(config.vocab_size)
         if len(token_bytes) != config.vocab_size:
             raise UserError(f"token_bytes has {len(token_bytes)} entries but vocab_size is {config.vocab_size}")
+        if config.embedding == "kronecker_shuffled":  # the byte table stores the result: checkpoints keep it
+            token_bytes = [token_bytes[i] for i in shuffled_byte_sources(token_bytes, config.shuffle_seed).tolist()]
         return KroneckerEmbedding(token_bytes, config.n_embd, config.pos_dim, config.kronecker_mode)
 
     def _init_weights(self, module):
+        """N(0, 0.02) for every Linear and Embedding weight (GPT-2), except the BPE token table,
+        N(0, wte_init_std) (the tied head is that table). One draw per module in module order, so
+        the default draws exactly what nanoGPT draws."""
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            wte = getattr(self.transformer.wte, "weight", None)
+            std = self.config.wte_init_std if module.weight is wte else 0.02
+            nn.init.normal_(module.weight, mean=0.0, std=std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
@@ -380,9 +415,10 @@ class GPT(nn.Module):
         return self.transformer.wte(idx)
 
     def embed_bytes(self, byte_strings):
-        """Kronecker arm only: (n, n_embd) embeddings of arbitrary byte strings."""
-        if self.config.embedding != "kronecker":
-            raise UserError(f"embed_bytes needs the kronecker arm; this model is {self.config.embedding!r}")
+        """Kronecker arms only: (n, n_embd) embeddings of arbitrary byte strings (through the
+        codec; for kronecker_shuffled these bytes are not the bytes its tokens were trained with)."""
+        if not self.config.kronecker:
+            raise UserError(f"embed_bytes needs a kronecker arm; this model is {self.config.embedding!r}")
         return self.transformer.wte.embed_bytes(byte_strings)
 
     def _input(self, idx, tok_emb):
@@ -441,7 +477,7 @@ class GPT(nn.Module):
         """
         n_real = min(self.config.vocab_size, GPT2_VOCAB)
         wte = self.transformer.wte
-        if self.config.embedding == "kronecker":
+        if self.config.kronecker:
             matrix = wte.projection.weight.float()
             ids = torch.arange(n_real, device=matrix.device)
             token_norm = torch.cat([wte(chunk).float().norm(dim=1) for chunk in ids.split(8192)]).mean()
@@ -454,10 +490,19 @@ class GPT(nn.Module):
     # --------------------------------------------------------------------- training helpers
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        """AdamW; weight decay on 2-D weights only (matrices and tables), fused on CUDA."""
+        """AdamW, fused on CUDA; groups[0] decays by weight_decay, groups[1] does not.
+
+        Decayed: the 2-D weights (matrices and tables, build-nanogpt's rule), except the Kronecker
+        projection W when config.projection_weight_decay is False (the paper's "projection norm
+        stays near 1.0" depends on it; the paper does not say whether W was decayed). The BPE
+        tables are always decayed (train_config refuses projection_weight_decay=False for them).
+        """
         params = [p for p in self.parameters() if p.requires_grad]
-        groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=weight_decay),
-                  dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
+        exempt = self.transformer.wte.projection.weight \
+            if self.config.kronecker and not self.config.projection_weight_decay else None
+        decayed = [p for p in params if p.dim() >= 2 and p is not exempt]
+        groups = [dict(params=decayed, weight_decay=weight_decay),
+                  dict(params=[p for p in params if p.dim() < 2 or p is exempt], weight_decay=0.0)]
         fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **(dict(fused=True) if fused else {}))
 
@@ -507,7 +552,7 @@ class GPT(nn.Module):
         except TypeError as err:
             raise UserError(f"checkpoint model_config does not fit this model.py: {err}")
         placeholder_bytes = [b""] * config.vocab_size  # the real byte table comes from the state dict
-        model = cls(config, token_bytes=placeholder_bytes if config.embedding == "kronecker" else None)
+        model = cls(config, token_bytes=placeholder_bytes if config.kronecker else None)
         try:
             model.load_state_dict(checkpoint["model"])
         except RuntimeError as err:

@@ -3,7 +3,7 @@
     python train.py config/cpu_tiny.py --max_steps=20                         # CPU, one process
     torchrun --standalone --nproc_per_node=8 train.py config/kronecker_124m.py  # one 8-GPU node
 
-Settings: TrainConfig in train_config.py (defaults = the paper's 124M recipe), then the config
+Settings: TrainConfig in train_config.py (defaults = build-nanogpt's 124M recipe), then the config
 file, then --key=value. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
 summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt; resume="auto" (default)
 continues from the latest checkpoint, reproducing an uninterrupted run's losses exactly.
@@ -176,6 +176,37 @@ def build_model(cfg, ckpt, ckpt_path):
     return model, model_config
 
 
+def hellaswag_evaluator(cfg, d):
+    """In-loop HellaSwag (hellaswag_interval > 0, else None): a function(model, autocast_ctx) ->
+    log fields hellaswag_{n, acc, acc_norm, completion_loss, n_cut}, scored as eval/hellaswag.py.
+
+    The data is fetched (by rank 0) and read now, so a missing file that cannot be downloaded
+    stops the run before training (UserError), not mid-run. Sharded: rank r scores examples r,
+    r + world_size, ... and the counts are summed, so accuracies are the same on any world size.
+    """
+    if not cfg.hellaswag_interval:
+        return None
+    from eval import hellaswag  # tqdm and the scorer, loaded only when the in-loop eval is on
+    path = rank0_decides(d, lambda: str(hellaswag.ensure_data(cfg.hellaswag_dir)))
+    mine = hellaswag.load_examples(path)[d.rank::d.world_size]
+
+    def evaluate_hellaswag(model, autocast_ctx):
+        part = hellaswag.hellaswag_accuracy(model, mine, d.device, autocast_ctx) if mine else dict(n=0)
+        return combine_hellaswag(gather(part, d))
+    return evaluate_hellaswag
+
+
+def combine_hellaswag(parts):
+    """hellaswag_* log fields from per-shard hellaswag_accuracy results (an empty shard: dict(n=0))."""
+    parts = [p for p in parts if p["n"]]
+    n = sum(p["n"] for p in parts)
+    fields = dict(hellaswag_n=n, hellaswag_n_cut=sum(p["n_cut"] for p in parts))
+    for key in ("acc", "acc_norm"):  # back to counts, so the sum is exact
+        fields[f"hellaswag_{key}"] = sum(round(p[key] * p["n"]) for p in parts) / n
+    fields["hellaswag_completion_loss"] = sum(p["completion_loss"] * p["n"] for p in parts) / n
+    return fields
+
+
 def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, autocast_ctx):
     """One optimiser step; returns (mean train loss over the whole step, grad norm, lr).
 
@@ -256,6 +287,7 @@ def train(cfg, d, stop, folder):
             print(note)
     batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
     val_tokens = load_val_tokens(cfg.data_dir, cfg.val_tokens)
+    hellaswag = hellaswag_evaluator(cfg, d)
     start = rank0_decides(d, lambda: folder.start(cfg.resume, cfg.max_steps))
     if start.nothing_to_do:
         if d.master:
@@ -320,6 +352,12 @@ def train(cfg, d, stop, folder):
             log.write(dict(step=step, tokens=tokens, val_loss=val_loss, **raw_model.embedding_norms()))
             if d.master:
                 print(f"step {step:6d} | val loss {val_loss:.4f}")
+        if hellaswag and not saved_here and (step % cfg.hellaswag_interval == 0 or last):
+            scores = hellaswag(raw_model, autocast_ctx)
+            log.write(dict(step=step, tokens=tokens, **scores))
+            if d.master:
+                print(f"step {step:6d} | hellaswag acc_norm {scores['hellaswag_acc_norm']:.4f} "
+                      f"({scores['hellaswag_n']} examples)")
         if not saved_here and step > 0 and is_checkpoint_step(step, cfg):
             ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, folder,
                              start.attempt, wall_before + time.time() - t_start, val_loss, ckpt_path)

@@ -1,5 +1,6 @@
-"""Training configuration: the TrainConfig dataclass (defaults = the paper's 124M recipe) and
-its parser for `python train.py [CONFIG.py] [--key=value ...]`.
+"""Training configuration: the TrainConfig dataclass (defaults = GPT-2 124M with build-nanogpt's
+optimiser recipe; the paper states none) and its parser for
+`python train.py [CONFIG.py] [--key=value ...]`.
 
 A config file is Python that only assigns literals to TrainConfig names, e.g.
     embedding = "kronecker"
@@ -9,20 +10,27 @@ It is read with `ast` (never executed), and bounded: at most MAX_CONFIG_BYTES of
 up to MAX_EXPONENT, integers below 2**63, so no expression can take unbounded time or memory. Command-line `--key=value` overrides come after it.
 Unknown names and badly typed values stop with a one-line UserError naming the close matches.
 
+Arms: runs are grouped and compared by `arm` (config.json; default run name <arm>_s<seed>). ARMS
+names the arms and what each sets. `arm=NAME` of ARMS sets those values where it appears (a later
+value that contradicts them is an error); left unset, the arm is the ARMS name the settings match
+(an error when none does: give the run its own name, e.g. --arm=kronecker_nodecay).
+
     from train_config import load_config
     cfg = load_config(["config/kronecker_124m.py", "--max_steps=100"])
 """
 import ast
+import dataclasses
 import difflib
 import math
 import operator
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from errors import UserError
-from model import EMBEDDINGS, KRONECKER_MODES
+from model import EMBEDDINGS, KRONECKER_EMBEDDINGS, KRONECKER_MODES
 from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
 
 
@@ -32,13 +40,17 @@ class TrainConfig:
     data_dir: str = "data/fineweb_edu"
     out_dir: str = "out"                 # checkpoints go to out_dir/run_name/
     log_dir: str = "results/runs"        # logs go to log_dir/run_name/
-    run_name: Optional[str] = None       # None -> "<embedding>_s<seed>"
+    run_name: Optional[str] = None       # None -> "<arm>_s<seed>"
     seed: int = 1337                     # model init (and dropout)
     data_seed: Optional[int] = None      # order of the training blocks; None -> seed
+    arm: Optional[str] = None            # name runs are compared under; None -> the ARMS name these settings match
     # model (the GPTConfig fields)
-    embedding: str = "bpe"               # "bpe" | "bpe_untied" | "kronecker"
+    embedding: str = "bpe"               # "bpe" | "bpe_untied" | "kronecker" | "kronecker_shuffled"
     pos_dim: int = 16
     kronecker_mode: str = "sparse"       # "sparse" | "dense" | "cached"
+    wte_init_std: float = 0.02           # BPE arms: init std of the token table (1.0 = Kronecker's input scale)
+    shuffle_seed: int = 0                # kronecker_shuffled: seed of the byte-string permutation
+    projection_weight_decay: bool = True  # Kronecker arms: weight decay on the projection W
     block_size: int = 1024
     vocab_size: Optional[int] = None     # None -> the tokenizer's ids padded to a multiple of 64 (GPT-2: 50304)
     n_layer: int = 12
@@ -69,6 +81,8 @@ class TrainConfig:
     keep_checkpoints: int = 2            # newest checkpoints kept, plus those in save_steps
     save_steps: tuple[int, ...] = ()
     resume: str = "auto"                 # "auto" (latest in out_dir/run_name) | "never" | a path
+    hellaswag_interval: int = 0          # >0: HellaSwag acc_norm into log.jsonl every N steps and at the end
+    hellaswag_dir: str = "data/hellaswag"  # where hellaswag_val.jsonl is (downloaded at start if absent)
     # system
     device: str = "auto"                 # "auto" (cuda if available) | "cpu" | "cuda"
     dtype: str = "auto"                  # "auto" (bfloat16 on CUDA, float32 on CPU) | "bfloat16" | "float32"
@@ -78,6 +92,20 @@ class TrainConfig:
     wandb_project: str = "kronecker-nanogpt"
 
 
+# The named arms and what each sets beyond TrainConfig's defaults (README "Control arms").
+# bpe_untied_scaled starts the BPE table at the Kronecker arm's input scale: e = W z with W ~ N(0, 1/D)
+# and z of D entries with unit (unbiased) variance gives each coordinate of e variance (D - 1)/D ~ 1,
+# so |e| ~ sqrt(n_embd) (27.7 at 768); a table row drawn N(0, std^2) has norm std * sqrt(n_embd), so
+# std 1.0 matches (0.02 gives 0.55). tests/test_arms.py measures both on the 124M shape.
+ARMS = {
+    "bpe": dict(embedding="bpe"),
+    "bpe_untied": dict(embedding="bpe_untied"),
+    "kronecker": dict(embedding="kronecker"),
+    "kronecker_shuffled": dict(embedding="kronecker_shuffled"),
+    "bpe_untied_scaled": dict(embedding="bpe_untied", wte_init_std=1.0),
+}
+ARM_SETTINGS = ("embedding", "wte_init_std", "projection_weight_decay", "token_bytes")  # what an arm name stands for
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CHOICES = {
     "embedding": EMBEDDINGS,
     "kronecker_mode": KRONECKER_MODES,
@@ -86,9 +114,11 @@ CHOICES = {
 }
 POSITIVE = ("pos_dim", "block_size", "vocab_size", "n_layer", "n_head", "n_embd",
             "total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
-            "log_interval", "keep_checkpoints")
-NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval", "dropout")
+            "log_interval", "keep_checkpoints", "wte_init_std")
+NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval", "dropout",
+                "hellaswag_interval")
 FIELD_TYPES = typing.get_type_hints(TrainConfig)
+FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 UNIT_INTERVAL = ("dropout", "beta1", "beta2")  # each in [0, 1)
 MAX_INT = 2**63 - 1                  # int64: what numpy and torch take as seeds and sizes
 MAX_SEED = 2**32 - 1                 # numpy's legacy seeding and most RNG tools take 32 bits
@@ -255,7 +285,7 @@ def validate(cfg):
     for name in UNIT_INTERVAL:
         if not 0 <= getattr(cfg, name) < 1:
             raise UserError(f"'{name}' must be in [0, 1), got {getattr(cfg, name)}")
-    for name in ("seed", "data_seed"):
+    for name in ("seed", "data_seed", "shuffle_seed"):
         if not 0 <= getattr(cfg, name) <= MAX_SEED:
             raise UserError(f"'{name}' must be in [0, 2**32 - 1], got {getattr(cfg, name)}")
     if any(s < 0 for s in cfg.save_steps):
@@ -268,6 +298,8 @@ def validate(cfg):
     if cfg.warmup_steps > cfg.max_steps:
         raise UserError(f"warmup_steps ({cfg.warmup_steps}) exceeds max_steps ({cfg.max_steps}): the "
                         "learning rate would never reach max_lr; lower warmup_steps")
+    check_knobs(cfg)
+    check_arm(cfg)
     check_run_name(cfg.run_name)
     if cfg.min_lr > cfg.max_lr:
         raise UserError(f"min_lr ({cfg.min_lr}) must not exceed max_lr ({cfg.max_lr})")
@@ -276,6 +308,43 @@ def validate(cfg):
     if cfg.total_batch_tokens % cfg.block_size:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) must be a multiple of "
                         f"block_size ({cfg.block_size})")
+
+
+def check_arm(cfg):
+    """The run has an arm (given, or named from its settings by named_arm) that is a plain word:
+    letters, digits, '_', '.', '-' (UserError)."""
+    if cfg.arm is None:
+        settings = ", ".join(f"{k}={getattr(cfg, k)}" for k in ARM_SETTINGS)
+        raise UserError(f"{settings} is none of the named arms ({', '.join(ARMS)}); name this arm "
+                        "with --arm=NAME (runs are grouped and compared by arm)")
+    if not ARM_NAME.fullmatch(cfg.arm):
+        raise UserError(f"'arm' {cfg.arm!r} must be letters, digits, '_', '.' or '-' (it names runs "
+                        "and table rows), e.g. kronecker_nodecay")
+
+
+def check_knobs(cfg):
+    """Each arm knob acts on this embedding (UserError)."""
+    kronecker = cfg.embedding in KRONECKER_EMBEDDINGS
+    if kronecker and cfg.wte_init_std != FIELD_DEFAULTS["wte_init_std"]:
+        raise UserError(f"'wte_init_std' sets the BPE token table's init; embedding={cfg.embedding} has "
+                        "no table (its projection starts at N(0, 1/D)); drop wte_init_std")
+    if not kronecker and not cfg.projection_weight_decay:
+        raise UserError(f"'projection_weight_decay' is about the Kronecker projection; embedding="
+                        f"{cfg.embedding} has none (its table is decayed, as in build-nanogpt); drop it")
+    if cfg.hellaswag_interval and cfg.tokenizer != "gpt2":
+        raise UserError(f"hellaswag_interval needs tokenizer=gpt2 (eval/hellaswag.py scores GPT-2 "
+                        f"token ids), got tokenizer={cfg.tokenizer}; set hellaswag_interval=0")
+
+
+def arm_settings(arm):
+    """{ARM_SETTINGS name: value} that named arm `arm` (a key of ARMS) stands for."""
+    return {**{name: FIELD_DEFAULTS[name] for name in ARM_SETTINGS}, **ARMS[arm]}
+
+
+def named_arm(cfg):
+    """The ARMS name whose settings cfg has; None when none has them (validate then says so)."""
+    mine = {name: getattr(cfg, name) for name in ARM_SETTINGS}
+    return next((arm for arm in ARMS if arm_settings(arm) == mine), None)
 
 
 def check_run_name(name):
@@ -288,18 +357,27 @@ def check_run_name(name):
 
 
 def load_config(argv):
-    """Defaults, then the config file, then --key=value; resolved run_name, data_seed and
+    """Defaults, then the config file, then --key=value; resolved arm, run_name, data_seed and
     vocab_size (from the tokenizer when unset)."""
-    values = {}
+    values, arm_fixed = {}, {}
     for name, value, source, text in parse_args(argv):
         if name not in FIELD_TYPES:
             raise unknown_key_error(name, source)
-        values[name] = coerce(name, value, source, text)
+        value = coerce(name, value, source, text)
+        if name in arm_fixed and value != arm_fixed[name]:
+            raise UserError(f"{name}={value} ({source}) contradicts arm={values['arm']}, which means "
+                            f"{name}={arm_fixed[name]}; drop one, or name a new arm with --arm=NAME")
+        values[name] = value
+        if name == "arm":  # a named arm sets its values here; later ones may not contradict them
+            arm_fixed = arm_settings(value) if value in ARMS else {}
+            values.update(arm_fixed)
     cfg = TrainConfig(**values)
     if cfg.data_seed is None:
         cfg.data_seed = cfg.seed
-    if cfg.run_name is None:
-        cfg.run_name = f"{cfg.embedding}_s{cfg.seed}"
+    if cfg.arm is None:
+        cfg.arm = named_arm(cfg)
+    if cfg.run_name is None and cfg.arm is not None:
+        cfg.run_name = f"{cfg.arm}_s{cfg.seed}"
     if cfg.vocab_size is None:  # loads the tokenizer (cached per process); UserError if it cannot
         cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()
     validate(cfg)

@@ -39,7 +39,7 @@ class Arm:
 
     @property
     def kronecker(self):
-        return self.embedding == "kronecker"
+        return self.model.config.kronecker  # the byte-codec arms, kronecker_shuffled included
 
     def describe(self):
         return dict(arm=self.name, path=str(self.path), embedding=self.embedding, step=self.step, seed=self.seed,

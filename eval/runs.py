@@ -2,7 +2,9 @@
 
 A run is a folder `<runs_dir>/<run_name>/` holding config.json, log.jsonl and (once finished)
 summary.json, as written by train.py. `load_runs(dir)` reads them all into `Run` objects; arm and
-seed come from config.json, never from the folder name. In log.jsonl, later lines for the same
+seed come from config.json, never from the folder name: the arm is its `arm` field (train_config's
+named arms, e.g. bpe_untied_scaled = bpe_untied at wte_init_std 1.0), or `embedding` for runs
+written before arms had names. In log.jsonl, later lines for the same
 step win (a resumed run may repeat steps). Also here: pairing runs by seed, mean +- std, the
 paper-setting comparison, a markdown table writer and atomic file writes.
 Not a script; import it: `from eval.runs import load_runs`.
@@ -78,6 +80,10 @@ def read_log(path):
             raise UserError(f"{path} line {lineno} is not valid JSON ({err.msg}); fix or delete that line")
         if not isinstance(rec, dict) or "step" not in rec:
             raise UserError(f"{path} line {lineno} has no 'step' field; fix or delete that line")
+        step = rec["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise UserError(f"{path} line {lineno}: 'step' is {step!r}, not a whole number >= 0; "
+                            "fix or delete that line")
         rec = {k: math.nan if v is None and k != "step" else v for k, v in rec.items()}
         for key, kept in (("train_loss", train), ("val_loss", evals)):
             if key in rec:
@@ -98,10 +104,13 @@ def load_run(folder):
     for key in ("embedding", "seed"):
         if key not in config:
             raise UserError(f"{folder / 'config.json'} has no '{key}' field; it was not written by train.py")
+    arm = config.get("arm") or config["embedding"]  # runs from before named arms have no "arm"
+    if not isinstance(arm, str):
+        raise UserError(f"{folder / 'config.json'}: the arm is {arm!r}, not a name; fix that field")
     train, evals = read_log(folder / "log.jsonl") if (folder / "log.jsonl").exists() else ({}, {})
     eval_steps = sorted(evals)
     return Run(
-        name=folder.name, path=folder, arm=config["embedding"], seed=config["seed"], config=config,
+        name=folder.name, path=folder, arm=arm, seed=config["seed"], config=config,
         train_steps=sorted(train), train_loss=[train[s]["train_loss"] for s in sorted(train)],
         eval_steps=eval_steps, val_loss=[evals[s]["val_loss"] for s in eval_steps],
         norms={f: [evals[s][f] for s in eval_steps] for f in NORM_FIELDS

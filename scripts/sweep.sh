@@ -3,11 +3,13 @@
 #
 #   bash scripts/sweep.sh                                  # seeds 1337 42 2024 x arms bpe kronecker
 #   ARMS="bpe kronecker bpe_untied" NGPU=8 bash scripts/sweep.sh
+#   ARMS="bpe bpe_untied bpe_untied_scaled kronecker kronecker_shuffled" bash scripts/sweep.sh   # + controls
 #   CONFIG=config/cpu_tiny.py SEEDS=1337 NGPU=1 bash scripts/sweep.sh --max_steps=50   # small sweep
 #
 # Environment: SEEDS (default "1337 42 2024"), ARMS (default "bpe kronecker"), NGPU (default: the
-# number of GPUs, 1 without any), CONFIG (one config for every arm, with --embedding=<arm>
-# appended; default config/<arm>_124m.py per arm), LOG_DIR (default results/runs), OUT_DIR
+# number of GPUs, 1 without any), CONFIG (one config for every arm, with --arm=<arm> appended;
+# default config/<arm>_124m.py per arm; an arm is a name with a config/<arm>_124m.py, see
+# train_config.ARMS), LOG_DIR (default results/runs), OUT_DIR
 # (default out), LAUNCH (the launcher; default "torchrun --standalone --nproc_per_node=$NGPU";
 # scripts/sweep.sbatch sets a multi-node one). Extra --key=value arguments go to every run.
 # Each run is <LOG_DIR>/<arm>_s<seed>: finished runs (run_folder.py decides) are skipped,
@@ -28,6 +30,13 @@ if [ -z "${NGPU:-}" ]; then
   [ "$NGPU" -gt 0 ] || NGPU=1
 fi
 LAUNCH=${LAUNCH:-"torchrun --standalone --nproc_per_node=$NGPU"}
+for arm in $ARMS; do  # a typo stops here (with CONFIG, --arm=<typo> would label a bpe run)
+  if [ ! -f "config/${arm}_124m.py" ]; then
+    echo "error: unknown arm '$arm' in ARMS (no config/${arm}_124m.py); arms:" \
+      "$(cd config && ls ./*_124m.py | sed 's|^\./||; s|_124m\.py$||' | tr '\n' ' ')" >&2
+    exit 2
+  fi
+done
 # The launcher runs in the background so that a signal to this script is handled at once (bash
 # defers a trap while a foreground command runs); in the background it ignores Ctrl-C, so Ctrl-C
 # takes the same checkpointing path as SIGTERM.
@@ -64,7 +73,7 @@ for seed in $SEEDS; do
       echo "== stopped by $stop_signal before $run; rerun this command to resume" >&2
       exit 75
     fi
-    if [ -n "${CONFIG:-}" ]; then config=("$CONFIG" "--embedding=$arm"); else config=("config/${arm}_124m.py"); fi
+    if [ -n "${CONFIG:-}" ]; then config=("$CONFIG" "--arm=$arm"); else config=("config/${arm}_124m.py"); fi
     echo "== $run: $LAUNCH train.py ${config[*]} $*"
     # shellcheck disable=SC2086  # LAUNCH is a command line
     run_launcher $LAUNCH train.py "${config[@]}" --seed="$seed" --run_name="$run" \
