@@ -1,6 +1,6 @@
 """Fault drill: run the entry points through faults a cluster really produces; print a table.
 
-    bash scripts/fault_drill.sh                  # all cases, a few minutes on a 2-core CPU
+    bash scripts/fault_drill.sh                  # all cases, about 10 minutes on a 2-core CPU
     python scripts/fault_drill.py -k resume      # only the cases whose name contains "resume"
 
 Each case runs one command (a fresh subprocess) in its own folder under a temp dir, on a tiny
