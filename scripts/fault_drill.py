@@ -1,6 +1,6 @@
 """Fault drill: run the entry points through faults a cluster really produces; print a table.
 
-    bash scripts/fault_drill.sh                  # all cases, a few minutes on a 2-core CPU
+    bash scripts/fault_drill.sh                  # all cases, about 10 minutes on a 2-core CPU
     python scripts/fault_drill.py -k resume      # only the cases whose name contains "resume"
 
 Each case runs one command (a fresh subprocess) in its own folder under a temp dir, on a tiny
@@ -8,17 +8,26 @@ model and a tiny shard folder made here from the shared FineWeb-Edu sample, and 
   clear error  exit 2, one "error: ..." line, no traceback      ok       exit 0
   stopped      exit 75 after "stopped by SIG... checkpoint ..."  hang     ran past the timeout
   interrupted  exit 130 after one line (Ctrl-C)                  traceback  a Python traceback
-A case's `check` then looks at what is left on disk: "data loss" (records changed or gone) or
-"silent" (the command said nothing wrong but the result is wrong) override the class.
-To add rows (data preparer, eval scripts): append Case(name, expected, run[, check]) to CASES;
-`run(work)` returns the argv (or a Result, for multi-step cases), `check(work, result)` returns
-None when all is well or the outcome that replaces the class.
+A progress bar (a stderr line holding "\r", tqdm's) is not counted as a line of the message.
+A case's `check` then looks at what is left on disk: "data loss" (records changed or gone),
+"silent" (the command said nothing wrong but the result is wrong), "vague error" (one line that
+does not name what the issue asks it to name), "wrong fix" (the suggested fix fails) or
+"orphans" (processes left behind) override the class.
+Cases: train.py's run folders, stop signals and config values (§1, §2, §5 of issue 10), the data
+preparer's bad records, files, manifests, offline starts and Ctrl-C, train.py on bad data (§3-4),
+and the eval scripts' bad inputs (§6). Shared inputs (a tiny shard folder, a prepared folder, a
+tiny checkpoint, a reference preparation) are made once in the temp dir, on first use.
+To add rows: append Case(name, expected, run[, check]) to CASES; `run(work)` returns the argv
+(or a Result, for multi-step cases), `check(work, result)` returns None when all is well or the
+outcome that replaces the class.
 """
 import argparse
 import dataclasses
 import hashlib
 import json
+import gzip
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +39,7 @@ from typing import Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SAMPLE = REPO.parent / "shared" / "data" / "fineweb_edu_sample" / "sample.jsonl"
+GZ_SAMPLE = REPO.parent / "shared" / "data" / "fineweb_sample" / "train.jsonl.gz"
 TIMEOUT_S = 120
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, micro_batch_size=4, total_batch_tokens=256,
             max_steps=6, warmup_steps=2, max_lr=1e-2, min_lr=1e-3, eval_interval=3, val_tokens=1024,
@@ -60,14 +70,18 @@ def train_argv(work, config_file=None, **overrides):
             *[f"--{k}={v}" for k, v in args.items()]]
 
 
+def text(output):
+    """Captured bytes as text, keeping "\r" (text=True would turn a progress bar's into lines)."""
+    return (output or b"").decode(errors="replace")
+
+
 def execute(argv, timeout=TIMEOUT_S, env=None):
     try:
-        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, timeout=timeout,
                               env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
-        return Result(done.returncode, done.stderr, done.stdout)
+        return Result(done.returncode, text(done.stderr), text(done.stdout))
     except subprocess.TimeoutExpired as err:
-        return Result(None, (err.stderr or b"").decode(errors="replace") if isinstance(err.stderr, bytes)
-                      else (err.stderr or ""))
+        return Result(None, text(err.stderr))
 
 
 def must(argv):
@@ -78,8 +92,13 @@ def must(argv):
     return result
 
 
+def message_lines(stderr):
+    """stderr's lines without tqdm's progress-bar lines (they redraw with "\r")."""
+    return [line for line in stderr.strip("\n").split("\n") if "\r" not in line]
+
+
 def classify(result):
-    lines = result.stderr.strip().splitlines()
+    lines = message_lines(result.stderr)
     if result.rc is None:
         return "hang"
     if "Traceback (most recent call last)" in result.stderr:
@@ -365,6 +384,252 @@ def bad(**overrides):
     return lambda work: train_argv(work, **overrides)
 
 
+# ----------------------------------------------------------------------------- §3-4 data preparer
+
+PREP = ["--val-tokens", "100", "--shard-tokens", "1000", "--train-tokens", "all", "--workers", "1"]
+CTRL_C = ["--val-tokens", "5e4", "--shard-tokens", "1e5", "--train-tokens", "8e5"]  # 9 shards
+GOOD = SAMPLE.read_bytes().splitlines()[:10] if SAMPLE.exists() else []  # 10 documents, ~8k tokens
+
+
+def prep_argv(work, *files, out="out", flags=(), settings=PREP):
+    return [sys.executable, "data/fineweb_edu.py", "--data-files", *map(str, files),
+            "--out", str(work / out), *settings, *flags]
+
+
+def write_lines(path, lines):
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+def bad_record(line, flags=()):
+    """A JSONL file whose line 2 is `line`, the other 10 good documents."""
+    def run(work):
+        return prep_argv(work, write_lines(work / "docs.jsonl", GOOD[:1] + [line] + GOOD[1:]),
+                         flags=flags)
+    return run
+
+
+def names(*parts):
+    """A check: the one-line error names every part (str.format'ed with work)."""
+    def check(work, result):
+        wanted = [part.format(work=work) for part in parts]
+        return None if all(w in result.stderr for w in wanted) else "vague error"
+    return check
+
+
+def check_one_bad_record_counted(work, result):
+    manifest = json.loads((work / "out" / "manifest.json").read_text())
+    return None if manifest["complete"] and manifest["bad_records"]["count"] == 1 else "silent"
+
+
+def bad_file(name, content):
+    def run(work):
+        (work / name).write_bytes(content)
+        return prep_argv(work, work / name)
+    return run
+
+
+def broken_manifest(content):
+    def run(work):
+        src = write_lines(work / "docs.jsonl", GOOD)
+        must(prep_argv(work, src))
+        (work / "out" / "manifest.json").write_text(content(work))
+        return prep_argv(work, src)
+    return run
+
+
+def with_env(argv_of, **env):
+    """A run whose command gets extra environment variables (str.format'ed with work)."""
+    def run(work):
+        return execute(argv_of(work), env={k: v.format(work=work) for k, v in env.items()})
+    return run
+
+
+def empty_tiktoken_cache(work):
+    (work / "empty").mkdir()
+    return execute(prep_argv(work, write_lines(work / "docs.jsonl", GOOD)),
+                   env={"TIKTOKEN_CACHE_DIR": str(work / "empty")})
+
+
+def source_changed(work):
+    src = write_lines(work / "docs.jsonl", GOOD)
+    must(prep_argv(work, src, flags=["--stop-after-shards", "1"]))
+    with open(src, "ab") as f:
+        f.write(GOOD[0] + b"\n")
+    return prep_argv(work, src)
+
+
+def failed_start_then_retry(work):
+    settings = ["--shard-tokens", "1e5", "--train-tokens", "all", "--workers", "1"]
+    failed = execute(prep_argv(work, SAMPLE, settings=["--val-tokens", "1e9", *settings]))
+    if classify(failed) != "clear error":
+        return failed
+    return prep_argv(work, SAMPLE, settings=["--val-tokens", "2e4", *settings])
+
+
+def shard_hashes(out):
+    return [(e["file"], e["sha256"]) for e in json.loads((out / "manifest.json").read_text())["shards"]]
+
+
+def ctrl_c_reference(tmp):
+    """The uninterrupted 1-worker preparation of the gzip sample (made once)."""
+    ref = tmp / "ctrl_c_reference"
+    if not ref.exists():
+        must([sys.executable, "data/fineweb_edu.py", "--data-files", str(GZ_SAMPLE), *CTRL_C,
+              "--out", str(ref), "--workers", "1"])
+    return ref
+
+
+def ctrl_c(shard):
+    """Ctrl-C (SIGINT to the process group) on a 2-worker preparation once `shard` is written."""
+    def run(work):
+        ctrl_c_reference(work.parent)
+        argv = [sys.executable, "data/fineweb_edu.py", "--data-files", str(GZ_SAMPLE), *CTRL_C,
+                "--out", str(work / "out"), "--workers", "2"]
+        proc = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        (work / "pgid").write_text(str(proc.pid))
+        deadline = time.time() + TIMEOUT_S
+        while not (work / "out" / shard).exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=20)
+            return Result(proc.returncode, text(err), text(out))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return Result(None, "")
+    return run
+
+
+def check_ctrl_c(work, result):
+    pgid = int((work / "pgid").read_text())
+    deadline = time.time() + 5  # the killed workers are reaped by init
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(pgid, signal.SIGKILL)
+        return "orphans"
+    out = work / "out"
+    if list(out.glob("*.tmp")):
+        return "silent"
+    rerun = execute([sys.executable, "data/fineweb_edu.py", "--data-files", str(GZ_SAMPLE), *CTRL_C,
+                     "--out", str(out), "--workers", "2"])
+    same = rerun.rc == 0 and shard_hashes(out) == shard_hashes(ctrl_c_reference(work.parent))
+    return None if same else "silent"
+
+
+# ----------------------------------------------------------------------------- §3 train.py on bad data
+
+PREPARED = ["--val-tokens", "4096", "--shard-tokens", "8192", "--train-tokens", "32768", "--workers", "1"]
+
+
+def prepared_copy(work):
+    """A private copy of a folder prepared by data/fineweb_edu.py (made once): 4 train shards."""
+    prepared = work.parent / "prepared"
+    if not prepared.exists():
+        must([sys.executable, "data/fineweb_edu.py", "--data-files", str(SAMPLE), *PREPARED,
+              "--out", str(prepared)])
+    return shutil.copytree(prepared, work / "data")
+
+
+def incomplete_preparation(work):
+    must([sys.executable, "data/fineweb_edu.py", "--data-files", str(SAMPLE), *PREPARED,
+          "--out", str(work / "data"), "--stop-after-shards", "2"])
+    return train_argv(work, data_dir=work / "data")
+
+
+def on_prepared(change=lambda data: None, **overrides):
+    def run(work):
+        change(prepared_copy(work))
+        return train_argv(work, data_dir=work / "data", **overrides)
+    return run
+
+
+def check_val_fix_works(work, result):
+    if "raise val_tokens" in result.stderr or "--val_tokens=" not in result.stderr:
+        return "wrong fix"
+    fix = result.stderr.split("--val_tokens=")[1].split(")")[0]
+    rerun = execute(train_argv(work, data_dir=work / "data", val_tokens=fix))
+    return None if rerun.rc == 0 else "wrong fix"
+
+
+def check_one_note(work, result):
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note:")]
+    return None if len(notes) == 1 and "manifest" in notes[0] else "silent"
+
+
+# ----------------------------------------------------------------------------- §6 eval and probes
+
+def tiny_checkpoint(work):
+    """A tiny bpe run to step 3 (made once): (its checkpoint, its runs folder)."""
+    tiny = work.parent / "tiny"
+    if not tiny.exists():
+        tiny.mkdir()
+        must(train_argv(tiny, max_steps=3))
+    return tiny / "out" / "run" / "ckpt_000003.pt", tiny / "runs"
+
+
+def eval_argv(module, *args):
+    return [sys.executable, "-m", f"eval.{module}", *map(str, args)]
+
+
+def val_loss_with(*flags):
+    return lambda work: eval_argv("val_loss", tiny_checkpoint(work)[0], "--device", "cpu", *flags)
+
+
+def pairs_file(content):
+    """eval.robustness on a pairs file holding `content` (bytes, or a function of work)."""
+    def run(work):
+        (work / "pairs.jsonl").write_bytes(content)
+        return eval_argv("robustness", "--ckpt", f"bpe={tiny_checkpoint(work)[0]}", "--pairs",
+                         work / "pairs.jsonl", "--out", work / "probes", "--device", "cpu")
+    return run
+
+
+LONG_PAIRS = b"".join(json.dumps({"category": "long", "clean": "the cat sat on the mat " * 20 + word,
+                                  "typo": "the cat sat on the mat " * 20 + typo}).encode() + b"\n"
+                      for word, typo in [("house", "hosue"), ("garden", "gardne"), ("river", "rvier")])
+
+
+def check_cut_note(work, result):
+    report = (work / "probes" / "robustness.md")
+    said = "cut to their last" in result.stdout + (report.read_text() if report.exists() else "")
+    return None if said else "silent"
+
+
+def report_into_a_file(module):
+    def run(work):
+        (work / "f").write_text("")
+        return eval_argv(module, "--runs", tiny_checkpoint(work)[1], "--out", work / "f" / "x")
+    return run
+
+
+def edited_log(module, key, value):
+    """eval.<module> on a copy of the tiny run whose first `key` in log.jsonl is `value`."""
+    def run(work):
+        runs = shutil.copytree(tiny_checkpoint(work)[1], work / "runs")
+        log = runs / "run" / "log.jsonl"
+        lines = log.read_text().splitlines()
+        at = next(i for i, line in enumerate(lines) if f'"{key}"' in line)
+        lines[at] = json.dumps({**json.loads(lines[at]), key: value})
+        log.write_text("\n".join(lines) + "\n")
+        extra = ["--out", work / "summary"] if module == "summarize" else []
+        return eval_argv(module, "--runs", runs, *extra)
+    return run
+
+
+def hellaswag_offline(work):
+    (work / "hellaswag").mkdir()
+    return eval_argv("hellaswag", tiny_checkpoint(work)[0], "--cache-dir", work / "hellaswag",
+                     "--limit", "10", "--device", "cpu")
+
+
 CASES = [
     # §1 run folders
     Case("finished run, no checkpoint, same command", "ok", rerun_finished_without_checkpoints({}),
@@ -413,6 +678,79 @@ CASES = [
     Case("log_dir full (/dev/full)", "clear error", lock_on_dev_full),
     Case("disk full during a checkpoint", "clear error", checkpoint_on_dev_full, check_no_temp_file),
     Case("resume never re-saves or re-evaluates", "ok", resume_does_not_resave, check_not_resaved),
+    # §4 the data preparer: bad records, files, manifests, offline, Ctrl-C
+    Case("prepare: text null on line 2", "clear error", bad_record(b'{"text": null}'),
+         names("{work}/docs.jsonl, line 2")),
+    Case("prepare: text missing on line 2", "clear error", bad_record(b'{"body": "x"}'),
+         names("{work}/docs.jsonl, line 2")),
+    Case("prepare: text a number on line 2", "clear error", bad_record(b'{"text": 42}'),
+         names("{work}/docs.jsonl, line 2")),
+    Case("prepare: invalid UTF-8 on line 2", "clear error", bad_record(b'{"text": "caf\xe9"}'),
+         names("{work}/docs.jsonl, line 2")),
+    Case("prepare: malformed JSON on line 2", "clear error", bad_record(b'{"text": "unterminated'),
+         names("{work}/docs.jsonl, line 2")),
+    Case("prepare: --bad-records=skip, text null", "ok",
+         bad_record(b'{"text": null}', flags=["--bad-records=skip"]), check_one_bad_record_counted),
+    Case("prepare: empty file", "clear error", bad_file("docs.jsonl", b""), names("{work}/docs.jsonl")),
+    Case("prepare: truncated gzip", "clear error",
+         bad_file("docs.jsonl.gz", gzip.compress(b"\n".join(GOOD))[:-40]), names("{work}/docs.jsonl.gz")),
+    Case("prepare: .gz that is not gzip", "clear error", bad_file("docs.jsonl.gz", b"\n".join(GOOD)),
+         names("{work}/docs.jsonl.gz")),
+    Case("prepare: .parquet that is JSONL", "clear error", bad_file("docs.parquet", b"\n".join(GOOD)),
+         names("{work}/docs.parquet")),
+    Case("prepare: --out is a file", "clear error",
+         lambda work: (work.joinpath("f").write_text(""), prep_argv(work, SAMPLE, out="f"))[1]),
+    Case("prepare: --val-tokens 1e12", "clear error",
+         lambda work: prep_argv(work, SAMPLE, flags=["--val-tokens", "1e12"])),
+    Case("prepare: truncated manifest, rerun", "clear error",
+         broken_manifest(lambda work: (work / "out" / "manifest.json").read_text()[:100])),
+    Case("prepare: manifest without settings, rerun", "clear error",
+         broken_manifest(lambda work: json.dumps({"shards": []}))),
+    Case("prepare: hub offline, no --data-files", "clear error",
+         with_env(lambda work: [sys.executable, "data/fineweb_edu.py", "--out", str(work / "o")],
+                  HF_HUB_OFFLINE="1"), names("--data-files")),
+    Case("prepare: offline, empty TIKTOKEN_CACHE_DIR", "clear error", empty_tiktoken_cache,
+         names("TIKTOKEN_CACHE_DIR={work}/empty")),
+    Case("prepare: source changed, rerun", "clear error", source_changed,
+         names("{work}/docs.jsonl changed since")),
+    Case("prepare: failed start, retry other settings", "ok", failed_start_then_retry),
+    Case("prepare: Ctrl-C, 2 workers, after val shard", "interrupted", ctrl_c("val_000000.bin"),
+         check_ctrl_c),
+    Case("prepare: Ctrl-C, 2 workers, after train 1", "interrupted", ctrl_c("train_000001.bin"),
+         check_ctrl_c),
+    Case("prepare: Ctrl-C, 2 workers, after train 2", "interrupted", ctrl_c("train_000002.bin"),
+         check_ctrl_c),
+    # §3 train.py on bad data
+    Case("train: preparation incomplete", "clear error", incomplete_preparation,
+         names("only partly prepared")),
+    Case("train: token ids >= vocab_size=256", "clear error", on_prepared(vocab_size=256)),
+    Case("train: val shard < val_tokens=100000", "clear error", on_prepared(val_tokens=100000),
+         check_val_fix_works),
+    Case("train: a listed train shard deleted", "clear error",
+         on_prepared(lambda data: (data / "train_000002.bin").unlink()), names("train_000002.bin")),
+    Case("train: no manifest.json", "ok", on_prepared(lambda data: (data / "manifest.json").unlink()),
+         check_one_note),
+    # §6 eval scripts and probes
+    Case("robustness: prompts longer than the context", "ok", pairs_file(LONG_PAIRS), check_cut_note),
+    Case("val_loss --val-tokens 0", "clear error", val_loss_with("--val-tokens", "0")),
+    Case("val_loss --val-tokens -5", "clear error", val_loss_with("--val-tokens", "-5")),
+    Case("val_loss --batch-size 0", "clear error", val_loss_with("--batch-size", "0")),
+    Case("neighbors --codec-pos-dim 0", "clear error",
+         lambda work: eval_argv("neighbors", "--ckpt", f"x={tiny_checkpoint(work)[0]}", "--codec-pos-dim",
+                                "0", "--out", work / "probes", "--device", "cpu")),
+    Case("robustness: binary pairs file", "clear error", pairs_file(bytes(range(256)) * 4),
+         names("{work}/pairs.jsonl")),
+    Case("robustness: latin-1 pairs file", "clear error",
+         pairs_file('{"clean": "un café", "typo": "un cafe"}\n'.encode("latin-1")), names("{work}/pairs.jsonl")),
+    Case("summarize --out <a file>/x", "clear error", report_into_a_file("summarize")),
+    Case("plot_curves --out <a file>/x", "clear error", report_into_a_file("plot_curves")),
+    Case('summarize: log "val_loss": "3.1x"', "clear error", edited_log("summarize", "val_loss", "3.1x")),
+    Case('steps_to_target: log "val_loss": "3.1x"', "clear error",
+         edited_log("steps_to_target", "val_loss", "3.1x")),
+    Case('summarize: log "step": "x"', "clear error", edited_log("summarize", "step", "x")),
+    Case('steps_to_target: log "step": "x"', "clear error", edited_log("steps_to_target", "step", "x")),
+    Case("hellaswag offline, no cached file", "clear error", hellaswag_offline,
+         names("{work}/hellaswag/hellaswag_val.jsonl")),
 ]
 
 
@@ -452,7 +790,8 @@ def main(argv=None):
                     got = case.check(work, result) or got
             except Exception as err:  # the drill's own setup failed: show it, keep going
                 result, got = Result(None, f"{type(err).__name__}: {err}"), "drill error"
-            detail = (result.stderr.strip().splitlines() or [""])[-1].replace(str(work), "<case>")[:100]
+            detail = (message_lines(result.stderr) or [""])[-1].replace(str(work), "<case>")
+            detail = detail.replace(tmp, "<tmp>").replace(str(REPO.parent), "..")[:100]
             rows.append((case.name, case.expected, got, detail))
             print(f"{'PASS' if got == case.expected else 'FAIL'} {case.name}: {got}", file=sys.stderr)
     width = max(len(r[0]) for r in rows)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fault drill: train.py (and, as rows are added, the preparer and eval scripts) through the faults
-# a cluster produces, on a tiny model; prints case | expected | got, then counts. A few minutes.
+# Fault drill: train.py, the data preparer and the eval scripts through the faults a cluster (or a
+# user) produces, on a tiny model and tiny data; prints case | expected | got, then counts.
+# About 10 minutes on a shared 2-core CPU; exit 1 if any case did not get its expected outcome.
 #
 #   bash scripts/fault_drill.sh                   # all cases
 #   bash scripts/fault_drill.sh -k SIGTERM        # cases whose name contains SIGTERM
