@@ -27,7 +27,7 @@ from data.sampler import TrainBatches
 from data.shards import check_data_dir
 from devices import autocast_context, device_type, resolve_dtype
 from errors import Preempted, UserError, run_main
-from model import GPT, GPTConfig
+from model import GPT, KRONECKER_EMBEDDINGS, GPTConfig
 from run_folder import RunFolder, RunLog
 from stop_signals import StopSignals
 from tokenizer import get_tokenizer
@@ -157,7 +157,9 @@ def build_model(cfg, ckpt, ckpt_path):
     """
     model_config = GPTConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)})
     if ckpt is not None:
-        theirs = dict(ckpt["model_config"], kronecker_mode=cfg.kronecker_mode)  # mode: same function
+        # mode: same function; fields added after a checkpoint was written take their defaults
+        theirs = {**dataclasses.asdict(GPTConfig()), **ckpt["model_config"],
+                  "kronecker_mode": cfg.kronecker_mode}
         diff = [f"{k}={theirs.get(k)} vs {v}" for k, v in dataclasses.asdict(model_config).items()
                 if theirs.get(k) != v]
         ran = dict(TOKENIZER_DEFAULTS, **ckpt.get("train_config", {}))  # older ones: GPT-2, exact
@@ -168,7 +170,7 @@ def build_model(cfg, ckpt, ckpt_path):
                             "use --resume=never or another run_name")
     torch.manual_seed(cfg.seed)
     token_bytes = get_tokenizer(cfg.tokenizer).token_bytes(cfg.vocab_size, cfg.token_bytes) \
-        if cfg.embedding == "kronecker" else None
+        if cfg.embedding in KRONECKER_EMBEDDINGS else None
     model = GPT(model_config, token_bytes)
     model.activation_checkpointing = cfg.activation_checkpointing
     if ckpt is not None:

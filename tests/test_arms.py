@@ -269,3 +269,26 @@ def test_a_missing_hellaswag_file_stops_before_any_model_is_built(tmp_path, gpt2
         train.main(tiny_args(tmp_path, gpt2_ids_data, vocab_size=50304, hellaswag_interval=2,
                              hellaswag_dir=tmp_path / "nowhere"))
     assert "\n" not in str(err.value)
+
+
+def small_cfg(embedding, **overrides):
+    args = dict(embedding=embedding, n_layer=1, n_head=2, n_embd=16, block_size=16, device="cpu",
+                **overrides)
+    return load_config([f"--{k}={v}" for k, v in args.items()])
+
+
+def test_shuffled_arm_takes_its_bytes_from_the_runs_tokenizer_and_token_bytes_mode():
+    exact, _ = train.build_model(small_cfg("kronecker_shuffled"), None, None)
+    reference, _ = train.build_model(small_cfg("kronecker_shuffled", token_bytes="reference",
+                                               arm="kronecker_shuffled_reference"), None, None)
+    assert not torch.equal(exact.transformer.wte.byte_table, reference.transformer.wte.byte_table)
+
+
+def test_a_checkpoint_from_before_the_arm_knobs_still_resumes():
+    cfg = small_cfg("kronecker")
+    model, model_config = train.build_model(cfg, None, None)
+    old_fields = {k: v for k, v in dataclasses.asdict(model_config).items()
+                  if k not in ("wte_init_std", "shuffle_seed", "projection_weight_decay")}
+    ckpt = dict(model=model.state_dict(), model_config=old_fields, train_config={})
+    resumed, _ = train.build_model(cfg, ckpt, "old.pt")
+    assert torch.equal(resumed.transformer.wte.projection.weight, model.transformer.wte.projection.weight)
