@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from data.sampler import TrainBatches
 from data.shards import check_data_dir
-from devices import autocast_context, device_type, resolve_dtype
+from devices import autocast_context, device_type, host_to_device, resolve_dtype
 from errors import Preempted, UserError, run_main
 from model import GPT, GPTConfig
 from run_folder import RunFolder, RunLog
@@ -190,13 +190,10 @@ def compiled_graphs():
 
 
 def device_batch(batches, step, micro, cfg, d):
-    """Micro-batch (x, y) of `step` on the device. On CUDA it is copied from pinned host memory
-    without blocking, so the copy (and reading the next micro-batch) overlaps the current one's
-    compute; on CPU the host tensors are used as they are."""
+    """Micro-batch (x, y) of `step` on the device, int64 (micro_batch_size, block_size); on CUDA
+    copied from pinned memory without blocking (devices.host_to_device)."""
     x, y = batches.micro_batch(step, micro, d.rank, d.world_size, cfg.micro_batch_size)
-    if d.device_type == "cuda":
-        x, y = (t.pin_memory().to(d.device, non_blocking=True) for t in (x, y))
-    return x, y
+    return host_to_device(x, d.device), host_to_device(y, d.device)
 
 
 def build_model(cfg, ckpt, ckpt_path):
