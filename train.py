@@ -46,6 +46,7 @@ class Dist:
     local_rank: int
     world_size: int
     device: str
+    distributed: bool  # a process group and DDP: launched by torchrun, even with one process
 
     @property
     def master(self):
@@ -60,20 +61,22 @@ def setup_distributed(cfg):
     """Rank, world size and device from torchrun's environment, and the process group of
     cfg.dist_backend (auto: nccl on CUDA, gloo on CPU). Rank r of a node takes cuda:LOCAL_RANK;
     under gloo, ranks beyond the GPU count share GPUs (gpu_check runs 2 ranks on one GPU so).
+    Under torchrun (WORLD_SIZE set) the process group and DDP are used even for one process, so
+    a one-GPU run goes the multi-GPU path (gpu_check's nccl phase).
 
     Raises UserError for CUDA asked for but absent, an explicit cuda:N with several processes,
     nccl without CUDA, and more ranks per node than GPUs under nccl.
     """
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and cfg.device.startswith("cuda:"):
+        raise UserError(f"device={cfg.device} names one GPU but {world} processes run; use --device=cuda "
+                        "(each rank takes cuda:LOCAL_RANK; choose GPUs with CUDA_VISIBLE_DEVICES)")
     wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     if wants_cuda and not torch.cuda.is_available():
         raise UserError(f"device={cfg.device} but CUDA is not available; use --device=cpu")
     if cfg.device not in ("auto", "cpu") and not wants_cuda:
         raise UserError(f"device={cfg.device!r} is not supported; use auto, cpu, cuda or cuda:N")
-    if world > 1 and cfg.device.startswith("cuda:"):
-        raise UserError(f"device={cfg.device} names one GPU but {world} processes run; use --device=cuda "
-                        "(each rank takes cuda:LOCAL_RANK; choose GPUs with CUDA_VISIBLE_DEVICES)")
     backend = cfg.dist_backend if cfg.dist_backend != "auto" else "nccl" if wants_cuda else "gloo"
     if backend == "nccl" and not wants_cuda:
         raise UserError("dist_backend=nccl needs CUDA; use --dist_backend=gloo (or auto) on CPU")
@@ -86,10 +89,11 @@ def setup_distributed(cfg):
         device = cfg.device if cfg.device.startswith("cuda:") else f"cuda:{local % n_gpus}"
         torch.cuda.set_device(device)
         torch.set_float32_matmul_precision("high")
-    if world > 1:  # device_id binds NCCL's communicator to our GPU at once (gloo has no use for it)
+    distributed = "WORLD_SIZE" in os.environ
+    if distributed:  # device_id binds NCCL's communicator to our GPU at once (gloo has no use for it)
         dist.init_process_group(backend=backend,
                                 device_id=torch.device(device) if backend == "nccl" else None)
-    return Dist(rank, local, world, device)
+    return Dist(rank, local, world, device, distributed)
 
 
 def grad_accum_steps(cfg, world_size):
@@ -229,7 +233,7 @@ def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, a
     loss_sum = torch.zeros((), device=d.device)
     x, y = device_batch(batches, step, 0, cfg, d)
     for micro in range(grad_accum):
-        if d.world_size > 1:  # all-reduce the gradients only on the last micro-step
+        if d.distributed:  # all-reduce the gradients only on the last micro-step
             model.require_backward_grad_sync = micro == grad_accum - 1
         with autocast_ctx:
             _, loss = model(x, y)
@@ -239,7 +243,7 @@ def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, a
         loss_sum += loss.detach()
         loss.backward()
     stop_flag = torch.full((), float(stop.received or 0), device=d.device)  # 0: no signal
-    if d.world_size > 1:
+    if d.distributed:
         dist.all_reduce(loss_sum)
         loss_sum /= d.world_size
         dist.all_reduce(stop_flag, op=dist.ReduceOp.MAX)
@@ -346,7 +350,7 @@ def train(cfg, d, stop, folder, on_exit):
     eval_model = torch.compile(raw_model, fullgraph=True) if use_compile else raw_model
     # broadcast_buffers=False: the buffers (byte table, causal mask) are constant, the same on every rank
     model = DDP(eval_model, device_ids=[torch.device(d.device).index] if d.device_type == "cuda" else None,
-                broadcast_buffers=False) if d.world_size > 1 else eval_model
+                broadcast_buffers=False) if d.distributed else eval_model
 
     param_counts = raw_model.param_counts()
     run_config = dict(dataclasses.asdict(cfg), **provenance(d), world_size=d.world_size,
