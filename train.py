@@ -11,6 +11,7 @@ SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exit
 (errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
 """
 import dataclasses
+import inspect
 import math
 import os
 import socket
@@ -188,6 +189,15 @@ def provenance(d):
                 hostname=socket.gethostname(), slurm_job_id=os.environ.get("SLURM_JOB_ID"))
 
 
+def no_forward_buffer_sync():
+    """DDP's option to skip broadcasting the buffers before every forward: ours (byte table, causal
+    mask) are constant and equal on every rank. torch >= 2.13 calls it forward_sync_buffers (and
+    deprecates broadcast_buffers); older torch (the GPU image has 2.11) broadcast_buffers."""
+    if "forward_sync_buffers" in inspect.signature(DDP).parameters:
+        return dict(forward_sync_buffers=False)
+    return dict(broadcast_buffers=False)
+
+
 def compiled_graphs():
     """How many graphs torch.compile has compiled in this process (0 in eager runs)."""
     return counters["stats"]["unique_graphs"]
@@ -348,9 +358,8 @@ def train(cfg, d, stop, folder, on_exit):
         torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams
     # fullgraph: a graph break is an error, not a silent slow path (the model compiles whole)
     eval_model = torch.compile(raw_model, fullgraph=True) if use_compile else raw_model
-    # broadcast_buffers=False: the buffers (byte table, causal mask) are constant, the same on every rank
     model = DDP(eval_model, device_ids=[torch.device(d.device).index] if d.device_type == "cuda" else None,
-                broadcast_buffers=False) if d.distributed else eval_model
+                **no_forward_buffer_sync()) if d.distributed else eval_model
 
     param_counts = raw_model.param_counts()
     run_config = dict(dataclasses.asdict(cfg), **provenance(d), world_size=d.world_size,
