@@ -45,6 +45,15 @@ def resolve_dtype(dtype, device):
     return dtype
 
 
+def host_to_device(tensor, device):
+    """tensor (on the CPU) on device. To CUDA it goes through pinned memory without blocking the
+    host, so the copy overlaps the compute queued before it (the stream orders it before any use);
+    on the CPU it is returned as it is."""
+    if device_type(device) != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def autocast_context(device, dtype):
     """bf16 autocast for dtype "bfloat16", nothing for "float32"."""
     if resolve_dtype(dtype, device) == "float32":

@@ -278,10 +278,17 @@ def strict_record(record):
 
 class RunLog:
     """<log_dir>/<run_name>/: config.json, log.jsonl (appended, one strict-JSON object per line),
-    summary.json. Only rank 0 writes (enabled). wandb is imported only when cfg.wandb_log."""
+    summary.json. Only rank 0 writes (enabled). wandb is imported only when cfg.wandb_log.
+
+    write() only buffers a record (no file I/O on the training step's path); flush() appends the
+    buffered lines in one write. train.py flushes every log_interval steps, after each eval,
+    before each checkpoint (so a checkpoint's steps are on disk before it exists: a kill -9
+    loses only steps that the resume recomputes), at a stop signal and on any exit; finish()
+    flushes too.
+    """
 
     def __init__(self, folder, cfg, run_config, enabled):
-        self.dir, self.enabled, self.wandb = folder.log_dir, enabled, None
+        self.dir, self.enabled, self.wandb, self.pending = folder.log_dir, enabled, None, []
         if not enabled:
             return
         self.path = self.dir / "log.jsonl"
@@ -292,20 +299,29 @@ class RunLog:
             self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_name, config=run_config)
 
     def write(self, record):
+        """Buffer one record (a dict of JSON values; NaN / Infinity become null); see flush()."""
         if not self.enabled:
             return
-        line = json.dumps(strict_record(record), allow_nan=False) + "\n"
+        self.pending.append(json.dumps(strict_record(record), allow_nan=False) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(record)
+
+    def flush(self):
+        """Append the buffered records to log.jsonl. Raises UserError on a full disk (the lines
+        of this flush are dropped then; a torn last line is cut at the next start)."""
+        if not self.enabled or not self.pending:
+            return
+        lines, self.pending = "".join(self.pending), []
         try:
             with open(self.path, "a") as f:
-                f.write(line)
+                f.write(lines)
         except OSError as err:
             if err.errno in DISK_FULL_ERRNOS:
                 raise disk_full_error(self.path) from None
             raise
-        if self.wandb is not None:
-            self.wandb.log(record)
 
     def finish(self, summary):
+        self.flush()
         if not self.enabled:
             return
         atomic_write_json(self.dir / "summary.json", strict_record(summary))

@@ -11,25 +11,30 @@ SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exit
 (errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
 """
 import dataclasses
+import inspect
 import math
 import os
+import socket
+import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch._dynamo.utils import counters
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from data.sampler import TrainBatches
 from data.shards import check_data_dir
-from devices import autocast_context, device_type, resolve_dtype
+from devices import autocast_context, device_type, host_to_device, resolve_dtype
 from errors import Preempted, UserError, run_main
 from model import GPT, KRONECKER_EMBEDDINGS, GPTConfig
 from run_folder import RunFolder, RunLog
-from stop_signals import StopSignals
+from stop_signals import StopSignals, signal_name
 from tokenizer import get_tokenizer
 from train_config import load_config
 from validation import evaluate, load_val_tokens
@@ -44,6 +49,7 @@ class Dist:
     local_rank: int
     world_size: int
     device: str
+    distributed: bool  # a process group and DDP: launched by torchrun, even with one process
 
     @property
     def master(self):
@@ -55,21 +61,42 @@ class Dist:
 
 
 def setup_distributed(cfg):
-    """Rank, world size and device from torchrun's environment (nccl on CUDA, gloo on CPU)."""
+    """Rank, world size and device from torchrun's environment, and the process group of
+    cfg.dist_backend (auto: nccl on CUDA, gloo on CPU). Rank r of a node takes cuda:LOCAL_RANK;
+    under gloo, ranks beyond the GPU count share GPUs (gpu_check runs 2 ranks on one GPU so).
+    Under torchrun (WORLD_SIZE set) the process group and DDP are used even for one process, so
+    a one-GPU run goes the multi-GPU path (gpu_check's nccl phase).
+
+    Raises UserError for CUDA asked for but absent, an explicit cuda:N with several processes,
+    nccl without CUDA, and more ranks per node than GPUs under nccl.
+    """
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and cfg.device.startswith("cuda:"):
+        raise UserError(f"device={cfg.device} names one GPU but {world} processes run; use --device=cuda "
+                        "(each rank takes cuda:LOCAL_RANK; choose GPUs with CUDA_VISIBLE_DEVICES)")
     wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     if wants_cuda and not torch.cuda.is_available():
         raise UserError(f"device={cfg.device} but CUDA is not available; use --device=cpu")
     if cfg.device not in ("auto", "cpu") and not wants_cuda:
         raise UserError(f"device={cfg.device!r} is not supported; use auto, cpu, cuda or cuda:N")
-    device = (f"cuda:{local}" if cfg.device in ("auto", "cuda") else cfg.device) if wants_cuda else "cpu"
+    backend = cfg.dist_backend if cfg.dist_backend != "auto" else "nccl" if wants_cuda else "gloo"
+    if backend == "nccl" and not wants_cuda:
+        raise UserError("dist_backend=nccl needs CUDA; use --dist_backend=gloo (or auto) on CPU")
+    device = "cpu"
     if wants_cuda:
+        n_gpus = torch.cuda.device_count()
+        if world > 1 and backend == "nccl" and local >= n_gpus:
+            raise UserError(f"local rank {local} has no GPU of its own ({n_gpus} visible) and nccl needs "
+                            "one per process; lower --nproc_per_node, or --dist_backend=gloo to share GPUs")
+        device = cfg.device if cfg.device.startswith("cuda:") else f"cuda:{local % n_gpus}"
         torch.cuda.set_device(device)
         torch.set_float32_matmul_precision("high")
-    if world > 1:
-        dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
-    return Dist(rank, local, world, device)
+    distributed = "WORLD_SIZE" in os.environ
+    if distributed:  # device_id binds NCCL's communicator to our GPU at once (gloo has no use for it)
+        dist.init_process_group(backend=backend,
+                                device_id=torch.device(device) if backend == "nccl" else None)
+    return Dist(rank, local, world, device, distributed)
 
 
 def grad_accum_steps(cfg, world_size):
@@ -142,12 +169,47 @@ def rank0_decides(d, decide):
     return value
 
 
-def git_commit():
+def git(*args):
+    """git's stdout in the repo, stripped; None without git or outside a repository."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
     except OSError:
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(d):
+    """Where and with what a run ran, for config.json: code, library and driver versions, host."""
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    cuda = d.device_type == "cuda"
+    return dict(git_commit=git("rev-parse", "HEAD") or None,
+                git_dirty=None if dirty is None else bool(dirty),
+                torch_version=torch.__version__, cuda_version=torch.version.cuda,
+                cudnn_version=torch.backends.cudnn.version() if cuda else None,
+                nccl_version=".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
+                device_names=gather(torch.cuda.get_device_name(d.device) if cuda else "cpu", d),
+                hostname=socket.gethostname(), slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+
+
+def no_forward_buffer_sync():
+    """DDP's option to skip broadcasting the buffers before every forward: ours (byte table, causal
+    mask) are constant and equal on every rank. torch >= 2.13 calls it forward_sync_buffers (and
+    deprecates broadcast_buffers); older torch (the GPU image has 2.11) broadcast_buffers."""
+    if "forward_sync_buffers" in inspect.signature(DDP).parameters:
+        return dict(forward_sync_buffers=False)
+    return dict(broadcast_buffers=False)
+
+
+def compiled_graphs():
+    """How many graphs torch.compile has compiled in this process (0 in eager runs)."""
+    return counters["stats"]["unique_graphs"]
+
+
+def device_batch(batches, step, micro, cfg, d):
+    """Micro-batch (x, y) of `step` on the device, int64 (micro_batch_size, block_size); on CUDA
+    copied from pinned memory without blocking (devices.host_to_device)."""
+    x, y = batches.micro_batch(step, micro, d.rank, d.world_size, cfg.micro_batch_size)
+    return host_to_device(x, d.device), host_to_device(y, d.device)
 
 
 def build_model(cfg, ckpt, ckpt_path):
@@ -209,34 +271,51 @@ def combine_hellaswag(parts):
     return fields
 
 
-def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, autocast_ctx):
-    """One optimiser step; returns (mean train loss over the whole step, grad norm, lr).
+def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, autocast_ctx, stop):
+    """One optimiser step; returns (mean train loss over the whole step, grad norm, lr, the stop
+    signal any rank has received by now or None).
 
-    The update is skipped when the loss or the gradient norm is not finite.
+    The host waits for the device once per step: loss, grad norm and the ranks' agreed stop
+    signal come back in one .tolist() (the all-reduces before it do not block the host). The
+    next micro-batch is read while the current one computes. The update is skipped when the loss
+    or the gradient norm is not finite.
     """
     lr = get_lr(step, cfg)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     loss_sum = torch.zeros((), device=d.device)
+    x, y = device_batch(batches, step, 0, cfg, d)
     for micro in range(grad_accum):
-        x, y = batches.micro_batch(step, micro, d.rank, d.world_size, cfg.micro_batch_size)
-        x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-        if d.world_size > 1:  # all-reduce the gradients only on the last micro-step
+        if d.distributed:  # all-reduce the gradients only on the last micro-step
             model.require_backward_grad_sync = micro == grad_accum - 1
         with autocast_ctx:
             _, loss = model(x, y)
+        if micro + 1 < grad_accum:  # the forward is queued: read and copy the next batch meanwhile
+            x, y = device_batch(batches, step, micro + 1, cfg, d)
         loss = loss / grad_accum
         loss_sum += loss.detach()
         loss.backward()
-    if d.world_size > 1:
+    stop_flag = torch.full((), float(stop.received or 0), device=d.device)  # 0: no signal
+    if d.distributed:
         dist.all_reduce(loss_sum)
         loss_sum /= d.world_size
+        dist.all_reduce(stop_flag, op=dist.ReduceOp.MAX)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)
-    train_loss, grad_norm = loss_sum.item(), grad_norm.item()
+    train_loss, grad_norm, stop_number = torch.stack([loss_sum, grad_norm.float(), stop_flag]).tolist()
     if math.isfinite(train_loss) and math.isfinite(grad_norm):
         optimizer.step()
-    return train_loss, grad_norm, lr
+    return train_loss, grad_norm, lr, signal_name(stop_number)
+
+
+def speed_figures(steady_dts, raw_model, cfg, grad_accum):
+    """Median step time, tokens/s and MFU of this process's steps that compiled nothing (the
+    compile steps are marked "compile_step" in the log), for summary.json; {} if there were none."""
+    if not steady_dts:
+        return {}
+    dt = statistics.median(steady_dts)
+    return dict(steady_steps=len(steady_dts), step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt,
+                mfu=raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, cfg.peak_flops))
 
 
 def save(step, raw_model, model_config, optimizer, batches, cfg, d, folder, attempt, wall_time_s,
@@ -266,10 +345,10 @@ def save(step, raw_model, model_config, optimizer, batches, cfg, d, folder, atte
 def main(argv=None):
     cfg = load_config(sys.argv[1:] if argv is None else argv)
     folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
-    with StopSignals() as stop:  # before anything slow: a signal at start-up still checkpoints
-        d = setup_distributed(cfg)
+    with StopSignals() as stop, ExitStack() as on_exit:  # before anything slow: a signal at
+        d = setup_distributed(cfg)                         # start-up still checkpoints
         try:
-            train(cfg, d, stop, folder)
+            train(cfg, d, stop, folder, on_exit)
             if d.world_size > 1:  # no rank tears gloo down while another still has work in flight
                 dist.barrier()
         finally:
@@ -278,7 +357,8 @@ def main(argv=None):
                 dist.destroy_process_group()
 
 
-def train(cfg, d, stop, folder):
+def train(cfg, d, stop, folder, on_exit):
+    """The run of main(); on_exit (an ExitStack) flushes the log however train() ends."""
     t_start = time.time()
     grad_accum = grad_accum_steps(cfg, d.world_size)
     rank0_decides(d, folder.lock)  # one process per run; a read-only or full folder stops here
@@ -324,19 +404,19 @@ def train(cfg, d, stop, folder):
         resumed_step = step
     else:
         torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams
-    eval_model = torch.compile(raw_model) if use_compile else raw_model
-    model = DDP(eval_model, device_ids=[d.local_rank] if d.device_type == "cuda" else None) \
-        if d.world_size > 1 else eval_model
+    # fullgraph: a graph break is an error, not a silent slow path (the model compiles whole)
+    eval_model = torch.compile(raw_model, fullgraph=True) if use_compile else raw_model
+    model = DDP(eval_model, device_ids=[torch.device(d.device).index] if d.device_type == "cuda" else None,
+                **no_forward_buffer_sync()) if d.distributed else eval_model
 
     param_counts = raw_model.param_counts()
-    run_config = dict(dataclasses.asdict(cfg), git_commit=git_commit(), world_size=d.world_size,
-                      device_names=gather(torch.cuda.get_device_name(d.device)
-                                          if d.device_type == "cuda" else "cpu", d),
+    run_config = dict(dataclasses.asdict(cfg), **provenance(d), world_size=d.world_size,
                       grad_accum_steps=grad_accum, param_counts=param_counts,
                       resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt)
     if d.master and ckpt is not None:
         folder.retire_summary()  # unfinished again until it finishes: no stale "finished": true
     log = RunLog(folder, cfg, run_config, enabled=d.master)
+    on_exit.callback(log.flush)  # a crash or Ctrl-C keeps the records logged so far
     if d.master:
         print(f"run {cfg.run_name}: {cfg.embedding}, world size {d.world_size}, grad accum "
               f"{grad_accum}, {dtype}, compile {use_compile}, device {d.device}")
@@ -344,6 +424,8 @@ def train(cfg, d, stop, folder):
         print(f"resuming from {ckpt_path} at step {step}" if ckpt else "starting from scratch")
     del ckpt  # free the checkpoint's copy of the weights
 
+    steady_dts = []  # seconds of the steps that compiled nothing: throughput and MFU figures
+    stop_signal = stop.agreed(d.device, d.world_size)  # one that came during start-up
     while True:
         last = step == cfg.max_steps
         tokens = step * cfg.total_batch_tokens
@@ -352,48 +434,56 @@ def train(cfg, d, stop, folder):
             val_loss = evaluate(eval_model, val_tokens, cfg.block_size, cfg.micro_batch_size,
                                 d.device, autocast_ctx, d.rank, d.world_size)
             log.write(dict(step=step, tokens=tokens, val_loss=val_loss, **raw_model.embedding_norms()))
+            log.flush()
             if d.master:
                 print(f"step {step:6d} | val loss {val_loss:.4f}")
         if hellaswag and not saved_here and (step % cfg.hellaswag_interval == 0 or last):
             scores = hellaswag(raw_model, autocast_ctx)
             log.write(dict(step=step, tokens=tokens, **scores))
+            log.flush()
             if d.master:
                 print(f"step {step:6d} | hellaswag acc_norm {scores['hellaswag_acc_norm']:.4f} "
                       f"({scores['hellaswag_n']} examples)")
         if not saved_here and step > 0 and is_checkpoint_step(step, cfg):
+            log.flush()  # the log covers every step of a checkpoint before it exists
             ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, folder,
                              start.attempt, wall_before + time.time() - t_start, val_loss, ckpt_path)
             saved_here = True
         if last:
             break
-        signal_name = stop.agreed(d.device, d.world_size)  # after each optimiser step, all ranks
-        if signal_name:
+        if stop_signal:  # agreed by all ranks in the last train_step (or at start-up)
+            log.flush()
             if not saved_here:
                 ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, folder,
                                  start.attempt, wall_before + time.time() - t_start, val_loss,
                                  ckpt_path)
-            raise Preempted(f"stopped by {signal_name} at step {step}; checkpoint {ckpt_path}; "
+            raise Preempted(f"stopped by {stop_signal} at step {step}; checkpoint {ckpt_path}; "
                             "rerun the same command to resume" if d.master else "")
-        t0 = time.time()
-        train_loss, grad_norm, lr = train_step(step, model, raw_model, optimizer, batches, cfg, d,
-                                               grad_accum, autocast_ctx)
+        t0, graphs_before = time.time(), compiled_graphs()
+        train_loss, grad_norm, lr, stop_signal = train_step(step, model, raw_model, optimizer, batches,
+                                                            cfg, d, grad_accum, autocast_ctx, stop)
         if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
             raise UserError(f"non-finite training loss {train_loss} (grad norm {grad_norm}) at step "
                             f"{step + 1}; stopped without updating; the last good checkpoint is "
                             f"{ckpt_path or 'none'} (try a lower max_lr, then --resume=auto)")
-        if d.device_type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.time() - t0
+        dt = time.time() - t0  # train_step's one sync: this step's compute (and the last update)
         step += 1
         mfu = raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, cfg.peak_flops)
-        log.write(dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
-                       grad_norm=grad_norm, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt,
-                       mfu=mfu))
+        record = dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
+                      grad_norm=grad_norm, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
+        if compiled_graphs() > graphs_before:  # compilation inside the step: not a speed figure
+            record["compile_step"] = True
+        else:
+            steady_dts.append(dt)
+        log.write(record)
+        if step % cfg.log_interval == 0:
+            log.flush()
         if d.master and (step % cfg.log_interval == 0 or step == 1):
             print(f"step {step:6d} | loss {train_loss:.4f} | lr {lr:.2e} | norm {grad_norm:.3f} | "
                   f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | mfu {mfu:.1%}")
     log.finish(dict(final_step=step, final_val_loss=val_loss, tokens=step * cfg.total_batch_tokens,
-                    wall_time_s=wall_before + time.time() - t_start, finished=True))
+                    wall_time_s=wall_before + time.time() - t_start, finished=True,
+                    **speed_figures(steady_dts, raw_model, cfg, grad_accum)))
     if d.master:
         print(f"done: step {step}, val loss {val_loss:.4f}; logs in {log.dir}")
 

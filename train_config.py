@@ -87,6 +87,8 @@ class TrainConfig:
     device: str = "auto"                 # "auto" (cuda if available) | "cpu" | "cuda"
     dtype: str = "auto"                  # "auto" (bfloat16 on CUDA, float32 on CPU) | "bfloat16" | "float32"
     compile: Optional[bool] = None       # None -> torch.compile on CUDA only
+    dist_backend: str = "auto"           # "auto" (nccl on CUDA, gloo on CPU) | "nccl" | "gloo" (gloo
+                                         # also runs CUDA tensors: several ranks may share one GPU)
     peak_flops: float = 989e12           # per-device peak for MFU (H100/H200 dense bf16)
     wandb_log: bool = False
     wandb_project: str = "kronecker-nanogpt"
@@ -111,6 +113,7 @@ CHOICES = {
     "kronecker_mode": KRONECKER_MODES,
     "dtype": ("auto", "bfloat16", "float32"),
     "token_bytes": TOKEN_BYTES_MODES,
+    "dist_backend": ("auto", "nccl", "gloo"),
 }
 POSITIVE = ("pos_dim", "block_size", "vocab_size", "n_layer", "n_head", "n_embd",
             "total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from data.shards import load_split, val_too_short
+from devices import host_to_device
 from errors import UserError
 
 
@@ -29,7 +30,8 @@ def load_val_tokens(data_dir, val_tokens):
 
 @torch.no_grad()
 def evaluate(model, tokens, block_size, batch_size, device, autocast_ctx, rank=0, world_size=1):
-    """Mean next-token loss over every full block_size sequence of tokens."""
+    """Mean next-token loss (nats) over every full block_size sequence of tokens. The host waits
+    for the device once, for the final value; batches are copied without blocking on CUDA."""
     n_seq = (len(tokens) - 1) // block_size
     if n_seq == 0:
         raise UserError(f"the validation set ({len(tokens) - 1} tokens) is shorter than one "
@@ -42,8 +44,8 @@ def evaluate(model, tokens, block_size, batch_size, device, autocast_ctx, rank=0
     for start in range(0, len(mine), batch_size):
         seqs = mine[start:start + batch_size]
         rows = np.stack([tokens[i * block_size:(i + 1) * block_size + 1] for i in seqs])
-        x = torch.from_numpy(rows[:, :-1].astype(np.int64)).to(device)
-        y = torch.from_numpy(rows[:, 1:].astype(np.int64)).to(device)
+        x = host_to_device(torch.from_numpy(rows[:, :-1].astype(np.int64)), device)
+        y = host_to_device(torch.from_numpy(rows[:, 1:].astype(np.int64)), device)
         with autocast_ctx:
             _, loss = model(x, targets=y)
         loss_sum += loss.double() * y.numel()

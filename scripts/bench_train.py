@@ -3,8 +3,9 @@
 Builds one GPT per arm with the same config and the same batches of real text, then times
 optimiser steps in alternation (A B C A B C ...), so that load on the machine hits every arm
 alike. Reports each arm's median step time, tokens/s and ratio to `bpe` (tied), and with
---compile the graph count, graph breaks (torch._dynamo.explain) and recompiles during the timed
-steps. On CUDA: bf16 autocast, torch.compile and MFU from GPT.estimate_mfu by default.
+--compile (fullgraph=True: a graph break is an error) the graphs compiled in the warm-up steps
+and the recompiles during the timed steps. On CUDA: bf16 autocast, torch.compile and MFU from
+GPT.estimate_mfu against the device's peak (bench_common.PEAK_BF16_FLOPS) by default.
 
 Presets: tiny (tests), cpu (2 layers, width 128, 8 x 128 tokens) and 124m (GPT-2 124M, 16 x 1024
 tokens per step; a GPU run).
@@ -17,10 +18,9 @@ import argparse
 import math
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import hardware, median, timed, token_ids
+from bench_common import hardware, median, peak_flops, timed, token_ids
 
 import torch
-import torch._dynamo
 from torch._dynamo.utils import counters
 
 from atomic import atomic_write_json
@@ -55,9 +55,10 @@ class Arm:
         self.raw = GPT(GPTConfig(**config, embedding=embedding, kronecker_mode=args.kronecker_mode))
         self.raw.to(args.device)
         self.optimizer = self.raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type(args.device))
-        self.model = torch.compile(self.raw, backend=args.compile_backend) if args.compile else self.raw
+        self.model = torch.compile(self.raw, backend=args.compile_backend, fullgraph=True) \
+            if args.compile else self.raw
         self.autocast = autocast_context(args.device, args.dtype)
-        self.times, self.losses, self.new_graphs = [], [], 0
+        self.times, self.losses, self.warmup_graphs, self.new_graphs = [], [], 0, 0
 
     def step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)
@@ -69,34 +70,28 @@ class Arm:
         return loss
 
 
-def explain(arm, x, y):
-    """(graphs, graph breaks, break reasons) of the arm's forward under torch._dynamo."""
-    with arm.autocast:
-        report = torch._dynamo.explain(arm.raw)(x, y)
-    torch._dynamo.reset()
-    return report.graph_count, report.graph_break_count, [str(b.reason) for b in report.break_reasons]
-
-
 def run(args):
     config = {k: v for k, v in PRESETS[args.preset].items() if k != "batch_size"}
     B, T = args.batch_size or PRESETS[args.preset]["batch_size"], config["block_size"]
     ids = token_ids(B * T * (args.warmup + args.steps) + 1, args.tokens_file, minimum=B * T + 1)
     data = [(x.to(args.device), y.to(args.device)) for x, y in batches(ids, B, T, args.warmup + args.steps)]
     arms = [Arm(e, config, args) for e in args.arms]
-    graphs = {a.name: explain(a, *data[0]) for a in arms} if args.compile else {}
     for i, (x, y) in enumerate(data):
         for arm in arms:
             before = counters["stats"]["unique_graphs"]
             loss = []
             dt = timed(lambda: loss.append(arm.step(x, y).item()), args.device)
+            new = counters["stats"]["unique_graphs"] - before
             if i >= args.warmup:
                 arm.times.append(dt)
-                arm.new_graphs += counters["stats"]["unique_graphs"] - before
+                arm.new_graphs += new
+            else:
+                arm.warmup_graphs += new
             arm.losses.append(loss[0])
-    return arms, graphs, B, T
+    return arms, B, T
 
 
-def report(arms, graphs, B, T, args):
+def report(arms, B, T, args):
     base = median(next(a for a in arms if a.name == "bpe").times) if "bpe" in args.arms else None
     rows = []
     for arm in arms:
@@ -104,12 +99,10 @@ def report(arms, graphs, B, T, args):
         row = dict(arm=arm.name, step_ms=1000 * t, tokens_per_s=B * T / t, vs_bpe=t / base if base else None,
                    first_loss=arm.losses[0], last_loss=arm.losses[-1],
                    param_counts=arm.raw.param_counts())
-        if args.device.startswith("cuda"):
+        if args.peak_flops:
             row["mfu"] = arm.raw.estimate_mfu(B, t, args.peak_flops)
-        if args.compile:
-            count, breaks, reasons = graphs[arm.name]
-            row.update(graphs=count, graph_breaks=breaks, break_reasons=reasons,
-                       recompiles_during_timed_steps=arm.new_graphs)
+        if args.compile:  # fullgraph=True: any graph break would have raised
+            row.update(graphs=arm.warmup_graphs, graph_breaks=0, recompiles_during_timed_steps=arm.new_graphs)
         if not all(math.isfinite(l) for l in arm.losses):
             raise UserError(f"arm {arm.name}: non-finite loss {arm.losses}; lower the learning rate")
         rows.append(row)
@@ -142,7 +135,8 @@ def get_args(argv):
     p.add_argument("--compile", choices=("auto", "true", "false"), default="auto", help="auto: on CUDA")
     p.add_argument("--compile-backend", default="inductor", help="e.g. aot_eager: traces without codegen")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bf16 on CUDA")
-    p.add_argument("--peak-flops", type=float, default=989e12, help="per-device peak for MFU (H100/H200 bf16)")
+    p.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU (default: the CUDA device's "
+                   "dense bf16 peak from bench_common.PEAK_BF16_FLOPS; none on CPU)")
     p.add_argument("--tokens-file", help=".bin shard or .npy of token ids (default: tokenise the FineWeb sample)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--json", help="also write the results here")
@@ -151,6 +145,7 @@ def get_args(argv):
     cuda = args.device.startswith("cuda")
     args.compile = cuda if args.compile == "auto" else args.compile == "true"
     args.dtype = resolve_dtype(args.dtype, args.device)
+    args.peak_flops = args.peak_flops or peak_flops(args.device)
     return args
 
 
@@ -160,14 +155,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.set_float32_matmul_precision("high")
-    arms, graphs, B, T = run(args)
-    rows = report(arms, graphs, B, T, args)
+    arms, B, T = run(args)
+    rows = report(arms, B, T, args)
     print(f"device: {hardware(args.device)}")
     print_table(rows, B, T, args)
     if args.json:
         atomic_write_json(args.json, dict(hardware=hardware(args.device), device=args.device, preset=args.preset,
                                    batch_size=B, block_size=T, dtype=args.dtype, compile=args.compile,
-                                   steps=args.steps, warmup=args.warmup, rows=rows))
+                                   steps=args.steps, warmup=args.warmup, peak_flops=args.peak_flops, rows=rows))
     return rows
 
 

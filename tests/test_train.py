@@ -182,3 +182,40 @@ def test_wandb_logging_works_offline(tmp_path, random_data, monkeypatch):
     train.main(tiny_args(tmp_path, random_data, wandb_log=True, max_steps=2))
     assert list((tmp_path / "wandb").glob("offline-run-*"))
     assert json.loads((tmp_path / "runs" / "run" / "summary.json").read_text())["finished"]
+
+
+@pytest.mark.parametrize("env, overrides, message", [
+    ({"WORLD_SIZE": "2"}, dict(device="cuda:1"), r"device=cuda:1 names one GPU but 2 processes run; use --device=cuda"),
+    ({}, dict(dist_backend="nccl"), r"dist_backend=nccl needs CUDA; use --dist_backend=gloo \(or auto\) on CPU"),
+])
+def test_device_and_backend_mistakes_stop_before_any_process_group(tmp_path, random_data, monkeypatch,
+                                                                   env, overrides, message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(train.dist, "init_process_group", lambda *a, **k: pytest.fail("group started"))
+    with pytest.raises(UserError, match=message):
+        train.main(tiny_args(tmp_path, random_data, **overrides))
+
+
+def test_config_json_records_provenance(tmp_path, random_data, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    train.main(tiny_args(tmp_path, random_data, max_steps=2, eval_interval=2))
+    config = json.loads((tmp_path / "runs" / "run" / "config.json").read_text())
+    assert config["torch_version"] == train.torch.__version__ and config["slurm_job_id"] == "4242"
+    assert config["hostname"] and isinstance(config["git_dirty"], (bool, type(None)))
+    assert {"cuda_version", "cudnn_version", "nccl_version", "git_commit"} <= set(config)
+    assert config["device_names"] == ["cpu"] and config["dist_backend"] == "auto"
+
+
+def test_buffered_log_records_survive_a_crash_between_flushes(tmp_path, random_data, monkeypatch):
+    real_step = train.train_step
+
+    def crash_at_step_5(step, *args):
+        if step == 5:
+            raise KeyboardInterrupt("killed")
+        return real_step(step, *args)
+
+    monkeypatch.setattr(train, "train_step", crash_at_step_5)
+    with pytest.raises(KeyboardInterrupt):  # log_interval 100: no periodic flush would come
+        train.main(tiny_args(tmp_path, random_data, max_steps=8, eval_interval=8, log_interval=100))
+    assert sorted(read_log(tmp_path)) == [(0, "eval")] + [(s, "train") for s in range(1, 6)]
