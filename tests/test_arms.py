@@ -160,7 +160,7 @@ def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
 
 @pytest.mark.parametrize("argv, message", [
     (["--embedding=kronecker", "--projection_weight_decay=false"],
-     "embedding=kronecker, wte_init_std=0.02, projection_weight_decay=False is none of the named arms .*--arm=NAME"),
+     "embedding=kronecker, wte_init_std=0.02, projection_weight_decay=False, token_bytes=exact is none of the named arms .*--arm=NAME"),
     (["--arm=bpe_untied_scaled", "--wte_init_std=0.5"],
      r"wte_init_std=0.5 \(from --wte_init_std=0.5\) contradicts arm=bpe_untied_scaled, which means wte_init_std=1.0"),
     (["--arm=kronecker", "--embedding=bpe"], "embedding=bpe .*contradicts arm=kronecker"),
@@ -170,7 +170,8 @@ def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
     (["--wte_init_std=0"], "'wte_init_std' must be positive"),
     (["--shuffle_seed=-1"], r"'shuffle_seed' must be in \[0, 2\*\*32 - 1\]"),
     (["--hellaswag_interval=-1"], "'hellaswag_interval' must be >= 0"),
-    (["--hellaswag_interval=10", "--vocab_size=256"], "hellaswag_interval needs GPT-2's vocabulary"),
+    (["--hellaswag_interval=10", "--tokenizer=r50k_base", "--vocab_size=50304"],
+     "hellaswag_interval needs tokenizer=gpt2"),
 ])
 def test_arm_knobs_that_cannot_apply_are_one_line_errors(argv, message):
     with pytest.raises(UserError, match=message) as err:
