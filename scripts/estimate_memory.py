@@ -30,6 +30,7 @@ left for the CUDA context, NCCL buffers, allocator fragmentation and compile wor
 """
 import argparse
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -66,8 +67,14 @@ def model_config(cfg):
 
 def meta_model(cfg):
     """GPT(cfg) on the meta device: parameter counts and FLOPs without allocating (or tokenizer:
-    the byte table only fills buffers, so empty bytes stand in for it)."""
-    config = model_config(cfg)
+    the byte table only fills buffers, so empty bytes stand in for it). Cached per model shape:
+    the Kronecker arm's byte encoding takes seconds on the meta device."""
+    return _meta_model(dataclasses.astuple(model_config(cfg)))
+
+
+@functools.lru_cache(maxsize=None)
+def _meta_model(fields):
+    config = GPTConfig(*fields)
     with torch.device("meta"):
         return GPT(config, token_bytes=[b""] * config.vocab_size)
 
