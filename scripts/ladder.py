@@ -96,7 +96,7 @@ def report_markdown(rows, beyond):
          "GPU-hours", "hours on 8 GPUs", "micro-batch", "memory/GPU"],
         [[r["label"], millions(r["input_side"]), millions(r["head"]) if r["head"] else "tied",
           millions(r["body"]), millions(r["total"]), f"{r['tokens'] / 1e9:.2f}B", f"{r['steps']:,}",
-          f"{r['max_lr']:g}", f"{r['gpu_hours']:,.0f}", f"{r['gpu_hours'] / WORLD_SIZE:,.1f}",
+          f"{r['max_lr']:g}", f"{r['gpu_hours']:,.1f}", f"{r['gpu_hours'] / WORLD_SIZE:,.2f}",
           str(r["micro_batch_size"]) + (" + ckpt" if r["activation_checkpointing"] else ""),
           f"{r['memory_gib']:.1f} GiB"] for r in rows])
     beyond_table = markdown_table(
