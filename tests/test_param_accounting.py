@@ -2,8 +2,22 @@
 import pytest
 
 from conftest import REPO_ROOT
+from errors import UserError
 from eval import param_accounting as acc
 from model import GPT, GPTConfig
+from tokenizer import get_tokenizer
+
+OFFLINE = {"gpt2", "r50k_base"}  # what the repo's tiktoken cache (../shared/tiktoken_cache) holds
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Only the cached tokenizers load, as on CI without network, whatever this machine reaches."""
+    def cached_only(name):
+        if name not in OFFLINE:
+            raise UserError(f"cannot load the {name} tokenizer: not cached, no network")
+        return get_tokenizer(name)
+    monkeypatch.setattr(acc, "get_tokenizer", cached_only)
 
 
 def test_reproduces_the_papers_38_6m_to_3_1m_at_gpt2_124m():
@@ -29,8 +43,29 @@ def test_formulas_match_the_models_own_parameter_count(embedding, pos_dim):
     assert counted == expected
 
 
-def test_committed_report_is_what_the_script_writes(tmp_path):
+def test_gpt2_row_comes_from_its_real_byte_table(offline):
+    row = acc.tokenizer_row("gpt2", 50_257)
+    assert (row["source"], row["n_vocab"], row["vocab"], row["longest"]) == ("byte table", 50_257, 50_304, 128)
+    # 72 GPT-2 tokens are longer than 16 bytes, 14 longer than 32 (python tokenizer.py)
+    assert row["percent_fit"][16] == pytest.approx(100 * (1 - 72 / 50_257))
+    assert row["percent_fit"][32] == pytest.approx(100 * (1 - 14 / 50_257))
+    assert row["percent_saved"][16] == pytest.approx(acc.percent_saved(50_304, 768, 16))
+
+
+@pytest.mark.parametrize("name, n_vocab, vocab", [("cl100k_base", 100_277, 100_288),
+                                                   ("o200k_base", 200_019, 200_064)])
+def test_a_tokenizer_that_cannot_load_falls_back_to_its_shape_and_says_so(offline, name, n_vocab, vocab):
+    row = acc.tokenizer_row(name, n_vocab)
+    assert (row["source"], row["n_vocab"], row["vocab"]) == ("shape", n_vocab, vocab)
+    assert "longest" not in row and "cannot load" in row["reason"]
+    assert row["percent_saved"][32] == pytest.approx(100 * (1 - 256 * 32 / vocab))
+    line = next(r for r in acc.tokenizers_table([row], acc.POS_DIMS).splitlines() if r.startswith(f"| {name}"))
+    assert "shape only (cannot load here)" in line and "—" in line
+
+
+def test_committed_report_is_what_the_script_writes(tmp_path, offline):
     acc.main(["--out", str(tmp_path)])
     written = (tmp_path / "param_accounting.md").read_text()
     assert "| GPT-2 124M (this repo, V padded to 50,304) | 50,304 | 768 | 38.6M | 3.1M |" in written
+    assert "| gpt2 | byte table | 50,257 | 50,304 | 128 bytes | 99.857% | 99.972% |" in written
     assert written == (REPO_ROOT / "results" / "param_accounting.md").read_text()
