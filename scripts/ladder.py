@@ -25,10 +25,11 @@ from estimate_memory import (AUTOCAST_COPY_BYTES, DDP_BUCKET_BYTES, GIB, GPU_GIB
 from errors import run_main  # noqa: E402  (estimate_memory put the repo root on sys.path)
 from eval.probe_common import write_report  # noqa: E402
 from eval.runs import markdown_table  # noqa: E402
-from model import EMBEDDINGS  # noqa: E402
 from train_config import load_config  # noqa: E402
 
 SIZES = ("124m", "350m", "774m", "1558m")
+ARMS = ("bpe", "bpe_untied", "kronecker")  # the paper's two arms and the untied control; the
+# other control arms (train_config.ARMS) have the Kronecker or untied arm's counts
 FRONTIER = "config/kronecker_frontier_124m.py"
 MFU = 0.40            # assumed model FLOPs utilisation (not measured: no GPU has run the ladder)
 WORLD_SIZE = 8        # one node of 8 H100s
@@ -41,9 +42,9 @@ BEYOND = (("GPT-3 2.7B shape", dict(n_layer=32, n_head=32, n_embd=2560)),
 def config_paths():
     """[(label, config path, extra --key=value)]: every ladder config, then the frontier's arms."""
     rows = [(f"{size.upper()} {arm}", f"config/{arm}_{size}.py", [])
-            for size in SIZES for arm in EMBEDDINGS]
+            for size in SIZES for arm in ARMS]
     rows += [(f"frontier (V 131,072, pos_dim 32) {arm}", FRONTIER, [f"--embedding={arm}"])
-             for arm in EMBEDDINGS]
+             for arm in ARMS]
     return rows
 
 

@@ -9,19 +9,20 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from model import EMBEDDINGS, GPT, GPTConfig
+from model import GPT, GPTConfig
 from train_config import load_config, read_config_file
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import estimate_memory as mem  # noqa: E402
 import ladder  # noqa: E402
+from ladder import ARMS  # noqa: E402
 from bench_common import AllocationTracker  # noqa: E402
 
 # GPT-2 (Radford et al. 2019) shapes and the GPT-3 Table 2.1 size each takes its LR and batch from
 SIZES = {"350m": dict(n_layer=24, n_embd=1024, n_head=16, max_lr=3.0e-4, batch=2**19),
          "774m": dict(n_layer=36, n_embd=1280, n_head=20, max_lr=2.5e-4, batch=2**19),
          "1558m": dict(n_layer=48, n_embd=1600, n_head=25, max_lr=2.0e-4, batch=2**20)}
-LADDER = [(size, arm) for size in SIZES for arm in EMBEDDINGS]
+LADDER = [(size, arm) for size in SIZES for arm in ARMS]
 FRONTIER = REPO_ROOT / "config" / "kronecker_frontier_124m.py"
 
 
@@ -55,7 +56,7 @@ def test_every_ladder_config_loads_with_gpt2s_shape_and_the_gpt3_recipe(size, ar
 @pytest.mark.parametrize("size", SIZES)
 def test_tokens_are_20_per_parameter_of_the_tied_bpe_model_for_every_arm(size):
     tied = closed_form("bpe", SIZES[size]["n_layer"], SIZES[size]["n_embd"], 50_304)["total"]
-    for arm in EMBEDDINGS:
+    for arm in ARMS:
         cfg = load(size, arm)
         assert cfg.max_steps == 20 * tied // cfg.total_batch_tokens
         assert 0 <= 20 * tied - cfg.max_steps * cfg.total_batch_tokens < cfg.total_batch_tokens
@@ -63,8 +64,8 @@ def test_tokens_are_20_per_parameter_of_the_tied_bpe_model_for_every_arm(size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_the_three_arms_of_a_size_differ_only_in_embedding(size):
-    files = {arm: read_config_file(REPO_ROOT / "config" / f"{arm}_{size}.py") for arm in EMBEDDINGS}
-    assert {arm: values.pop("embedding") for arm, values in files.items()} == {a: a for a in EMBEDDINGS}
+    files = {arm: read_config_file(REPO_ROOT / "config" / f"{arm}_{size}.py") for arm in ARMS}
+    assert {arm: values.pop("embedding") for arm, values in files.items()} == {a: a for a in ARMS}
     assert files["bpe"] == files["bpe_untied"] == files["kronecker"]
 
 
@@ -72,7 +73,7 @@ def test_frontier_config_is_the_papers_4_5_mb_setting():
     cfg = load_config([str(FRONTIER)])
     assert (cfg.embedding, cfg.pos_dim, cfg.vocab_size, cfg.tokenizer) == ("kronecker", 32, 131_072, "cl100k_base")
     assert cfg.vocab_size * (cfg.pos_dim + 2) == 4_456_448  # the paper's 4.5 MB byte buffer
-    for arm in EMBEDDINGS:  # the sweep runs it with --embedding=<arm>
+    for arm in ARMS:  # the sweep runs it with --embedding=<arm>
         assert load_config([str(FRONTIER), f"--embedding={arm}"]).embedding == arm
 
 
@@ -87,7 +88,7 @@ def test_committed_ladder_table_has_the_closed_form_counts_of_every_config():
         assert r["fits"]
 
 
-@pytest.mark.parametrize("size, arm", [("350m", a) for a in EMBEDDINGS] + [("1558m", "bpe_untied")])
+@pytest.mark.parametrize("size, arm", [("350m", a) for a in ARMS] + [("1558m", "bpe_untied")])
 def test_meta_device_model_counts_equal_the_closed_form(size, arm):
     cfg = load(size, arm)
     counts = mem.meta_model(cfg).param_counts()
