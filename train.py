@@ -253,9 +253,11 @@ def hellaswag_evaluator(cfg, d):
     from eval import hellaswag  # tqdm and the scorer, loaded only when the in-loop eval is on
     path = rank0_decides(d, lambda: str(hellaswag.ensure_data(cfg.hellaswag_dir)))
     mine = hellaswag.load_examples(path)[d.rank::d.world_size]
+    tokenizer = get_tokenizer(cfg.tokenizer)
 
     def evaluate_hellaswag(model, autocast_ctx):
-        part = hellaswag.hellaswag_accuracy(model, mine, d.device, autocast_ctx) if mine else dict(n=0)
+        part = hellaswag.hellaswag_accuracy(model, mine, d.device, autocast_ctx, tokenizer=tokenizer) \
+            if mine else dict(n=0)
         return combine_hellaswag(gather(part, d))
     return evaluate_hellaswag
 

@@ -334,9 +334,6 @@ def check_knobs(cfg):
     if not kronecker and not cfg.projection_weight_decay:
         raise UserError(f"'projection_weight_decay' is about the Kronecker projection; embedding="
                         f"{cfg.embedding} has none (its table is decayed, as in build-nanogpt); drop it")
-    if cfg.hellaswag_interval and cfg.tokenizer != "gpt2":
-        raise UserError(f"hellaswag_interval needs tokenizer=gpt2 (eval/hellaswag.py scores GPT-2 "
-                        f"token ids), got tokenizer={cfg.tokenizer}; set hellaswag_interval=0")
 
 
 def arm_settings(arm):

@@ -1,7 +1,8 @@
 """HellaSwag validation accuracy of train.py checkpoints, scored as build-nanogpt's hellaswag.py does.
 
-Each example is a context and 4 endings; each ending is the row context + " " + ending (GPT-2
-tokens), and only the ending's tokens are scored. Per example: the ending with the lowest summed
+Each example is a context and 4 endings; each ending is the row context + " " + ending, in the
+tokens of the checkpoint's own tokenizer (GPT-2's for build-nanogpt's numbers), and only the
+ending's tokens are scored. Per example: the ending with the lowest summed
 loss is the `acc` prediction, the one with the lowest mean loss per token the `acc_norm`
 prediction (build-nanogpt reports acc_norm: 2967/10042 = 29.55% for GPT-2 124M). Also reported:
 the completion-only loss, the mean per-token loss (nats) of the correct ending given its context.
@@ -15,7 +16,7 @@ put the file there by hand.
     python -m eval.hellaswag out/bpe_s1337/ckpt_004768.pt out/kronecker_s1337/ckpt_004768.pt --out results/hellaswag.json
     python -m eval.hellaswag CKPT --limit 500          # the first 500 examples only
 
-In a training loop: `hellaswag_accuracy(model, load_examples(path), device)`.
+In a training loop: `hellaswag_accuracy(model, load_examples(path), device, tokenizer=...)`.
 """
 import argparse
 import json
@@ -34,7 +35,7 @@ from errors import UserError, run_main
 from eval.outputs import report_file, write_json
 from eval.runs import markdown_table
 from model import GPT
-from tokenizer import GPT2_VOCAB, get_encoding
+from tokenizer import DEFAULT_TOKENIZER, get_tokenizer
 
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
 FILE_NAME = "hellaswag_val.jsonl"
@@ -131,16 +132,18 @@ def ending_losses(model, tokens, mask, autocast_ctx):
 
 
 @torch.no_grad()
-def hellaswag_accuracy(model, examples, device, autocast_ctx=None, progress=False):
+def hellaswag_accuracy(model, examples, device, autocast_ctx=None, progress=False, tokenizer=None):
     """Accuracy of a GPT on HellaSwag examples (dicts with ctx, label, endings), as build-nanogpt.
 
     Returns dict(n, acc, acc_norm (fractions), completion_loss (mean nats per token of the correct
     ending), n_cut (examples with a row cut to block_size)). The model's mode is restored.
-    Raises UserError for a model whose vocabulary is not GPT-2's.
+    tokenizer: the tokenizer.Tokenizer the model was trained with (default GPT-2's).
+    Raises UserError for a model whose vocabulary is smaller than the tokenizer's.
     """
-    if model.config.vocab_size < GPT2_VOCAB:
-        raise UserError(f"HellaSwag needs the GPT-2 vocabulary; this model has vocab_size {model.config.vocab_size}")
-    enc, autocast_ctx = get_encoding(), autocast_ctx or nullcontext()
+    enc, autocast_ctx = tokenizer or get_tokenizer(), autocast_ctx or nullcontext()
+    if model.config.vocab_size < enc.n_vocab:
+        raise UserError(f"HellaSwag is encoded with tokenizer {enc.name} ({enc.n_vocab:,} ids) but this "
+                        f"model has vocab_size {model.config.vocab_size}; pass the model's own tokenizer")
     was_training = model.training
     model.eval()
     correct = correct_norm = cut_count = 0
@@ -163,8 +166,11 @@ def hellaswag_accuracy(model, examples, device, autocast_ctx=None, progress=Fals
 def score(path, examples, device, dtype):
     checkpoint = load_checkpoint(path)
     model = GPT.from_checkpoint(checkpoint, map_location=device)
-    result = hellaswag_accuracy(model, examples, device, autocast_context(device, dtype), progress=True)
-    seed = (checkpoint.get("train_config") or {}).get("seed")
+    train_config = checkpoint.get("train_config") or {}
+    tokenizer = get_tokenizer(train_config.get("tokenizer", DEFAULT_TOKENIZER))  # older: GPT-2's
+    result = hellaswag_accuracy(model, examples, device, autocast_context(device, dtype), progress=True,
+                                tokenizer=tokenizer)
+    seed = train_config.get("seed")
     return dict(checkpoint=str(path), embedding=model.config.embedding, seed=seed, step=checkpoint.get("step"),
                 **result)
 

@@ -170,8 +170,6 @@ def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
     (["--wte_init_std=0"], "'wte_init_std' must be positive"),
     (["--shuffle_seed=-1"], r"'shuffle_seed' must be in \[0, 2\*\*32 - 1\]"),
     (["--hellaswag_interval=-1"], "'hellaswag_interval' must be >= 0"),
-    (["--hellaswag_interval=10", "--tokenizer=r50k_base", "--vocab_size=50304"],
-     "hellaswag_interval needs tokenizer=gpt2"),
 ])
 def test_arm_knobs_that_cannot_apply_are_one_line_errors(argv, message):
     with pytest.raises(UserError, match=message) as err:

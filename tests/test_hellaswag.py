@@ -118,8 +118,26 @@ def test_a_damaged_data_file_is_one_line(tmp_path, line, message):
 def test_limit_and_a_model_without_the_gpt2_vocabulary(tmp_path, capsys):
     assert len(hellaswag.load_examples(write_fixture(tmp_path), limit=2)) == 2
     small = GPT(GPTConfig(block_size=16, n_layer=1, n_head=2, n_embd=16, vocab_size=128))
-    with pytest.raises(UserError, match="needs the GPT-2 vocabulary"):
+    with pytest.raises(UserError, match="model has vocab_size 128; pass the model's own tokenizer"):
         hellaswag.hellaswag_accuracy(small, EXAMPLES, "cpu")
     with pytest.raises(SystemExit):
         run_main(lambda: hellaswag.main(["x.pt", "--limit", "0"]))
     assert "--limit must be >= 1" in capsys.readouterr().err
+
+
+class ByteTokenizer:
+    """A stand-in tokenizer (one id per UTF-8 byte) for a model that was not trained on GPT-2 ids."""
+    name, n_vocab = "bytes", 256
+
+    @staticmethod
+    def encode_ordinary(text):
+        return list(text.encode("utf-8"))
+
+
+def test_examples_are_encoded_with_the_models_own_tokenizer():
+    ctx = EXAMPLES[0]["ctx"].encode("utf-8")
+    tokens, mask, _ = hellaswag.render_example(EXAMPLES[0], ByteTokenizer(), block_size=512)
+    assert tokens[0, :len(ctx)].tolist() == list(ctx) and int(tokens.max()) < 256
+    model = GPT(GPTConfig(block_size=512, n_layer=1, n_head=2, n_embd=16, vocab_size=256))
+    result = hellaswag.hellaswag_accuracy(model, EXAMPLES, "cpu", tokenizer=ByteTokenizer())
+    assert result["n"] == len(EXAMPLES) and 0.0 <= result["acc_norm"] <= 1.0
