@@ -34,6 +34,18 @@ def read_log(tmp_path, run_name="run"):
     return records
 
 
+def crash_train_step_at(crash_step, monkeypatch):
+    """Make train.train_step die like a killed process (KeyboardInterrupt) when it reaches crash_step."""
+    real_step = train.train_step
+
+    def crashing(step, *args):
+        if step == crash_step:
+            raise KeyboardInterrupt("killed")
+        return real_step(step, *args)
+
+    monkeypatch.setattr(train, "train_step", crashing)
+
+
 @pytest.fixture
 def random_data(tmp_path):
     rng = np.random.default_rng(0)
@@ -78,17 +90,10 @@ def test_a_run_writes_config_log_summary_and_checkpoints(tmp_path, random_data):
 
 def test_kill_and_resume_reproduces_the_uninterrupted_losses_exactly(tmp_path, random_data, monkeypatch):
     train.main(tiny_args(tmp_path, random_data, run_name="straight"))
-    real_step = train.train_step
-
-    def crash_at_step_4(step, *args):
-        if step == 4:
-            raise KeyboardInterrupt("killed")
-        return real_step(step, *args)
-
-    monkeypatch.setattr(train, "train_step", crash_at_step_4)
+    crash_train_step_at(4, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.main(tiny_args(tmp_path, random_data, run_name="killed"))
-    monkeypatch.setattr(train, "train_step", real_step)
+    monkeypatch.undo()
     assert not (tmp_path / "runs" / "killed" / "summary.json").exists()
     train.main(tiny_args(tmp_path, random_data, run_name="killed", resume="auto"))
     straight, resumed = read_log(tmp_path, "straight"), read_log(tmp_path, "killed")
@@ -208,14 +213,7 @@ def test_config_json_records_provenance(tmp_path, random_data, monkeypatch):
 
 
 def test_buffered_log_records_survive_a_crash_between_flushes(tmp_path, random_data, monkeypatch):
-    real_step = train.train_step
-
-    def crash_at_step_5(step, *args):
-        if step == 5:
-            raise KeyboardInterrupt("killed")
-        return real_step(step, *args)
-
-    monkeypatch.setattr(train, "train_step", crash_at_step_5)
+    crash_train_step_at(5, monkeypatch)
     with pytest.raises(KeyboardInterrupt):  # log_interval 100: no periodic flush would come
         train.main(tiny_args(tmp_path, random_data, max_steps=8, eval_interval=8, log_interval=100))
     assert sorted(read_log(tmp_path)) == [(0, "eval")] + [(s, "train") for s in range(1, 6)]
