@@ -6,14 +6,16 @@
 #   bash scripts/quickstart.sh --max_steps=10  # extra --key=value arguments go to train.py
 #
 # Prepares a small FineWeb-Edu slice, trains config/quickstart.py for the bpe and kronecker arms,
-# then runs the eval scripts. Tables and plots go to $OUT (default results/quickstart), shards to
-# $DATA_DIR (default data/quickstart), checkpoints to out/quickstart. Offline, when
-# ../shared/ exists beside the repo, its FineWeb-Edu sample and tiktoken cache are used.
+# then runs the eval scripts. Tables, plots and run logs go to $OUT (default out/quickstart, which
+# git ignores, so a rerun continues there and the tree stays clean), shards to $DATA_DIR (default
+# data/quickstart), checkpoints to $CKPT_DIR (default out/quickstart/ckpt). results/quickstart/
+# holds the committed reference output to compare with. Offline, when ../shared/ exists beside
+# the repo, its FineWeb-Edu sample and tiktoken cache are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-results/quickstart}
+OUT=${OUT:-out/quickstart}
 DATA_DIR=${DATA_DIR:-data/quickstart}
-CKPT_DIR=${CKPT_DIR:-out/quickstart}
+CKPT_DIR=${CKPT_DIR:-out/quickstart/ckpt}
 SEED=${SEED:-1337}
 SHARED_SAMPLE=../shared/data/fineweb_edu_sample/sample.jsonl
 if [ -z "${DATA_FILES:-}" ] && [ -f "$SHARED_SAMPLE" ]; then DATA_FILES=$SHARED_SAMPLE; fi
@@ -49,6 +51,7 @@ python -m eval.val_loss "${checkpoints[@]}" --out "$OUT/val_loss.json"
 
 echo
 echo "Done. Results in $OUT/: summary.md, summary.csv, *.png, val_loss.json, runs/<arm>_s$SEED/log.jsonl"
+echo "Reference output of the default settings, to compare with: results/quickstart/ (committed)."
 echo "What this shows: the pipeline runs end to end. A 4-layer model trained on ~100K tokens with"
 echo "one seed cannot tell which embedding is better; the paper's claim is about 124M models on"
 echo "2.5B tokens over 3 seeds (see README: CPU mini-study and the paper runs)."

@@ -28,3 +28,15 @@ def test_quickstart_runs_end_to_end_at_a_minimal_size(tmp_path):
         assert summary["final_step"] == 3
         # eval.val_loss scores the final checkpoint on the same fixed set train.py used
         assert rescored[arm]["val_loss"] == pytest.approx(summary["final_val_loss"], abs=1e-5)
+
+
+def test_its_default_outputs_are_ignored_by_git_so_a_fresh_clone_trains_and_stays_clean():
+    script = (REPO_ROOT / "scripts" / "quickstart.sh").read_text()
+    defaults = dict(line.split("=", 1) for line in script.splitlines()
+                    if line.startswith(("OUT=", "CKPT_DIR=")))
+    paths = [defaults["OUT"].removeprefix("${OUT:-").rstrip("}") + "/runs/bpe_s1337/summary.json",
+             defaults["CKPT_DIR"].removeprefix("${CKPT_DIR:-").rstrip("}") + "/bpe_s1337/ckpt_000060.pt"]
+    tracked = subprocess.run(["git", "ls-files", "--", *paths], cwd=REPO_ROOT, capture_output=True, text=True)
+    ignored = [subprocess.run(["git", "check-ignore", "-q", "--no-index", p], cwd=REPO_ROOT).returncode == 0
+               for p in paths]
+    assert tracked.stdout == "" and all(ignored), paths
