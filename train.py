@@ -11,6 +11,7 @@ SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exit
 (errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
 """
 import dataclasses
+import gc
 import inspect
 import math
 import os
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -344,6 +346,18 @@ def save(step, raw_model, model_config, optimizer, batches, cfg, d, folder, atte
     return checkpoint_path(folder.ckpt_dir, step)
 
 
+def release_frames(err):
+    """Free what the frames of err's traceback hold (the DDP model, whose reducer holds the process
+    group) while the interpreter is fully alive.
+
+    Otherwise a stopped or failed run keeps them until interpreter exit, where freeing the reducer
+    destroys a gloo group whose worker thread waits for the GIL that the exiting main thread holds:
+    a hang seen on a preempted 2-rank run. The traceback's lines still print.
+    """
+    traceback.clear_frames(err.__traceback__)
+    gc.collect()  # modules sit in reference cycles: free them now, not at exit
+
+
 def main(argv=None):
     cfg = load_config(sys.argv[1:] if argv is None else argv)
     folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
@@ -353,6 +367,9 @@ def main(argv=None):
             train(cfg, d, stop, folder, on_exit)
             if d.world_size > 1:  # no rank tears gloo down while another still has work in flight
                 dist.barrier()
+        except BaseException as err:
+            release_frames(err)
+            raise
         finally:
             folder.unlock()
             if dist.is_initialized():

@@ -1,12 +1,16 @@
 """Stop signals: SIGTERM / SIGUSR1 checkpoint at the current step and exit 75; the resumed run is
 bit-exact with an uninterrupted one, on 1 and 2 processes; Ctrl-C still exits at once."""
+import gc
 import os
 import signal
 import socket
 import subprocess
 import sys
+import traceback
 
 import pytest
+import torch
+from torch.nn.parallel import DistributedDataParallel
 
 import train
 from conftest import REPO_ROOT
@@ -116,3 +120,19 @@ def test_sigterm_to_one_of_two_gloo_ranks_stops_both_and_the_rerun_is_bit_exact(
     assert err1.strip() == ""
     assert [rc for rc, _, _ in run_two_ranks(args, plain)] == [0, 0]
     assert_same_curves(read_log(tmp_path, "straight"), read_log(tmp_path, "stopped"))
+
+
+def test_a_stopped_distributed_run_frees_its_ddp_model_before_the_process_group_is_destroyed(
+        tmp_path, random_data, monkeypatch):
+    # A DDP model still alive at interpreter exit destroys its gloo group there, where gloo's worker
+    # thread can deadlock on the GIL (seen as a hang of a preempted 2-rank run): main() frees it.
+    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(key, value)
+    signal_at_step(monkeypatch, signal.SIGTERM, at_step=2)
+    with pytest.raises(Preempted) as stopped:
+        train.main(tiny_args(tmp_path, random_data))
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+    assert alive == [] and not torch.distributed.is_initialized()
+    assert ", in train\n" in "".join(traceback.format_tb(stopped.value.__traceback__))  # still printable
