@@ -443,6 +443,12 @@ def train(cfg, d, stop, folder, on_exit):
         print(f"resuming from {ckpt_path} at step {step}" if ckpt else "starting from scratch")
     del ckpt  # free the checkpoint's copy of the weights
 
+    def checkpoint_now():
+        """Save the current step (the log first covers every step up to it); its path."""
+        log.flush()
+        return save(step, raw_model, model_config, optimizer, batches, cfg, d, folder, start.attempt,
+                    wall_before + time.time() - t_start, val_loss, ckpt_path)
+
     steady_dts = []  # seconds of the steps that compiled nothing: throughput and MFU figures
     stop_signal = stop.agreed(d.device, d.world_size)  # one that came during start-up
     while True:
@@ -464,18 +470,13 @@ def train(cfg, d, stop, folder, on_exit):
                 print(f"step {step:6d} | hellaswag acc_norm {scores['hellaswag_acc_norm']:.4f} "
                       f"({scores['hellaswag_n']} examples)")
         if not saved_here and step > 0 and is_checkpoint_step(step, cfg):
-            log.flush()  # the log covers every step of a checkpoint before it exists
-            ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, folder,
-                             start.attempt, wall_before + time.time() - t_start, val_loss, ckpt_path)
-            saved_here = True
+            ckpt_path, saved_here = checkpoint_now(), True
         if last:
             break
         if stop_signal:  # agreed by all ranks in the last train_step (or at start-up)
             log.flush()
             if not saved_here:
-                ckpt_path = save(step, raw_model, model_config, optimizer, batches, cfg, d, folder,
-                                 start.attempt, wall_before + time.time() - t_start, val_loss,
-                                 ckpt_path)
+                ckpt_path = checkpoint_now()
             raise Preempted(f"stopped by {stop_signal} at step {step}; checkpoint {ckpt_path}; "
                             "rerun the same command to resume" if d.master else "")
         t0, graphs_before = time.time(), compiled_graphs()
