@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The CPU mini-study, end to end: 5 arms x 3 seeds of config/cpu_mini.py on the ~4M-token FineWeb
+# sample, then the tables, plots and probes committed in results/cpu_mini/. About two hours on an
+# idle 2-core CPU (about 6.5 minutes a run).
+#
+#   bash scripts/cpu_mini.sh                  # everything; a rerun skips finished runs
+#   STEP=report bash scripts/cpu_mini.sh      # only tables, plots and probes from existing runs
+#
+# Environment: R (report folder, default results/cpu_mini; run logs go to $R/runs), CKPT_DIR
+# (checkpoints, default out/cpu_mini), DATA_DIR (default data/fineweb_sample), SAMPLE (the
+# FineWeb sample, default ../shared/data/fineweb_sample/train.jsonl.gz), STEP (all or report).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=${R:-results/cpu_mini}
+CKPT_DIR=${CKPT_DIR:-out/cpu_mini}
+DATA_DIR=${DATA_DIR:-data/fineweb_sample}
+SAMPLE=${SAMPLE:-../shared/data/fineweb_sample/train.jsonl.gz}
+STEP=${STEP:-all}
+ARMS="bpe kronecker bpe_untied kronecker_shuffled bpe_untied_scaled"
+SEEDS="1337 42 2024"
+if [ -z "${TIKTOKEN_CACHE_DIR:-}" ] && [ -d ../shared/tiktoken_cache ]; then
+  export TIKTOKEN_CACHE_DIR="$PWD/../shared/tiktoken_cache"  # offline: GPT-2's tokenizer files
+fi
+
+if [ "$STEP" = all ]; then
+  if [ ! -f "$DATA_DIR/manifest.json" ]; then
+    python data/fineweb_edu.py --data-files "$SAMPLE" --out "$DATA_DIR" --val-tokens 262144 \
+      --shard-tokens 1000000 --train-tokens all
+  fi
+  CONFIG=config/cpu_mini.py ARMS="$ARMS" SEEDS="$SEEDS" LOG_DIR="$R/runs" OUT_DIR="$CKPT_DIR" \
+    LAUNCH=python bash scripts/sweep.sh --data_dir="$DATA_DIR"
+fi
+
+# Tables and curves: every arm against bpe and against bpe_untied, with t intervals and p-values.
+python -m eval.summarize --runs "$R/runs" --out "$R"
+python -m eval.plot_curves --runs "$R/runs" --out "$R"
+python -m eval.steps_to_target --runs "$R/runs" --baseline bpe > "$R/steps_to_target.txt"
+python -m eval.norm_drift --runs "$R/runs" > "$R/norm_drift.txt"
+
+# Probes. Spelling robustness on every seed's final checkpoint (an arm's values are averaged over
+# its seeds; McNemar's test pairs arms by seed); generation and neighbours on seed 1337.
+latest() { ls "$CKPT_DIR/$1"/ckpt_*.pt | tail -n 1; }
+every_seed=() seed_1337=()
+for arm in $ARMS; do
+  for seed in $SEEDS; do every_seed+=(--ckpt "$arm=$(latest "${arm}_s$seed")"); done
+  seed_1337+=(--ckpt "$arm=$(latest "${arm}_s1337")")
+done
+python -m eval.robustness "${every_seed[@]}" --out "$R/probes"
+python -m eval.generation "${seed_1337[@]}" --out "$R/probes"
+python -m eval.neighbors "${seed_1337[@]}" --layers 0 1 --out "$R/probes"
+echo "tables and plots in $R, probe reports in $R/probes"
