@@ -25,6 +25,13 @@ class Preempted(Exception):
     """A stop signal ended the run after a checkpoint; the message says how to resume."""
 
 
+def one_line(err, limit=200):
+    """"TypeName: the first line of err's message", at most `limit` characters of message: how a
+    UserError quotes a library's exception (a network error, an unreadable file)."""
+    first = (str(err).strip().splitlines() or [""])[0][:limit]
+    return f"{type(err).__name__}: {first}"
+
+
 def launcher_rank():
     """This process's global rank from torchrun's RANK variable; 0 when not launched by torchrun."""
     try:
