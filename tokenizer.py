@@ -253,9 +253,9 @@ def _load(name):
             enc = tiktoken.get_encoding(name)
         except Exception as err:  # requests' ConnectionError, a timeout, an unreadable cache
             cache = os.environ.get("TIKTOKEN_CACHE_DIR")
+            where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else "tiktoken's default cache"
             shown = "GPT-2" if name == "gpt2" else name
-            raise UserError(f"cannot load the {shown} tokenizer: its files are not in "
-                            f"{'TIKTOKEN_CACHE_DIR=' + cache if cache else 'tiktoken cache'} and the "
+            raise UserError(f"cannot load the {shown} tokenizer: its files are not in {where} and the "
                             f"download failed ({type(err).__name__}); set TIKTOKEN_CACHE_DIR to a "
                             f"folder holding tiktoken's {name} files (copied from a machine "
                             f"online)") from None
