@@ -1,12 +1,20 @@
 """User-facing errors and exit codes: one exception type whose message is printed alone (exit
 code 2), and the stop-signal exit (75) that means "checkpointed, rerun the same command"."""
+import os
 import sys
+import time
 
 USER_ERROR_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for Ctrl-C
 # EX_TEMPFAIL from BSD sysexits.h: "temporary failure, the user is invited to retry". A run stopped
 # by SIGTERM / SIGUSR1 (e.g. a SLURM preemption) exits with it after writing a checkpoint.
 PREEMPTED_EXIT_CODE = 75
+# Under torchrun every rank checks the config, data and devices, so a user error is met by all of
+# them: rank 0 alone prints it. The other ranks wait this long before exiting, because torchrun
+# stops all workers (SIGTERM) as soon as the first one exits: a rank leaving at once could kill
+# rank 0 before its line is out. Once rank 0 has exited, torchrun ends the waiting ranks; a rank
+# still alive after the wait met an error rank 0 did not (e.g. no GPU on its node) and prints it.
+OTHER_RANK_WAIT_S = 30.0
 
 
 class UserError(Exception):
@@ -17,20 +25,44 @@ class Preempted(Exception):
     """A stop signal ended the run after a checkpoint; the message says how to resume."""
 
 
+def one_line(err, limit=200):
+    """"TypeName: the first line of err's message", at most `limit` characters of message: how a
+    UserError quotes a library's exception (a network error, an unreadable file)."""
+    first = (str(err).strip().splitlines() or [""])[0][:limit]
+    return f"{type(err).__name__}: {first}"
+
+
+def launcher_rank():
+    """This process's global rank from torchrun's RANK variable; 0 when not launched by torchrun."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:  # not torchrun's; a message is better printed than lost
+        return 0
+
+
 def run_main(main):
     """Call main(); a UserError prints its message alone to stderr and exits with code 2, a
     Preempted run prints its one line and exits with PREEMPTED_EXIT_CODE (75), Ctrl-C prints one
-    line (no traceback) and exits 130."""
+    line (no traceback) and exits 130.
+
+    Under torchrun these lines come from rank 0 only (RANK=0); another rank with a UserError
+    waits OTHER_RANK_WAIT_S for torchrun to end it, and prints its error (naming its rank) only if
+    it is still alive then.
+    """
+    rank = launcher_rank()
     try:
         return main()
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if rank != 0:
+            time.sleep(OTHER_RANK_WAIT_S)
+        print(f"error: {err}" if rank == 0 else f"error (rank {rank}): {err}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     except Preempted as stop:
-        if str(stop):  # only rank 0 words it
+        if str(stop) and rank == 0:  # train.py words it on rank 0 only
             print(stop, file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C); rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank (the terminal's process group)
+        if rank == 0:
+            print("interrupted (Ctrl-C); rerun the same command to resume from the last checkpoint",
+                  file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT_CODE)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import tiktoken
 
-from errors import UserError, run_main
+from errors import UserError, one_line, run_main
 
 DEFAULT_TOKENIZER = "gpt2"
 TOKEN_BYTES_MODES = ("exact", "reference")
@@ -253,9 +253,9 @@ def _load(name):
             enc = tiktoken.get_encoding(name)
         except Exception as err:  # requests' ConnectionError, a timeout, an unreadable cache
             cache = os.environ.get("TIKTOKEN_CACHE_DIR")
+            where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else "tiktoken's default cache"
             shown = "GPT-2" if name == "gpt2" else name
-            raise UserError(f"cannot load the {shown} tokenizer: its files are not in "
-                            f"{'TIKTOKEN_CACHE_DIR=' + cache if cache else 'tiktoken cache'} and the "
+            raise UserError(f"cannot load the {shown} tokenizer: its files are not in {where} and the "
                             f"download failed ({type(err).__name__}); set TIKTOKEN_CACHE_DIR to a "
                             f"folder holding tiktoken's {name} files (copied from a machine "
                             f"online)") from None
@@ -272,14 +272,32 @@ def _load(name):
                         f"a tokenizer.json path, or a Hugging Face hub name (owner/name)")
     from tokenizers import Tokenizer as HFTokenizer  # only Hugging Face tokenizers need it
     try:
-        tok = HFTokenizer.from_file(str(path)) if path.suffix == ".json" else \
-            HFTokenizer.from_pretrained(name)
-    except Exception as err:  # a damaged file, no network, not on the hub
-        reason = (str(err).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"cannot load tokenizer {name} ({type(err).__name__}: {reason}); give a "
-                        f"readable tokenizer.json path (offline: copy it from a machine "
-                        f"online)") from None
+        tok = HFTokenizer.from_file(str(path)) if path.suffix == ".json" else hub_tokenizer(name)
+    except UserError:
+        raise
+    except Exception as err:  # a damaged file, not on the hub
+        raise UserError(f"cannot load tokenizer {name} ({one_line(err)}); give a readable "
+                        f"tokenizer.json path (offline: copy it from a machine online)") from None
     return from_hf(name, tok)
+
+
+def hub_tokenizer(name):
+    """The `tokenizers.Tokenizer` of hub repo `name`: one request (DOWNLOAD_TIMEOUT_S) asks the
+    hub first, because a download that cannot connect retries for ~25 s; without the hub (no
+    network, HF_HUB_OFFLINE) the cached tokenizer.json is used, else UserError."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from tokenizers import Tokenizer as HFTokenizer
+    try:
+        HfApi().model_info(name, timeout=DOWNLOAD_TIMEOUT_S)
+    except Exception as err:  # offline, or no such repo: the hub cache may still hold it
+        cached = try_to_load_from_cache(name, "tokenizer.json")
+        if isinstance(cached, str):
+            return HFTokenizer.from_file(cached)
+        raise UserError(f"cannot load tokenizer {name}: the Hugging Face hub did not answer "
+                        f"({one_line(err)}) and the hub cache has no copy; check the name and the "
+                        f"network, or give a tokenizer.json path (offline: copy it from a machine "
+                        f"online)") from None
+    return HFTokenizer.from_pretrained(name)
 
 
 def get_encoding():

@@ -302,6 +302,7 @@ def validate(cfg):
         raise UserError(f"warmup_steps ({cfg.warmup_steps}) exceeds max_steps ({cfg.max_steps}): the "
                         "learning rate would never reach max_lr; lower warmup_steps")
     check_knobs(cfg)
+    check_wandb(cfg)
     check_arm(cfg)
     check_run_name(cfg.run_name)
     if cfg.min_lr > cfg.max_lr:
@@ -311,6 +312,18 @@ def validate(cfg):
     if cfg.total_batch_tokens % cfg.block_size:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) must be a multiple of "
                         f"block_size ({cfg.block_size})")
+
+
+def check_wandb(cfg):
+    """wandb_log=True needs the optional wandb package (requirements-wandb.txt); checked on every
+    rank before any run folder exists (UserError)."""
+    if not cfg.wandb_log:
+        return
+    try:
+        import wandb  # noqa: F401  (run_folder.py uses it; imported here only to fail early)
+    except ImportError:
+        raise UserError("wandb_log=True needs the wandb package, which is not installed; "
+                        "pip install -r requirements-wandb.txt (or drop wandb_log)") from None
 
 
 def check_arm(cfg):

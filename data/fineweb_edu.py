@@ -286,6 +286,7 @@ def prepare(args):
             write_manifest(out, old)
         print(f"{out} is already prepared ({old['total_tokens']:,} tokens in {len(shards)} shards)")
         return old
+    source_records = records(source, revision)  # a hub dataset is opened now: no network stops here
     doc, pos = (shards[-1]["end_doc"], shards[-1]["end_pos"]) if shards else (0, 0)
     listed = [r for r in (old or {}).get("bad_records", {}).get("listed", []) if r["record"] < doc]
     bad = {"policy": args.bad_records, "count": sum(e.get("bad_records", 0) for e in shards),
@@ -329,7 +330,7 @@ def prepare(args):
             bad["listed"].append({"record": doc, "where": problem})
 
     buf, fill = new_buffer(), 0
-    items = itertools.islice(records(source, revision), doc, None)  # resume: skip, no encoding
+    items = itertools.islice(source_records, doc, None)  # resume: skip, no encoding
     with closing(tokenized(items, args.workers, args.tokenizer)) as stream, \
             tqdm(total=limit, initial=written, unit="tok", unit_scale=True, desc=str(out)) as bar:
         resume_pos = pos

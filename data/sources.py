@@ -15,16 +15,17 @@ commit), so a resumed preparation can refuse a source that changed under it.
 """
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import zlib
 from pathlib import Path
 
-from errors import UserError
+from errors import UserError, one_line
 
 GZIP_MAGIC, PARQUET_MAGIC = b"\x1f\x8b", b"PAR1"
 FINGERPRINT_BYTES = 1 << 20  # hash the first and last MiB: cheap on TB of files, catches edits
-HUB_TIMEOUT_S = 10  # one hub request, not datasets' retries (~23 s) when the network is gone
+HUB_TIMEOUT_S = 10  # one hub request, not datasets' retries (~25 s) when the network is gone
 JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number",
               float: "a number", bool: "a boolean", type(None): "null"}
 
@@ -132,29 +133,56 @@ def parquet_records(path, field):
 
 
 def hub_records(source, revision):
-    """Records of a hub dataset at `revision`, streamed, numbered from 1."""
+    """Records of a hub dataset at `revision`, streamed, numbered from 1.
+
+    The dataset is opened now (so a hub that cannot be reached stops the preparer before it
+    starts, with one line), its rows are read as the iterator is consumed. Raises UserError
+    when it cannot be opened, lacks the text field, or the connection is lost mid-stream (after
+    datasets' own retries).
+    """
     import datasets  # slow to import; only the hub path needs it
-    ds = datasets.load_dataset(source["dataset"], name=source["name"], split=source["split"],
-                               streaming=True, revision=revision)
+    try:
+        ds = datasets.load_dataset(source["dataset"], name=source["name"], split=source["split"],
+                                   streaming=True, revision=revision)
+    except Exception as err:  # no network, offline mode, an unknown config: datasets' ConnectionError & co.
+        raise hub_error(source["dataset"], one_line(err)) from None
     field = source["text_field"]
     if ds.features is not None and field not in ds.features:
         raise UserError(f"the source has no {field!r} field (it has {', '.join(ds.features)}); "
                         f"set --text-field")
-    for i, row in enumerate(ds.select_columns([field]), start=1):
+    return hub_rows(iter(ds.select_columns([field])), source["dataset"], field)
+
+
+def hub_rows(rows, dataset, field):
+    """(text, problem) of each streamed row; a read that fails (the network went away) is one line."""
+    for i in itertools.count(1):
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except Exception as err:  # datasets retried already; its errors vary with the transport
+            raise UserError(f"lost the Hugging Face hub while streaming {dataset} after record "
+                            f"{i - 1:,} ({one_line(err)}); rerun the same command to resume after "
+                            f"the shards already written") from None
         text, problem = text_of(row, field)
-        yield text, problem and f"{source['dataset']} record {i}: {problem}"
+        yield text, problem and f"{dataset} record {i}: {problem}"
 
 
 def records(source, revision=None):
-    """Yield (text, None) or (None, problem) for every record of the source, in order.
+    """An iterator of (text, None) or (None, problem) for every record of the source, in order.
 
     source: the preparer's settings["source"] (data_files + format, or dataset + name);
     revision: the hub commit to read (see hub_revision). Raises UserError for a text field a
-    parquet file or hub dataset does not have.
+    parquet file or hub dataset does not have, and for a hub dataset that cannot be opened
+    (at once) or read (as it is consumed).
     """
     if "data_files" not in source:
-        yield from hub_records(source, revision)
-        return
+        return hub_records(source, revision)
+    return local_records(source)
+
+
+def local_records(source):
+    """Records of the source's data_files, file after file."""
     for path in map(Path, source["data_files"]):
         if source["format"] == "parquet":
             yield from parquet_records(path, source["text_field"])
@@ -162,20 +190,28 @@ def records(source, revision=None):
             yield from json_records(path, source["text_field"])
 
 
+def hub_error(dataset, why):
+    return UserError(f"cannot get {dataset} from the Hugging Face hub ({why}); connect to the "
+                     f"internet (and unset HF_HUB_OFFLINE and HF_DATASETS_OFFLINE), or prepare "
+                     f"local files with --data-files PATH ...")
+
+
 def hub_revision(dataset):
     """The commit (40-hex sha) the hub's default branch of `dataset` resolves to now.
 
-    One request with a HUB_TIMEOUT_S timeout; raises UserError naming the fix (network,
-    HF_HUB_OFFLINE, or local files through --data-files) when the hub cannot be reached.
+    One request with a HUB_TIMEOUT_S timeout (datasets' own requests retry for ~25 s); raises
+    UserError naming the fix (network, offline mode, or local files through --data-files) when
+    the hub cannot be reached or datasets' offline mode (HF_DATASETS_OFFLINE, else
+    HF_HUB_OFFLINE) is on: streaming always needs the hub.
     """
+    import datasets.config
     from huggingface_hub import HfApi
+    if datasets.config.HF_HUB_OFFLINE:
+        raise hub_error(dataset, "offline mode is on: HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set")
     try:
         return HfApi().dataset_info(dataset, timeout=HUB_TIMEOUT_S).sha
-    except Exception as err:  # no network, offline mode, unknown dataset: all say the same fix
-        reason = (str(err).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"cannot get {dataset} from the Hugging Face hub ({type(err).__name__}: "
-                        f"{reason}); connect to the internet (and unset HF_HUB_OFFLINE), or prepare "
-                        f"local files with --data-files PATH ...") from None
+    except Exception as err:  # no network, unknown dataset: all say the same fix
+        raise hub_error(dataset, one_line(err)) from None
 
 
 def file_fingerprint(path):

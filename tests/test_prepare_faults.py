@@ -153,6 +153,30 @@ def test_a_failed_start_does_not_pin_its_settings(tmp_path):
     assert prepare(tmp_path / "out", src)["complete"]  # other settings: no "different settings"
 
 
+def test_a_start_killed_before_its_first_manifest_entry_does_not_pin_its_settings(tmp_path):
+    # Killed between writing the val shard and listing it, with a temp file beside it: nothing in
+    # the manifest, so other settings take the folder without --overwrite and leave no stray file.
+    src = write_lines(tmp_path / "docs.jsonl", GOOD)
+    out = tmp_path / "out"
+    prepare(out, src, flags=["--stop-after-shards", "1"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "shards": []}))
+    (out / "train_000001.bin.tmp").write_bytes(b"killed while writing")
+    fresh = prepare(tmp_path / "fresh", src, flags=["--shard-tokens", "250"])
+    assert sha256s(prepare(out, src, flags=["--shard-tokens", "250"])) == sha256s(fresh)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "fresh").iterdir())
+
+
+def test_a_partial_preparation_with_real_shards_keeps_its_settings(tmp_path):
+    src = write_lines(tmp_path / "docs.jsonl", GOOD)
+    out = tmp_path / "out"
+    partial = prepare(out, src, flags=["--stop-after-shards", "2"])
+    with pytest.raises(UserError, match=r"prepared with different settings \(shard_tokens\); use "
+                                        r"another --out or add --overwrite to replace it"):
+        prepare(out, src, flags=["--shard-tokens", "250"])
+    assert prepare(out, src)["shards"][:2] == partial["shards"]  # the same command still resumes
+
+
 def test_out_that_is_a_file_or_unwritable_stops_with_one_line(tmp_path, monkeypatch):
     src = write_lines(tmp_path / "docs.jsonl", GOOD)
     (tmp_path / "file").write_text("")
@@ -230,8 +254,69 @@ def test_without_the_hub_one_line_names_data_files(tmp_path):
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
     assert run.stderr.startswith("error: cannot get HuggingFaceFW/fineweb-edu from the Hugging "
-                                 "Face hub (OfflineModeIsEnabled")
+                                 "Face hub (offline mode is on: HF_HUB_OFFLINE or HF_DATASETS_OFFLINE")
     assert "--data-files PATH" in run.stderr and not (tmp_path / "out").exists()
+
+
+def hub_prepare(out):
+    """The preparer on its default source, FineWeb-Edu on the hub."""
+    return fineweb_edu.main(["--out", str(out), *SMALL])
+
+
+def test_datasets_offline_mode_stops_before_any_request(tmp_path, monkeypatch):
+    import datasets.config
+    from huggingface_hub import HfApi
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # HF_DATASETS_OFFLINE=1 sets it
+    monkeypatch.setattr(HfApi, "dataset_info", lambda *a, **k: pytest.fail("no request offline"))
+    with pytest.raises(UserError, match=r"^cannot get HuggingFaceFW/fineweb-edu from the Hugging Face "
+                                        r"hub \(offline mode is on: .*--data-files PATH"):
+        hub_prepare(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hub_dataset_that_cannot_be_opened_is_one_line_before_any_manifest(tmp_path, monkeypatch):
+    # The hub answered hub_revision's request, then datasets' own requests fail (they retry ~25 s).
+    import datasets
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'HuggingFaceFW/fineweb-edu' on the Hub (LocalEntryNotFoundError)")
+    monkeypatch.setattr(fineweb_edu, "hub_revision", lambda dataset: "a" * 40)
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(UserError, match=r"^cannot get HuggingFaceFW/fineweb-edu from the Hugging Face "
+                                        r"hub \(ConnectionError: Couldn't reach .*--data-files PATH"):
+        hub_prepare(tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # no manifest: any settings may start here
+
+
+class HubStream:
+    """What datasets.load_dataset(..., streaming=True) returns, streaming `texts`; with `drops`,
+    the connection is lost after them."""
+    features = None
+
+    def __init__(self, texts, drops):
+        self.texts, self.drops = texts, drops
+
+    def select_columns(self, columns):
+        yield from ({"text": text} for text in self.texts)
+        if self.drops:
+            raise ConnectionError("Server disconnected")
+
+
+def test_a_hub_stream_lost_midway_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
+    import datasets
+    texts = [json.loads(line)["text"] for line in GOOD]
+    monkeypatch.setattr(fineweb_edu, "hub_revision", lambda dataset: "a" * 40)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: HubStream(texts[:30], drops=True))
+    with pytest.raises(UserError, match=r"^lost the Hugging Face hub while streaming "
+                                        r"HuggingFaceFW/fineweb-edu after record 30 \(ConnectionError: "
+                                        r"Server disconnected\); rerun the same command to resume"):
+        hub_prepare(tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "manifest.json").read_text())["shards"]
+    assert written  # the shards before the loss are kept
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: HubStream(texts, drops=False))
+    resumed = hub_prepare(tmp_path / "out")
+    local = prepare(tmp_path / "local", write_lines(tmp_path / "docs.jsonl", GOOD))
+    assert resumed["shards"][:len(written)] == written and sha256s(resumed) == sha256s(local)
 
 
 @pytest.mark.slow

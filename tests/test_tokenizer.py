@@ -5,6 +5,7 @@ a small byte-level BPE with the `tokenizers` library on the shared FineWeb-Edu s
 import base64
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,24 @@ def test_bad_tokenizer_names_are_one_line_errors(tmp_path):
         get_tokenizer(str(tmp_path / "bad.json"))
     with pytest.raises(UserError, match=r"vocab_size 50000 is below the 50257 ids of tokenizer gpt2"):
         get_tokenizer("gpt2").token_bytes(50000)
+
+
+def test_a_hub_tokenizer_offline_comes_from_the_hub_cache_or_is_one_line(tmp_path, hf_json, monkeypatch):
+    # Offline, hub downloads retry for ~25 s: one request decides, then the cache or the error.
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    snapshot = tmp_path / "models--someone--cached-bpe" / "snapshots" / ("c" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("c" * 40)
+    (snapshot / "tokenizer.json").write_bytes(Path(hf_json).read_bytes())
+    assert get_tokenizer("someone/cached-bpe").identity()["vocab_sha256"] == \
+        get_tokenizer(hf_json).identity()["vocab_sha256"]
+    with pytest.raises(UserError, match=r"^cannot load tokenizer someone/not-cached: the Hugging Face hub "
+                                        r"did not answer \(OfflineModeIsEnabled: .*\) and the hub cache "
+                                        r"has no copy; .* give a tokenizer.json path"):
+        get_tokenizer("someone/not-cached")
 
 
 def test_cli_reports_coverage_at_pos_dim_16_and_32(capsys):

@@ -181,6 +181,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, rand
 
 @pytest.mark.slow
 def test_wandb_logging_works_offline(tmp_path, random_data, monkeypatch):
+    pytest.importorskip("wandb", reason="optional: pip install -r requirements-wandb.txt")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
