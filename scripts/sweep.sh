@@ -4,7 +4,8 @@
 #   bash scripts/sweep.sh                                  # seeds 1337 42 2024 x arms bpe kronecker
 #   ARMS="bpe kronecker bpe_untied" NGPU=8 bash scripts/sweep.sh
 #   ARMS="bpe bpe_untied bpe_untied_scaled kronecker kronecker_shuffled" bash scripts/sweep.sh   # + controls
-#   CONFIG=config/cpu_tiny.py SEEDS=1337 NGPU=1 bash scripts/sweep.sh --max_steps=50   # small sweep
+#   CONFIG=config/cpu_tiny.py SEEDS=1337 NGPU=1 LOG_DIR=out/toy/runs OUT_DIR=out/toy/ckpt \
+#     bash scripts/sweep.sh --max_steps=50        # a toy sweep: its own folders
 #
 # Environment: SEEDS (default "1337 42 2024"), ARMS (default "bpe kronecker"), NGPU (default: the
 # number of GPUs, 1 without any), CONFIG (one config for every arm, with --arm=<arm> appended;
