@@ -7,7 +7,9 @@ log.jsonl, summary.json) and its checkpoints in <out_dir>/<run_name>/ckpt_<step>
 makes a new one. Rules (README, "Reliability"):
 
 - resume="auto" continues the newest checkpoint of the attempt named in config.json; checkpoints
-  of other attempts are never resumed, kept or pruned as this run's.
+  of other attempts are never resumed, kept or pruned as this run's. A folder whose config.json
+  records a different run (run_differences: any key but NOT_RUN_DEFINING and RESUMABLE_CHANGES
+  differs) is refused, naming the keys: a toy run and a paper run of one name never mix.
 - A finished run (summary.json, finished true) is never touched by resume="auto" unless it has
   a checkpoint to extend from (a larger max_steps): at its own max_steps there is nothing to do;
   with no checkpoint it is refused. An unfinished log with no checkpoint is refused too (never
@@ -26,6 +28,7 @@ makes a new one. Rules (README, "Reliability"):
 
     python run_folder.py checkpoint --log_dir results/runs --out_dir out --run_name bpe_s1337
     python run_folder.py finished --log_dir results/runs --run_name bpe_s1337   # exit 0 if so
+    python run_folder.py skip -- config/bpe_124m.py --seed=1337 ...   # the sweep: 0 skip, 1 launch
 """
 import argparse
 import dataclasses
@@ -42,11 +45,56 @@ from pathlib import Path
 from atomic import DISK_FULL_ERRNOS, atomic_write_json, disk_full_error
 from checkpoint import checkpoint_attempt, list_checkpoints, prune_checkpoints
 from errors import UserError
+from train_config import FIELD_DEFAULTS, load_config
 
 RECORDS = ("log.jsonl", "summary.json", "config.json")
-# settings that define what the logged curve means, beyond the model and the data order (checked
-# elsewhere): resuming with another value would splice two different curves into one log
-CURVE_SETTINGS = ("val_tokens",)
+# TrainConfig keys that do not define a run, so records that differ only in them are the same
+# run: where its files are (out_dir, log_dir, run_name, hellaswag_dir), how it starts (resume),
+# where and how fast it executes the same mathematics (device, compile, dist_backend,
+# kronecker_mode: one function three ways; micro_batch_size: the same total batch in other
+# micro-steps; activation_checkpointing: recomputation), what is printed or kept on disk
+# (log_interval: log.jsonl has every step either way; ckpt_interval, keep_checkpoints,
+# save_steps) and reporting (peak_flops: MFU only; wandb_*). Every other key defines the run:
+# model, tokenizer, seeds, data (data_dir, block order), optimiser, schedule (max_steps too: the
+# cosine ends there), dtype, and what the recorded curve holds (eval_interval, val_tokens,
+# hellaswag_interval). A key added to TrainConfig counts unless it is listed here.
+NOT_RUN_DEFINING = ("out_dir", "log_dir", "run_name", "hellaswag_dir", "resume", "device", "compile",
+                    "dist_backend", "kronecker_mode", "micro_batch_size", "activation_checkpointing",
+                    "log_interval", "ckpt_interval", "keep_checkpoints", "save_steps", "peak_flops",
+                    "wandb_log", "wandb_project")
+# what train.py may change when it resumes a run: a larger max_steps extends a finished run
+# (start()'s rules), and the data may have moved (the checkpoint's data state checks the data
+# itself). The sweep compares these too: a finished run is skipped only at its own max_steps.
+RESUMABLE_CHANGES = ("max_steps", "data_dir")
+
+
+def run_differences(recorded, cfg, allowed=()):
+    """["key recorded != now", ...]: the run-defining keys (every TrainConfig key but
+    NOT_RUN_DEFINING and `allowed`) whose value in `recorded` (a config.json or a checkpoint's
+    "train_config": a dict) differs from cfg's (a TrainConfig).
+
+    A key the record lacks (written before the key existed) counts as its default, except keys
+    whose default is None (arm, data_seed, vocab_size, run_name): load_config resolves those from
+    other keys, which are compared themselves.
+    """
+    differences = []
+    for key, default in FIELD_DEFAULTS.items():
+        if key in NOT_RUN_DEFINING or key in allowed or (key not in recorded and default is None):
+            continue
+        theirs, mine = recorded.get(key, default), getattr(cfg, key)
+        if as_json(theirs) != as_json(mine):
+            differences.append(f"{key} {theirs!r} != {mine!r}")
+    return differences
+
+
+def as_json(value):
+    """value as config.json holds it (a tuple is a list there)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def different_run(what, differences, advice):
+    """The one-line UserError for `what` (a folder or checkpoint) recording another run."""
+    return UserError(f"{what} holds a different run (recorded != now: {', '.join(differences)}); {advice}")
 
 
 def utc_stamp():
@@ -92,15 +140,20 @@ class RunFolder:
         summary = self.summary()
         return bool(summary and summary.get("finished"))
 
-    def attempt(self):
-        """(has config.json, its attempt id or None for runs older than attempts)."""
+    def recorded_config(self):
+        """config.json as a dict (the config of the run's latest start), or None when absent."""
         path = self.log_dir / "config.json"
         if not path.exists():
-            return False, None
+            return None
         try:
-            return True, json.loads(path.read_text()).get("attempt")
+            return json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read {path} ({err}); move it away or use --resume=never") from None
+
+    def attempt(self):
+        """(has config.json, its attempt id or None for runs older than attempts)."""
+        recorded = self.recorded_config()
+        return recorded is not None, (recorded or {}).get("attempt")
 
     def checkpoints(self, attempt):
         """[(step, path)] of the attempt's checkpoints, oldest first; unreadable ones are skipped
@@ -139,18 +192,24 @@ class RunFolder:
         while self.lock_fds:
             os.close(self.lock_fds.pop())
 
-    def start(self, resume, max_steps):
-        """Decide how the run starts (see the rules) and move records aside where they say so.
+    def start(self, cfg):
+        """Decide how the run of cfg (a TrainConfig; its resume and max_steps) starts (see the
+        rules) and move records aside where they say so.
 
-        Rank 0 only. Raises UserError for a finished run that cannot be extended, an unfinished
-        log without a checkpoint, a resume path of another attempt, or a missing resume path.
+        Rank 0 only. Raises UserError for records of a different run, a finished run that
+        cannot be extended, an unfinished log without a checkpoint, a resume path of another
+        attempt, or a missing resume path.
         """
+        resume, max_steps = cfg.resume, cfg.max_steps
         if resume == "never":
             self.move_aside("--resume=never", checkpoints=list_checkpoints(self.ckpt_dir))
             return Start(None, new_attempt_id())
         if resume != "auto":
             return self.start_from_path(Path(resume))
-        summary, (has_config, attempt) = self.summary(), self.attempt()
+        summary, recorded = self.summary(), self.recorded_config()
+        has_config, attempt = recorded is not None, (recorded or {}).get("attempt")
+        if has_config and (summary or self.has_log()):
+            self.check_same_run(recorded, cfg, f"run {self.name}: {self.log_dir}")
         if summary and summary.get("finished"):
             final = summary.get("final_step")
             if final == max_steps:
@@ -217,14 +276,38 @@ class RunFolder:
         print(f"{why}: moved run {self.name}'s earlier records aside (nothing deleted): "
               + ", ".join(moved))
 
-    def check_curve_settings(self, train_config, cfg, path):
-        """Refuse to resume a checkpoint whose CURVE_SETTINGS differ from this run's."""
-        for key in CURVE_SETTINGS:
-            theirs, mine = train_config.get(key), getattr(cfg, key)
-            if theirs is not None and theirs != mine:
-                raise UserError(f"checkpoint {path} was trained with {key}={theirs}, this run has "
-                                f"{mine}; one log would mix two validation sets: resume with "
-                                f"--{key}={theirs}, or --resume=never / another run_name")
+    def check_same_run(self, recorded, cfg, where):
+        """Refuse to resume from `where` (words naming this run's folder, or a checkpoint file)
+        when its recorded config (config.json, or the checkpoint's "train_config"; None for
+        checkpoints that predate it: not checked) is of a different run than cfg (a
+        TrainConfig): run_differences, allowing RESUMABLE_CHANGES. Raises UserError naming the
+        differing keys and the ways on."""
+        differences = run_differences(recorded, cfg, allowed=RESUMABLE_CHANGES) if recorded else []
+        if differences:
+            raise different_run(where, differences, "to keep both, name this one (--run_name=NAME, or "
+                                "--log_dir and --out_dir), or start over with --resume=never (the "
+                                "old records and checkpoints are moved aside, not deleted)")
+
+    def skip(self, cfg):
+        """The sweep's question: True when this folder holds cfg's run finished (skip it), False
+        when train.py has work to do (nothing recorded, cfg's run unfinished, or resume="never").
+
+        Unlike check_same_run, max_steps and data_dir count: a finished run is skipped only when
+        it is the run asked for. Raises UserError (one line, naming the differing keys) when the
+        folder records a different run.
+        """
+        recorded = self.recorded_config()
+        if recorded is None:
+            if self.summary() or self.has_log():
+                raise UserError(f"{self.name}: {self.log_dir} holds records without a config.json, so "
+                                "which run they are cannot be told; move them aside")
+            return False
+        differences = run_differences(recorded, cfg)
+        if differences and cfg.resume != "never":  # never: the user asked to move them aside
+            raise different_run(f"{self.name}: {self.log_dir}", differences,
+                                "give this sweep its own LOG_DIR and OUT_DIR to keep both, or move "
+                                f"{self.log_dir} and {self.ckpt_dir} aside")
+        return not differences and self.finished()
 
     def check_space(self, checkpoint_bytes):
         """Refuse to start when out_dir cannot hold one more checkpoint (bytes)."""
@@ -354,13 +437,22 @@ def cut_torn_tail(path, chunk=1 << 16):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Ask a run folder what train.py would decide.")
-    p.add_argument("question", choices=("checkpoint", "finished"),
+    p.add_argument("question", choices=("checkpoint", "finished", "skip"),
                    help="checkpoint: print the current attempt's newest checkpoint (exit 1 if none); "
-                        "finished: exit 0 if summary.json says finished, else 1")
+                        "finished: exit 0 if summary.json says finished, else 1; "
+                        "skip -- TRAIN_ARGS: exit 0 if the run of `train.py TRAIN_ARGS` is recorded "
+                        "finished with that config, 1 if it has work to do, 2 (one line) if its "
+                        "folder holds a different run")
     p.add_argument("--log_dir", default="results/runs")
     p.add_argument("--out_dir", default="out")
-    p.add_argument("--run_name", required=True)
+    p.add_argument("--run_name", help="(checkpoint, finished)")
+    p.add_argument("train_args", nargs="*", help="(skip) train.py's arguments, after --")
     args = p.parse_args(argv)
+    if args.question == "skip":  # the config train.py would run, so the same folders and keys
+        cfg = load_config(args.train_args)
+        return 0 if RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name).skip(cfg) else 1
+    if args.run_name is None or args.train_args:
+        p.error(f"{args.question} takes --run_name (and --log_dir, --out_dir), no train.py arguments")
     folder = RunFolder(args.log_dir, args.out_dir, args.run_name)
     if args.question == "finished":
         return 0 if folder.finished() else 1

@@ -389,7 +389,7 @@ def train(cfg, d, stop, folder, on_exit):
     batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
     val_tokens = load_val_tokens(cfg.data_dir, cfg.val_tokens)
     hellaswag = hellaswag_evaluator(cfg, d)
-    start = rank0_decides(d, lambda: folder.start(cfg.resume, cfg.max_steps))
+    start = rank0_decides(d, lambda: folder.start(cfg))
     if start.nothing_to_do:
         if d.master:
             print(f"run {cfg.run_name} is already finished at step {cfg.max_steps} "
@@ -398,9 +398,9 @@ def train(cfg, d, stop, folder, on_exit):
         return
     ckpt_path = start.checkpoint
     ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:
+    if ckpt is not None:  # a checkpoint of another run is refused as such, before any one key
+        folder.check_same_run(ckpt.get("train_config"), cfg, f"checkpoint {ckpt_path}")
         batches.check_resume(ckpt["data_state"], ckpt_path)
-        folder.check_curve_settings(ckpt.get("train_config", {}), cfg, ckpt_path)
         if ckpt["step"] > cfg.max_steps:
             raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
                             f"({cfg.max_steps}); raise max_steps or use --resume=never")

@@ -4,7 +4,8 @@
 #   bash scripts/sweep.sh                                  # seeds 1337 42 2024 x arms bpe kronecker
 #   ARMS="bpe kronecker bpe_untied" NGPU=8 bash scripts/sweep.sh
 #   ARMS="bpe bpe_untied bpe_untied_scaled kronecker kronecker_shuffled" bash scripts/sweep.sh   # + controls
-#   CONFIG=config/cpu_tiny.py SEEDS=1337 NGPU=1 bash scripts/sweep.sh --max_steps=50   # small sweep
+#   CONFIG=config/cpu_tiny.py SEEDS=1337 NGPU=1 LOG_DIR=out/toy/runs OUT_DIR=out/toy/ckpt \
+#     bash scripts/sweep.sh --max_steps=50        # a toy sweep: its own folders
 #
 # Environment: SEEDS (default "1337 42 2024"), ARMS (default "bpe kronecker"), NGPU (default: the
 # number of GPUs, 1 without any), CONFIG (one config for every arm, with --arm=<arm> appended;
@@ -12,9 +13,14 @@
 # train_config.ARMS), LOG_DIR (default results/runs), OUT_DIR
 # (default out), LAUNCH (the launcher; default "torchrun --standalone --nproc_per_node=$NGPU";
 # scripts/sweep.sbatch sets a multi-node one). Extra --key=value arguments go to every run.
-# Each run is <LOG_DIR>/<arm>_s<seed>: finished runs (run_folder.py decides) are skipped,
-# interrupted ones resume from their latest checkpoint (--resume=auto). Failed runs are listed at
-# the end (exit 1). PYTHON (default python) answers the "finished?" question.
+# Each run is <LOG_DIR>/<arm>_s<seed>. Before launching anything, run_folder.py compares every
+# run's recorded config (config.json) with the one this sweep would launch: a run finished with
+# the same config is skipped, an interrupted one resumes from its latest checkpoint
+# (--resume=auto), and a folder that holds a different run (a toy run of the same name, another
+# size of the ladder) is never skipped nor resumed: one line per such run names the differing
+# keys and the sweep stops before any launch (exit 2); give it its own LOG_DIR and OUT_DIR, or
+# move those runs aside. Failed runs are listed at the end (exit 1). PYTHON (default python)
+# answers the "skip?" question (run_folder.py skip).
 # Stopping: SIGTERM, SIGUSR1 or Ctrl-C to this script stop the running run after its current
 # optimiser step with a checkpoint (the launcher gets SIGTERM, which torchrun forwards to its
 # workers; STOP_RUN, if set, is the command that signals it instead) and end the sweep with exit
@@ -61,23 +67,46 @@ run_launcher() {
   done
   launcher=""
 }
+run_args() {  # run_args ARM SEED [--key=value ...]: sets run, config and args (train.py's arguments)
+  run="$1_s$2"
+  if [ -n "${CONFIG:-}" ]; then config=("$CONFIG" "--arm=$1"); else config=("config/$1_124m.py"); fi
+  args=("${config[@]}" --seed="$2" --run_name="$run" --log_dir="$LOG_DIR" --out_dir="$OUT_DIR" --resume=auto "${@:3}")
+}
+# Every run is checked before any is launched, so a clash stops the sweep with nothing started
+# (rather than after hours of other runs) and a bad --key=value is found here too.
+skip=" " clash=0
+for seed in $SEEDS; do
+  for arm in $ARMS; do
+    run_args "$arm" "$seed" "$@"
+    rc=0
+    "${PYTHON:-python}" run_folder.py skip -- "${args[@]}" || rc=$?
+    case $rc in
+      0) skip+="$run "; echo "== $run: finished, skipping" ;;
+      1) ;;
+      *) clash=1 ;;  # run_folder.py said why, in one line
+    esac
+  done
+done
+if [ -n "$stop_signal" ]; then  # e.g. Ctrl-C, which also ends the check it interrupted
+  echo "== stopped by $stop_signal before any run; rerun this command to resume" >&2
+  exit 75
+fi
+if [ "$clash" -ne 0 ]; then
+  echo "error: nothing launched (the lines above say why); rerun this command once they are resolved" >&2
+  exit 2
+fi
 failed=()
 for seed in $SEEDS; do
   for arm in $ARMS; do
-    run="${arm}_s${seed}"
-    if "${PYTHON:-python}" run_folder.py finished --log_dir "$LOG_DIR" --run_name "$run"; then
-      echo "== $run: finished, skipping"
-      continue
-    fi
+    run_args "$arm" "$seed" "$@"
+    [[ "$skip" != *" $run "* ]] || continue
     if [ -n "$stop_signal" ]; then
       echo "== stopped by $stop_signal before $run; rerun this command to resume" >&2
       exit 75
     fi
-    if [ -n "${CONFIG:-}" ]; then config=("$CONFIG" "--arm=$arm"); else config=("config/${arm}_124m.py"); fi
     echo "== $run: $LAUNCH train.py ${config[*]} $*"
     # shellcheck disable=SC2086  # LAUNCH is a command line
-    run_launcher $LAUNCH train.py "${config[@]}" --seed="$seed" --run_name="$run" \
-      --log_dir="$LOG_DIR" --out_dir="$OUT_DIR" --resume=auto "$@"
+    run_launcher $LAUNCH train.py "${args[@]}"
     if [ "$rc" -eq 75 ] || [ -n "$stop_signal" ]; then
       echo "== $run: stopped by ${stop_signal:-a stop signal} at a checkpoint (exit $rc);" \
         "rerun this command to resume" >&2

@@ -1,4 +1,6 @@
-"""Run folders (issue 10 §1): a run's records are never lost or mixed with another attempt's."""
+"""Run folders (issue 10 §1): a run's records are never lost or mixed with another attempt's, nor
+with another run of the same name (issue 14 §2)."""
+import dataclasses
 import json
 import math
 import subprocess
@@ -10,8 +12,10 @@ import train
 from checkpoint import checkpoint_attempt, load_checkpoint
 from conftest import REPO_ROOT
 from errors import UserError
-from run_folder import RunFolder, cut_torn_tail, strict_record
+from run_folder import (NOT_RUN_DEFINING, RESUMABLE_CHANGES, RunFolder, cut_torn_tail, run_differences,
+                        strict_record)
 from test_train import random_data, read_log, tiny_args  # noqa: F401 (random_data is a fixture)
+from train_config import FIELD_DEFAULTS, load_config
 
 
 def snapshot(folder):
@@ -166,10 +170,93 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, random_data, monkey
 
 def test_resuming_with_another_val_tokens_is_refused(tmp_path, random_data):
     train.main(tiny_args(tmp_path, random_data, max_steps=3))
-    with pytest.raises(UserError, match="trained with val_tokens=256, this run has 512; one log would "
-                                        "mix two validation sets: resume with --val_tokens=256"):
-        train.main(tiny_args(tmp_path, random_data, max_steps=6, val_tokens=512))
+    with pytest.raises(UserError, match=r"holds a different run \(recorded != now: val_tokens 256 != 512\)"):
+        train.main(tiny_args(tmp_path, random_data, max_steps=6, val_tokens=512))  # one log, two val sets
     assert RunFolder(tmp_path / "runs", tmp_path / "out", "run").finished()  # a refusal changes nothing
+
+
+# ----------------------------------------------------------------------------- another run, same name
+
+def sweep_config(tmp_path, config, *extra, arm="bpe", seed=1337):
+    """The TrainConfig scripts/sweep.sh would launch for arm and seed (its argv, in its order)."""
+    return load_config([config, f"--arm={arm}", f"--seed={seed}", f"--run_name={arm}_s{seed}",
+                        f"--log_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}", "--resume=auto",
+                        *extra])
+
+
+def record(cfg, finished=True):
+    """A run's records as train.py leaves them: config.json (the config and an attempt), summary.json."""
+    folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
+    folder.log_dir.mkdir(parents=True)
+    (folder.log_dir / "config.json").write_text(json.dumps(dict(dataclasses.asdict(cfg), attempt="a")))
+    (folder.log_dir / "summary.json").write_text(json.dumps(dict(final_step=cfg.max_steps, finished=finished)))
+    return folder
+
+
+def test_a_toy_run_under_a_paper_runs_name_is_never_skipped_as_the_paper_run(tmp_path):
+    """Issue 14 example: the README's CPU sweep left a 4-layer bpe_s1337; the paper sweep names it."""
+    toy = sweep_config(tmp_path, "config/cpu_tiny.py", "--n_layer=4", "--max_steps=150")
+    folder = record(toy)
+    records = snapshot(folder.log_dir)
+    paper = sweep_config(tmp_path, "config/bpe_124m.py")
+    with pytest.raises(UserError) as refusal:
+        folder.skip(paper)
+    assert str(refusal.value).startswith(f"bpe_s1337: {folder.log_dir} holds a different run (recorded != "
+                                         "now: data_dir 'data/fineweb_edu_sample' != 'data/fineweb_edu', ")
+    for difference in ("n_layer 4 != 12", "n_embd 64 != 768", "max_steps 150 != 4768", "max_lr 0.003 != 0.0006"):
+        assert difference in str(refusal.value)
+    assert str(refusal.value).endswith(f"give this sweep its own LOG_DIR and OUT_DIR to keep both, or move "
+                                       f"{folder.log_dir} and {folder.ckpt_dir} aside")
+    assert "\n" not in str(refusal.value) and snapshot(folder.log_dir) == records
+
+
+def test_the_sweep_skips_only_its_own_run_finished(tmp_path):
+    cfg = sweep_config(tmp_path, "config/cpu_tiny.py", "--max_steps=50")
+    folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
+    assert not folder.skip(cfg)                   # nothing recorded: launch
+    record(cfg, finished=False)
+    assert not folder.skip(cfg)                   # interrupted: launch, train.py resumes it
+    (folder.log_dir / "summary.json").write_text(json.dumps(dict(final_step=50, finished=True)))
+    assert folder.skip(cfg)
+    # where it runs, how it starts and what it keeps on disk do not make another run
+    assert folder.skip(sweep_config(tmp_path, "config/cpu_tiny.py", "--max_steps=50", "--compile=true",
+                                    "--micro_batch_size=4", "--keep_checkpoints=5", "--device=auto"))
+    with pytest.raises(UserError, match=r"\(recorded != now: max_steps 50 != 60\)"):  # not the run asked for
+        folder.skip(sweep_config(tmp_path, "config/cpu_tiny.py", "--max_steps=60"))
+    assert not folder.skip(sweep_config(tmp_path, "config/cpu_tiny.py", "--max_steps=60", "--resume=never"))
+
+
+def test_ladder_sizes_of_one_run_name_are_different_runs(tmp_path):
+    """Run names are <arm>_s<seed> at every size: a 350M sweep into 124M's folders is refused."""
+    folder = record(sweep_config(tmp_path, "config/bpe_124m.py"))
+    with pytest.raises(UserError, match=r"bpe_s1337: .* holds a different run \(recorded != now: data_dir .*, n_layer 12 != 24, "
+                                        r"n_head 12 != 16, n_embd 768 != 1024, max_steps 4768 != 13537, max_lr"):
+        folder.skip(sweep_config(tmp_path, "config/bpe_350m.py"))
+
+
+def test_every_excluded_key_is_a_config_key_and_records_older_than_a_key_take_its_default():
+    assert set(NOT_RUN_DEFINING) | set(RESUMABLE_CHANGES) <= set(FIELD_DEFAULTS)
+    cfg = load_config(["--vocab_size=256"])
+    old = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("arm", "wte_init_std")}
+    assert run_differences(old, cfg) == []
+    assert run_differences(old, dataclasses.replace(cfg, wte_init_std=1.0)) == ["wte_init_std 0.02 != 1.0"]
+    assert run_differences(dict(old, save_steps=[3]), dataclasses.replace(cfg, save_steps=(3,))) == []
+
+
+def test_train_py_names_a_different_run_in_its_folder_or_checkpoint_and_how_to_keep_both(tmp_path, random_data):
+    train.main(tiny_args(tmp_path, random_data, run_name="A", max_steps=3))
+    records = snapshot(tmp_path / "runs" / "A")
+    # a bigger model under the same name (a larger max_steps alone would extend run A)
+    with pytest.raises(UserError, match=r"^run A: \S+/runs/A holds a different run \(recorded != now: n_layer 1 "
+                                        r"!= 2\); to keep both, name this one \(--run_name=NAME, or --log_dir "
+                                        r"and --out_dir\), or start over with --resume=never \(the old records "
+                                        r"and checkpoints are moved aside, not deleted\)$"):
+        train.main(tiny_args(tmp_path, random_data, run_name="A", max_steps=6, n_layer=2))
+    assert snapshot(tmp_path / "runs" / "A") == records
+    ckpt = tmp_path / "out" / "A" / "ckpt_000003.pt"
+    with pytest.raises(UserError, match=rf"^checkpoint {ckpt} holds a different run \(recorded != now: n_layer "
+                                        r"1 != 2\)"):
+        train.main(tiny_args(tmp_path, random_data, run_name="B", max_steps=6, n_layer=2, resume=ckpt))
 
 
 def test_a_resume_path_of_another_attempt_is_refused(tmp_path, random_data):

@@ -1,5 +1,6 @@
-"""scripts/sweep.sh and scripts/sweep.sbatch: one run per seed x arm, finished runs skipped, extra
-arguments passed through, stop signals turned into a checkpoint and exit code 75 (and a requeue)."""
+"""scripts/sweep.sh and scripts/sweep.sbatch: one run per seed x arm, finished runs skipped (only
+when they are the run asked for), extra arguments passed through, stop signals turned into a
+checkpoint and exit code 75 (and a requeue)."""
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from data.shards import write_shard
+from test_run_folder import record, sweep_config
 
 
 @pytest.mark.slow
@@ -32,6 +34,27 @@ def test_sweep_runs_each_seed_and_arm_once(tmp_path):
         assert (tmp_path / "out" / run / "ckpt_000001.pt").exists()
     again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert again.stdout.count("finished, skipping") == 2
+
+
+def test_a_folder_holding_a_different_run_stops_the_sweep_before_any_launch(tmp_path):
+    """Issue 14 §2: bpe_s7 holds this sweep's run, finished: skipped. kronecker_s7 holds a toy run
+    of that name (4 layers): one line names it, nothing is launched or skipped silently, exit 2."""
+    record(sweep_config(tmp_path, "config/cpu_tiny.py", arm="bpe", seed=7))
+    record(sweep_config(tmp_path, "config/cpu_tiny.py", "--n_layer=4", arm="kronecker", seed=7))
+    (tmp_path / "launcher.sh").write_text('echo "$@" >> "$SWEEP_TMP/launched"\n')
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    env = dict(os.environ, SEEDS="7", ARMS="bpe kronecker", CONFIG="config/cpu_tiny.py", LOG_DIR=str(runs),
+               OUT_DIR=str(out), LAUNCH=f"bash {tmp_path / 'launcher.sh'}", SWEEP_TMP=str(tmp_path))
+    sweep = subprocess.run(["bash", "scripts/sweep.sh"], cwd=REPO_ROOT, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert sweep.returncode == 2, sweep.stderr
+    assert sweep.stdout == "== bpe_s7: finished, skipping\n"
+    assert sweep.stderr.splitlines() == [
+        f"error: kronecker_s7: {runs}/kronecker_s7 holds a different run (recorded != now: n_layer 4 != 2); "
+        f"give this sweep its own LOG_DIR and OUT_DIR to keep both, or move {runs}/kronecker_s7 and "
+        f"{out}/kronecker_s7 aside",
+        "error: nothing launched (the lines above say why); rerun this command once they are resolved"]
+    assert not (tmp_path / "launched").exists()
 
 
 def start_sweep(script, env, *args):
@@ -150,13 +173,13 @@ def slurm_calls(tmp_path):
 
 
 def test_sbatch_meets_at_the_head_nodes_address_with_one_worker_per_gpu(tmp_path, fake_slurm_env):
-    sbatch = start_sweep("scripts/sweep.sbatch", fake_slurm_env, "--max_steps=5")
+    sbatch = start_sweep("scripts/sweep.sbatch", fake_slurm_env, "--max_steps=20")
     assert sbatch.wait(timeout=60) == 0, (tmp_path / "sweep.log").read_text()
     [launch] = [call for call in slurm_calls(tmp_path) if call.startswith("srun")]
     # 29500 + 1234 % 2000: the node *name* gpu-a need not resolve, its NodeAddr does
     assert "--rdzv_endpoint=10.0.0.7:30734 --rdzv_id=1234" in launch
     assert "--ntasks-per-node=1 --kill-on-bad-exit=1 --cpus-per-task=16 torchrun --nnodes=2 --nproc_per_node=4" in launch
-    assert launch.endswith("--max_steps=5")
+    assert launch.endswith("--max_steps=20")
 
 
 def test_sbatch_on_a_cpu_partition_starts_one_worker_per_node(tmp_path, fake_slurm_env):
