@@ -4,7 +4,7 @@ A run is a run_name with two folders: its records in <log_dir>/<run_name>/ (conf
 log.jsonl, summary.json) and its checkpoints in <out_dir>/<run_name>/ckpt_<step>.pt. An
 *attempt* is one start from scratch: a new id (UTC time + random hex) written to config.json
 ("attempt") and into every checkpoint ("attempt"). Resuming continues the attempt; starting over
-makes a new one. Rules (README, "Reliability"):
+makes a new one. Rules (docs/training.md, "Reliability"):
 
 - resume="auto" continues the newest checkpoint of the attempt named in config.json; checkpoints
   of other attempts are never resumed, kept or pruned as this run's. A folder whose config.json

@@ -167,7 +167,7 @@ def report_markdown(rows, pos_dims, check, tokenizer_rows):
         "here; otherwise only its shape (the ids tiktoken defines). Fit = the share of ids whose "
         "bytes fit pos_dim bytes (longer ones are cut, UTF-8-safely); saved = 1 − 256·pos_dim / V "
         "at the padded V, whatever d. Offline with the repo's cache only gpt2 and r50k_base load; "
-        "pre-seed TIKTOKEN_CACHE_DIR (README, Other tokenizers) for the rest.",
+        "pre-seed TIKTOKEN_CACHE_DIR (docs/data.md, Other tokenizers) for the rest.",
         tokenizers_table(tokenizer_rows, pos_dims),
         "## The paper's numbers",
         f"- GPT-2 124M: table {check['gpt2_table_params']:,} ({millions(check['gpt2_table_params'])}, "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare data/gpu_check/ for scripts/gpu_check.sh, here (it reads the
 # shared FineWeb sample and uses this venv): val/train token shards (data/fineweb_edu.py) and a
-# copy of the tiktoken cache (GPT-2's BPE files, read offline). About 8 MB; the folder is
+# copy of the tiktoken cache (GPT-2's BPE files, read offline). About 10 MB (9.8 MB measured: docs/performance.md); the folder is
 # git-ignored, so carry it to the GPU machine.
 #
 #   scripts/gpu_check_prepare.sh [SAMPLE.jsonl.gz]     # default ../shared/data/fineweb_sample/train.jsonl.gz

@@ -1,7 +1,7 @@
 """scripts/gpu_check.sh: its GPU budgets fit 8 minutes, and gpu_check_summary.py judges a work
 folder as the script leaves it (phases, bench JSON, train.py logs, recompile logs): a phase out
 of time, a recompile after warm-up or a run that did not resume fails it; compile steps are left
-out of the speed figures. (The whole --cpu-tiny rehearsal takes minutes on 2 cores: README.)"""
+out of the speed figures. (The whole --cpu-tiny rehearsal takes minutes on 2 cores: docs/performance.md.)"""
 import json
 import re
 import subprocess
