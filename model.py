@@ -15,7 +15,7 @@ permuted over token ids (shuffled_byte_sources): same sparsity and norms, no byt
 """
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,23 +31,50 @@ EMBEDDINGS = ("bpe", "bpe_untied", "kronecker", "kronecker_shuffled")
 KRONECKER_EMBEDDINGS = ("kronecker", "kronecker_shuffled")  # the byte codec + Linear(D, d), untied head
 KRONECKER_MODES = ("sparse", "dense", "cached")
 ZNORM_EPS = 1e-6
+# GPT-2's longest token is 128 bytes (python -c "import tiktoken; e = tiktoken.get_encoding('gpt2');
+# print(max(len(e.decode_single_token_bytes(i)) for i in range(e.n_vocab)))"); 256 leaves room for
+# other tokenizers while D = 256 * pos_dim stays at most 65,536 inputs to the Linear(D, d).
+MAX_POS_DIM = 256
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most RNG tools take 32 bits
+
+
+def config_field(default, help, section=None):
+    """A dataclass field with its one-line meaning (metadata "help") and, on the first field of a
+    group, the group's heading ("section"): `python train.py --help` prints them from the fields
+    themselves, so a setting and its documentation cannot drift apart."""
+    return field(default=default, metadata=dict(help=help, section=section))
 
 
 @dataclass
 class GPTConfig:
-    block_size: int = 1024
-    vocab_size: int = 50304  # GPT-2's 50257 padded to a multiple of 64
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True
-    embedding: str = "bpe"  # "bpe" (tied head), "bpe_untied", "kronecker", "kronecker_shuffled" (untied head)
-    pos_dim: int = 16  # Kronecker: bytes per token kept; D = 256 * pos_dim
-    kronecker_mode: str = "sparse"  # "sparse", "dense" or "cached"; same function
-    wte_init_std: float = 0.02  # BPE arms: std of the token table's N(0, std^2) init (the tied head's too)
-    shuffle_seed: int = 0  # kronecker_shuffled: seed of the permutation of byte strings over ids
-    projection_weight_decay: bool = True  # Kronecker arms: the projection W is weight-decayed
+    """The network: GPT-2's shape (nanoGPT's GPTConfig; defaults = GPT-2 124M) and the input
+    embedding of arXiv 2605.29459. train_config.TrainConfig inherits these fields, so a model
+    field is added here only, with its help line.
+
+    Raises UserError (one line, naming the field) for a value the network cannot be built with;
+    train_config.validate reports them for config files and the command line.
+    """
+    block_size: int = config_field(1024, "context length in tokens (rows of the position table)",
+                                   section="model (model.GPTConfig)")
+    vocab_size: int = config_field(50304, "rows of the output head (and BPE table); GPT-2's 50,257 ids "
+                                          "padded to a multiple of 64")
+    n_layer: int = config_field(12, "transformer blocks")
+    n_head: int = config_field(12, "attention heads per block; must divide n_embd")
+    n_embd: int = config_field(768, "model width d")
+    dropout: float = config_field(0.0, "dropout probability, in [0, 1) (0 in the paper runs)")
+    bias: bool = config_field(True, "biases in the Linears and LayerNorms, as GPT-2")
+    embedding: str = config_field("bpe", "input: a token table, head tied or untied, or the byte "
+                                         "codec + Linear(D, d)")
+    pos_dim: int = config_field(16, "Kronecker: bytes kept per token (cut UTF-8-safely); "
+                                    "D = 256 * pos_dim")
+    kronecker_mode: str = config_field("sparse", "Kronecker: how W z is computed (same function; "
+                                                 "sparse builds no N x D tensor)")
+    wte_init_std: float = config_field(0.02, "BPE arms: std of the token table's init (1.0 = "
+                                             "Kronecker's input scale)")
+    shuffle_seed: int = config_field(0, "kronecker_shuffled: seed of the byte strings' permutation "
+                                        "over ids")
+    projection_weight_decay: bool = config_field(True, "Kronecker arms: weight decay on the "
+                                                       "projection W")
 
     @property
     def kronecker(self):
@@ -55,12 +82,27 @@ class GPTConfig:
         return self.embedding in KRONECKER_EMBEDDINGS
 
     def __post_init__(self):
-        if self.embedding not in EMBEDDINGS:
-            raise UserError(f"embedding={self.embedding!r} is not one of {', '.join(EMBEDDINGS)}")
-        if self.kronecker_mode not in KRONECKER_MODES:
-            raise UserError(f"kronecker_mode={self.kronecker_mode!r} is not one of {', '.join(KRONECKER_MODES)}")
+        self.check()
+
+    def check(self):
+        """Raise UserError for the first value the network cannot be built with."""
+        for name, choices in (("embedding", EMBEDDINGS), ("kronecker_mode", KRONECKER_MODES)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"{name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "pos_dim", "wte_init_std"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"'{name}' must be positive, got {getattr(self, name)}")
+        if self.dropout < 0:
+            raise UserError(f"'dropout' must be >= 0, got {self.dropout}")
+        if not self.dropout < 1:
+            raise UserError(f"'dropout' must be in [0, 1), got {self.dropout}")
+        if self.pos_dim > MAX_POS_DIM:
+            raise UserError(f"'pos_dim' ({self.pos_dim}) is above {MAX_POS_DIM}: GPT-2's longest token is "
+                            f"128 bytes, so more byte positions add only zeros; use 16 (the paper) or 32")
+        if not 0 <= self.shuffle_seed <= MAX_SEED:
+            raise UserError(f"'shuffle_seed' must be in [0, 2**32 - 1], got {self.shuffle_seed}")
         if self.n_embd % self.n_head:
-            raise UserError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+            raise UserError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
 
 
 # ----------------------------------------------------------------------------- sparse kernel
