@@ -228,6 +228,12 @@ def shuffled_byte_sources(token_bytes, seed):
 class KroneckerEmbedding(nn.Module):
     """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
 
+    The codec of arXiv 2605.29459 (its Eq. 1, kappa, then per-token z-normalisation; module
+    docstring) as the reference package kronecker-embeddings 0.1.1 computes it
+    (codec.kronecker_codec + embedding.KroneckerEmbedding; tests/test_model.py checks equality).
+    token_bytes: V byte strings (index = token id), cut UTF-8-safely to pos_dim bytes; D = 256 *
+    pos_dim. Raises UserError for a mode not in KRONECKER_MODES.
+
     Buffers: `byte_table` (V, pos_dim) uint8 and `byte_lengths` (V,) uint8 are model state (in
     the state dict). Derived buffers are kept out of the state dict, computed once and rebuilt
     on load, so every mode reads the same checkpoints and forward builds nothing (one
@@ -270,7 +276,8 @@ class KroneckerEmbedding(nn.Module):
         return rows, lengths
 
     def forward(self, ids):
-        """(...) int64 token ids -> (..., n_embd) embeddings, float32 (W's dtype)."""
+        """(...) int64 token ids in [0, V) -> (..., n_embd) embeddings e = W z, in W's dtype
+        (float32 in training, also under autocast); every mode computes the same function."""
         if self.mode == "sparse":
             flat = ids.reshape(-1)
             columns = self.byte_columns.index_select(0, flat)
@@ -280,11 +287,14 @@ class KroneckerEmbedding(nn.Module):
         return self._project(self.codec(ids))
 
     def codec(self, ids):
-        """The z-normalised codec vectors, (..., D), computed literally (for inspection and tests)."""
+        """(...) int64 token ids -> (..., D) float32: z, the z-normalised codec vectors, computed
+        literally as the paper writes them (Eq. 1, then z-normalisation; for inspection and tests).
+        A token with no bytes (L = 0) gives z = 0."""
         return self._codec_rows(self.byte_table[ids], self.byte_lengths[ids])
 
     def embed_bytes(self, byte_strings):
-        """Embeddings (n, n_embd) of arbitrary byte strings, e.g. words that have no token id."""
+        """n byte strings -> (n, n_embd) embeddings in W's dtype, on W's device: the codec of any
+        bytes, e.g. words that have no token id (cut UTF-8-safely to pos_dim bytes)."""
         rows, lengths = self.encode_bytes(byte_strings)
         device = self.projection.weight.device
         rows, lengths = rows.to(device), lengths.to(device)
@@ -357,6 +367,7 @@ class KroneckerEmbedding(nn.Module):
 # ----------------------------------------------------------------------------- transformer
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention (nanoGPT's, with PyTorch's fused SDPA kernel)."""
 
     def __init__(self, config):
         super().__init__()
@@ -366,15 +377,18 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.dropout = config.n_head, config.dropout
 
     def forward(self, x):
+        """(B, T, C) -> (B, T, C), C = n_embd; position t attends to positions <= t only."""
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        # (B, T, C) -> (B, n_head, T, head size C / n_head)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
+    """GPT-2's feed-forward block: Linear(C, 4C), GELU, Linear(4C, C)."""
 
     def __init__(self, config):
         super().__init__()
@@ -384,10 +398,12 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
+        """(B, T, C) -> (B, T, 4C) -> (B, T, C)."""
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
+    """A pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)); (B, T, C) -> (B, T, C)."""
 
     def __init__(self, config):
         super().__init__()
@@ -402,6 +418,15 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """GPT-2 as in nanoGPT / build-nanogpt (Karpathy), with the input embedding of config.embedding:
+    a token table (bpe: tied to the head; bpe_untied) or KroneckerEmbedding (arXiv 2605.29459:
+    the byte codec + Linear(D, n_embd), untied head). The rest of the network is the same in
+    every arm.
+
+    token_bytes: the V = vocab_size byte strings of the Kronecker arms' codec (index = token id;
+    default GPT-2's, tokenizer.gpt2_token_bytes); ignored by the BPE arms. Raises UserError when
+    it does not have vocab_size entries.
+    """
 
     def __init__(self, config, token_bytes=None, verbose=False):
         super().__init__()
@@ -473,7 +498,14 @@ class GPT(nn.Module):
         return self.transformer.drop(tok_emb + self.transformer.wpe(pos))
 
     def forward(self, idx=None, targets=None, tok_emb=None):
-        """(logits, loss). Without targets only the last position's logits, shape (B, 1, V)."""
+        """(logits, loss) of token ids idx (B, T) int64, T <= block_size.
+
+        With targets (B, T) int64 (-1: ignored): logits (B, T, V) and loss, the mean next-token
+        cross-entropy in nats (a float32 scalar). Without: logits of the last position only,
+        (B, 1, V), and None. Logits are float32, bfloat16 under bf16 autocast; V = vocab_size.
+        tok_emb (B, T, n_embd), if given, replaces the token embeddings of idx (see generate).
+        Raises ValueError when T > block_size.
+        """
         x = self._input(idx, tok_emb)
         recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for block in self.transformer.h:
@@ -487,7 +519,10 @@ class GPT(nn.Module):
         return logits, loss
 
     def hidden_states(self, idx=None, tok_emb=None):
-        """[input (token + position), after each block, after ln_f], each (B, T, n_embd)."""
+        """The residual stream of idx (B, T) int64 (or of tok_emb (B, T, n_embd)): n_layer + 2
+        tensors (B, T, n_embd) float32 (also under bf16 autocast: the residual sum promotes),
+        [input (token + position), after each block, after ln_f]. Read by eval/neighbors.py,
+        eval/robustness.py and eval/hellaswag.py."""
         x = self._input(idx, tok_emb)
         states = [x]
         for block in self.transformer.h:

@@ -4,7 +4,7 @@
     torchrun --standalone --nproc_per_node=8 train.py config/kronecker_124m.py  # one 8-GPU node
 
 Settings: TrainConfig in train_config.py (defaults = build-nanogpt's 124M recipe), then the config
-file, then --key=value. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
+file, then --key=value; `python train.py --help` lists every key with its default and meaning. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
 summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt; resume="auto" (default)
 continues from the latest checkpoint, reproducing an uninterrupted run's losses exactly.
 SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exits with code 75
@@ -104,6 +104,8 @@ def setup_distributed(cfg):
 
 
 def grad_accum_steps(cfg, world_size):
+    """Micro-steps per optimiser step: total_batch_tokens / (micro_batch_size * block_size *
+    world_size). Raises UserError when that is not a whole number."""
     per_micro_step = cfg.micro_batch_size * cfg.block_size * world_size
     if cfg.total_batch_tokens % per_micro_step:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) is not divisible by "
@@ -113,7 +115,8 @@ def grad_accum_steps(cfg, world_size):
 
 
 def get_lr(step, cfg):
-    """Linear warmup over warmup_steps, then cosine decay from max_lr to min_lr at max_steps."""
+    """The learning rate of optimiser step `step` (0-based): linear warmup over warmup_steps, then
+    cosine decay from max_lr to min_lr at max_steps (build-nanogpt's schedule)."""
     if step < cfg.warmup_steps:
         return cfg.max_lr * (step + 1) / cfg.warmup_steps
     if step >= cfg.max_steps:
@@ -123,6 +126,8 @@ def get_lr(step, cfg):
 
 
 def is_checkpoint_step(step, cfg):
+    """Whether the state after `step` steps is checkpointed: every ckpt_interval (0: eval_interval)
+    steps, at max_steps and at each of save_steps."""
     interval = cfg.ckpt_interval or cfg.eval_interval
     return step % interval == 0 or step == cfg.max_steps or step in cfg.save_steps
 
@@ -144,6 +149,8 @@ def rng_states(dist_ctx):
 
 
 def restore_rng(rng, dist_ctx, cfg, step):
+    """Set this rank's generators to their checkpointed states (rng_states); from a checkpoint of
+    another world size, reseed instead (cfg.seed + 1000 * step + rank: only dropout draws)."""
     states = rng["per_rank"]
     if len(states) != dist_ctx.world_size:
         if dist_ctx.master:
@@ -217,9 +224,12 @@ def device_batch(batches, step, micro, cfg, dist_ctx):
 
 
 def build_model(cfg, ckpt, ckpt_path):
-    """The GPT of the config (seeded by cfg.seed), with the checkpoint's weights when resuming.
+    """(GPT, its GPTConfig) of the config (seeded by cfg.seed), on the CPU, with the checkpoint's
+    weights when resuming. The Kronecker arms' token bytes come from cfg.tokenizer (tokenizer.py,
+    mode cfg.token_bytes).
 
-    The Kronecker arm's token bytes come from cfg.tokenizer (tokenizer.py, mode cfg.token_bytes).
+    Raises UserError when the checkpoint holds another model (a model field, the tokenizer or
+    token_bytes differ; kronecker_mode may, it computes the same function).
     """
     model_config = gpt_config(cfg)
     if ckpt is not None:
@@ -278,8 +288,8 @@ def combine_hellaswag(parts):
 
 
 def train_step(step, model, raw_model, optimizer, batches, cfg, dist_ctx, grad_accum, autocast_ctx, stop):
-    """One optimiser step; returns (mean train loss over the whole step, grad norm, lr, the stop
-    signal any rank has received by now or None).
+    """One optimiser step; returns (mean train loss over the whole step in nats per token, the
+    gradient norm before clipping, lr, the stop signal any rank has received by now or None).
 
     The host waits for the device once per step: loss, grad norm and the ranks' agreed stop
     signal come back in one .tolist() (the all-reduces before it do not block the host). The

@@ -270,6 +270,8 @@ def parse_args(argv):
         if arg.startswith("--"):
             key, eq, value = arg[2:].partition("=")
             if not eq:
+                if key not in FIELD_TYPES:  # e.g. a flag of another tool
+                    raise unknown_key_error(key, f"from {arg}")
                 raise UserError(f"argument '{arg}' must look like --key=value")
             updates.append((key, value, f"from {arg}", True))
         elif i == 0 and arg.endswith(".py"):
