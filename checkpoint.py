@@ -21,6 +21,7 @@ NAME = re.compile(r"ckpt_(\d{6,})\.pt")
 
 
 def checkpoint_path(ckpt_dir, step):
+    """ckpt_dir/ckpt_<step:06d>.pt, the file of the checkpoint after `step` optimiser steps."""
     return Path(ckpt_dir) / f"ckpt_{step:06d}.pt"
 
 
@@ -43,6 +44,7 @@ def checkpoint_attempt(path):
 
 
 def unreadable(path, err):
+    """The UserError for a checkpoint file torch.load refused (err)."""
     return UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
                      "it is truncated or not a train.py checkpoint (to resume, move it away and "
                      "train.py falls back to the previous one)")
@@ -57,6 +59,11 @@ def save_checkpoint(state, ckpt_dir):
 
 
 def load_checkpoint(path, map_location="cpu"):
+    """The checkpoint dict at path (keys: the module docstring), tensors on map_location, loaded
+    with torch.load(weights_only=True): tensors and plain values only, no code runs.
+
+    Raises UserError when the file does not exist, or is truncated or not a train.py checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found (train.py writes out/<run_name>/ckpt_<step>.pt)")

@@ -14,19 +14,27 @@ DTYPES = ("auto", "bfloat16", "float32")
 
 
 def resolve_device(name):
-    """A device string from "auto", "cpu", "cuda" or "cuda:N"; one clear line if it cannot be used."""
+    """"cpu", "cuda" or "cuda:N" from one of those or "auto" (cuda when available): the one parser
+    of a device setting, for train.py, the eval scripts and the benchmarks.
+
+    Raises UserError for a name that is not a torch device, a device type other than cpu and
+    cuda, and cuda asked for where none is available.
+    """
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name} asked for CUDA but none is available; use cpu")
+        raise UserError(f"device={name} needs CUDA but none is available; use cpu (--device=cpu)")
     return name
 
 
 def device_type(device):
+    """"cuda" or "cpu": the torch device type of a device string or torch.device."""
     return "cuda" if str(device).startswith("cuda") else "cpu"
 
 

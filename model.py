@@ -15,7 +15,7 @@ permuted over token ids (shuffled_byte_sources): same sparsity and norms, no byt
 """
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,23 +31,50 @@ EMBEDDINGS = ("bpe", "bpe_untied", "kronecker", "kronecker_shuffled")
 KRONECKER_EMBEDDINGS = ("kronecker", "kronecker_shuffled")  # the byte codec + Linear(D, d), untied head
 KRONECKER_MODES = ("sparse", "dense", "cached")
 ZNORM_EPS = 1e-6
+# GPT-2's longest token is 128 bytes (python -c "import tiktoken; e = tiktoken.get_encoding('gpt2');
+# print(max(len(e.decode_single_token_bytes(i)) for i in range(e.n_vocab)))"); 256 leaves room for
+# other tokenizers while D = 256 * pos_dim stays at most 65,536 inputs to the Linear(D, d).
+MAX_POS_DIM = 256
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most RNG tools take 32 bits
+
+
+def config_field(default, help, section=None):
+    """A dataclass field with its one-line meaning (metadata "help") and, on the first field of a
+    group, the group's heading ("section"): `python train.py --help` prints them from the fields
+    themselves, so a setting and its documentation cannot drift apart."""
+    return field(default=default, metadata=dict(help=help, section=section))
 
 
 @dataclass
 class GPTConfig:
-    block_size: int = 1024
-    vocab_size: int = 50304  # GPT-2's 50257 padded to a multiple of 64
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True
-    embedding: str = "bpe"  # "bpe" (tied head), "bpe_untied", "kronecker", "kronecker_shuffled" (untied head)
-    pos_dim: int = 16  # Kronecker: bytes per token kept; D = 256 * pos_dim
-    kronecker_mode: str = "sparse"  # "sparse", "dense" or "cached"; same function
-    wte_init_std: float = 0.02  # BPE arms: std of the token table's N(0, std^2) init (the tied head's too)
-    shuffle_seed: int = 0  # kronecker_shuffled: seed of the permutation of byte strings over ids
-    projection_weight_decay: bool = True  # Kronecker arms: the projection W is weight-decayed
+    """The network: GPT-2's shape (nanoGPT's GPTConfig; defaults = GPT-2 124M) and the input
+    embedding of arXiv 2605.29459. train_config.TrainConfig inherits these fields, so a model
+    field is added here only, with its help line.
+
+    Raises UserError (one line, naming the field) for a value the network cannot be built with;
+    train_config.validate reports them for config files and the command line.
+    """
+    block_size: int = config_field(1024, "context length in tokens (rows of the position table)",
+                                   section="model (model.GPTConfig)")
+    vocab_size: int = config_field(50304, "rows of the output head (and BPE table); GPT-2's 50,257 ids "
+                                          "padded to a multiple of 64")
+    n_layer: int = config_field(12, "transformer blocks")
+    n_head: int = config_field(12, "attention heads per block; must divide n_embd")
+    n_embd: int = config_field(768, "model width d")
+    dropout: float = config_field(0.0, "dropout probability, in [0, 1) (0 in the paper runs)")
+    bias: bool = config_field(True, "biases in the Linears and LayerNorms, as GPT-2")
+    embedding: str = config_field("bpe", "input: a token table, head tied or untied, or the byte "
+                                         "codec + Linear(D, d)")
+    pos_dim: int = config_field(16, "Kronecker: bytes kept per token (cut UTF-8-safely); "
+                                    "D = 256 * pos_dim")
+    kronecker_mode: str = config_field("sparse", "Kronecker: how W z is computed (same function; "
+                                                 "sparse builds no N x D tensor)")
+    wte_init_std: float = config_field(0.02, "BPE arms: std of the token table's init (1.0 = "
+                                             "Kronecker's input scale)")
+    shuffle_seed: int = config_field(0, "kronecker_shuffled: seed of the byte strings' permutation "
+                                        "over ids")
+    projection_weight_decay: bool = config_field(True, "Kronecker arms: weight decay on the "
+                                                       "projection W")
 
     @property
     def kronecker(self):
@@ -55,12 +82,27 @@ class GPTConfig:
         return self.embedding in KRONECKER_EMBEDDINGS
 
     def __post_init__(self):
-        if self.embedding not in EMBEDDINGS:
-            raise UserError(f"embedding={self.embedding!r} is not one of {', '.join(EMBEDDINGS)}")
-        if self.kronecker_mode not in KRONECKER_MODES:
-            raise UserError(f"kronecker_mode={self.kronecker_mode!r} is not one of {', '.join(KRONECKER_MODES)}")
+        self.check()
+
+    def check(self):
+        """Raise UserError for the first value the network cannot be built with."""
+        for name, choices in (("embedding", EMBEDDINGS), ("kronecker_mode", KRONECKER_MODES)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"{name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "pos_dim", "wte_init_std"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"'{name}' must be positive, got {getattr(self, name)}")
+        if self.dropout < 0:
+            raise UserError(f"'dropout' must be >= 0, got {self.dropout}")
+        if not self.dropout < 1:
+            raise UserError(f"'dropout' must be in [0, 1), got {self.dropout}")
+        if self.pos_dim > MAX_POS_DIM:
+            raise UserError(f"'pos_dim' ({self.pos_dim}) is above {MAX_POS_DIM}: GPT-2's longest token is "
+                            f"128 bytes, so more byte positions add only zeros; use 16 (the paper) or 32")
+        if not 0 <= self.shuffle_seed <= MAX_SEED:
+            raise UserError(f"'shuffle_seed' must be in [0, 2**32 - 1], got {self.shuffle_seed}")
         if self.n_embd % self.n_head:
-            raise UserError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+            raise UserError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
 
 
 # ----------------------------------------------------------------------------- sparse kernel
@@ -186,6 +228,12 @@ def shuffled_byte_sources(token_bytes, seed):
 class KroneckerEmbedding(nn.Module):
     """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
 
+    The codec of arXiv 2605.29459 (its Eq. 1, kappa, then per-token z-normalisation; module
+    docstring) as the reference package kronecker-embeddings 0.1.1 computes it
+    (codec.kronecker_codec + embedding.KroneckerEmbedding; tests/test_model.py checks equality).
+    token_bytes: V byte strings (index = token id), cut UTF-8-safely to pos_dim bytes; D = 256 *
+    pos_dim. Raises UserError for a mode not in KRONECKER_MODES.
+
     Buffers: `byte_table` (V, pos_dim) uint8 and `byte_lengths` (V,) uint8 are model state (in
     the state dict). Derived buffers are kept out of the state dict, computed once and rebuilt
     on load, so every mode reads the same checkpoints and forward builds nothing (one
@@ -228,7 +276,8 @@ class KroneckerEmbedding(nn.Module):
         return rows, lengths
 
     def forward(self, ids):
-        """(...) int64 token ids -> (..., n_embd) embeddings, float32 (W's dtype)."""
+        """(...) int64 token ids in [0, V) -> (..., n_embd) embeddings e = W z, in W's dtype
+        (float32 in training, also under autocast); every mode computes the same function."""
         if self.mode == "sparse":
             flat = ids.reshape(-1)
             columns = self.byte_columns.index_select(0, flat)
@@ -238,11 +287,14 @@ class KroneckerEmbedding(nn.Module):
         return self._project(self.codec(ids))
 
     def codec(self, ids):
-        """The z-normalised codec vectors, (..., D), computed literally (for inspection and tests)."""
+        """(...) int64 token ids -> (..., D) float32: z, the z-normalised codec vectors, computed
+        literally as the paper writes them (Eq. 1, then z-normalisation; for inspection and tests).
+        A token with no bytes (L = 0) gives z = 0."""
         return self._codec_rows(self.byte_table[ids], self.byte_lengths[ids])
 
     def embed_bytes(self, byte_strings):
-        """Embeddings (n, n_embd) of arbitrary byte strings, e.g. words that have no token id."""
+        """n byte strings -> (n, n_embd) embeddings in W's dtype, on W's device: the codec of any
+        bytes, e.g. words that have no token id (cut UTF-8-safely to pos_dim bytes)."""
         rows, lengths = self.encode_bytes(byte_strings)
         device = self.projection.weight.device
         rows, lengths = rows.to(device), lengths.to(device)
@@ -315,6 +367,7 @@ class KroneckerEmbedding(nn.Module):
 # ----------------------------------------------------------------------------- transformer
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention (nanoGPT's, with PyTorch's fused SDPA kernel)."""
 
     def __init__(self, config):
         super().__init__()
@@ -324,15 +377,18 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.dropout = config.n_head, config.dropout
 
     def forward(self, x):
+        """(B, T, C) -> (B, T, C), C = n_embd; position t attends to positions <= t only."""
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        # (B, T, C) -> (B, n_head, T, head size C / n_head)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
+    """GPT-2's feed-forward block: Linear(C, 4C), GELU, Linear(4C, C)."""
 
     def __init__(self, config):
         super().__init__()
@@ -342,10 +398,12 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
+        """(B, T, C) -> (B, T, 4C) -> (B, T, C)."""
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
+    """A pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)); (B, T, C) -> (B, T, C)."""
 
     def __init__(self, config):
         super().__init__()
@@ -360,6 +418,15 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """GPT-2 as in nanoGPT / build-nanogpt (Karpathy), with the input embedding of config.embedding:
+    a token table (bpe: tied to the head; bpe_untied) or KroneckerEmbedding (arXiv 2605.29459:
+    the byte codec + Linear(D, n_embd), untied head). The rest of the network is the same in
+    every arm.
+
+    token_bytes: the V = vocab_size byte strings of the Kronecker arms' codec (index = token id;
+    default GPT-2's, tokenizer.gpt2_token_bytes); ignored by the BPE arms. Raises UserError when
+    it does not have vocab_size entries.
+    """
 
     def __init__(self, config, token_bytes=None, verbose=False):
         super().__init__()
@@ -431,7 +498,14 @@ class GPT(nn.Module):
         return self.transformer.drop(tok_emb + self.transformer.wpe(pos))
 
     def forward(self, idx=None, targets=None, tok_emb=None):
-        """(logits, loss). Without targets only the last position's logits, shape (B, 1, V)."""
+        """(logits, loss) of token ids idx (B, T) int64, T <= block_size.
+
+        With targets (B, T) int64 (-1: ignored): logits (B, T, V) and loss, the mean next-token
+        cross-entropy in nats (a float32 scalar). Without: logits of the last position only,
+        (B, 1, V), and None. Logits are float32, bfloat16 under bf16 autocast; V = vocab_size.
+        tok_emb (B, T, n_embd), if given, replaces the token embeddings of idx (see generate).
+        Raises ValueError when T > block_size.
+        """
         x = self._input(idx, tok_emb)
         recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for block in self.transformer.h:
@@ -445,7 +519,10 @@ class GPT(nn.Module):
         return logits, loss
 
     def hidden_states(self, idx=None, tok_emb=None):
-        """[input (token + position), after each block, after ln_f], each (B, T, n_embd)."""
+        """The residual stream of idx (B, T) int64 (or of tok_emb (B, T, n_embd)): n_layer + 2
+        tensors (B, T, n_embd) float32 (also under bf16 autocast: the residual sum promotes),
+        [input (token + position), after each block, after ln_f]. Read by eval/neighbors.py,
+        eval/robustness.py and eval/hellaswag.py."""
         x = self._input(idx, tok_emb)
         states = [x]
         for block in self.transformer.h:

@@ -4,7 +4,7 @@
     torchrun --standalone --nproc_per_node=8 train.py config/kronecker_124m.py  # one 8-GPU node
 
 Settings: TrainConfig in train_config.py (defaults = build-nanogpt's 124M recipe), then the config
-file, then --key=value. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
+file, then --key=value; `python train.py --help` lists every key with its default and meaning. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
 summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt; resume="auto" (default)
 continues from the latest checkpoint, reproducing an uninterrupted run's losses exactly.
 SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exits with code 75
@@ -21,9 +21,11 @@ import subprocess
 import sys
 import time
 import traceback
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
+from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch._dynamo.utils import counters
@@ -32,13 +34,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from data.sampler import TrainBatches
 from data.shards import check_data_dir
-from devices import autocast_context, device_type, host_to_device, resolve_dtype
+from devices import autocast_context, device_type, host_to_device, resolve_device, resolve_dtype
 from errors import Preempted, UserError, run_main
-from model import GPT, KRONECKER_EMBEDDINGS, GPTConfig
+from model import GPT, GPTConfig
 from run_folder import RunFolder, RunLog
 from stop_signals import StopSignals, signal_name
 from tokenizer import get_tokenizer
-from train_config import load_config
+from train_config import HELP_FLAGS, TrainConfig, gpt_config, help_text, load_config
 from validation import evaluate, load_val_tokens
 
 REPO = Path(__file__).resolve().parent
@@ -46,7 +48,9 @@ TOKENIZER_DEFAULTS = {"tokenizer": "gpt2", "token_bytes": "exact"}  # of checkpo
 
 
 @dataclasses.dataclass
-class Dist:
+class DistContext:
+    """This process's place in the run: its rank among world_size processes (local_rank on its
+    node) and the device it trains on ("cpu" or "cuda:N")."""
     rank: int
     local_rank: int
     world_size: int
@@ -55,6 +59,7 @@ class Dist:
 
     @property
     def master(self):
+        """Rank 0: the one that prints, writes the run's records and checkpoints."""
         return self.rank == 0
 
     @property
@@ -69,39 +74,38 @@ def setup_distributed(cfg):
     Under torchrun (WORLD_SIZE set) the process group and DDP are used even for one process, so
     a one-GPU run goes the multi-GPU path (gpu_check's nccl phase).
 
-    Raises UserError for CUDA asked for but absent, an explicit cuda:N with several processes,
-    nccl without CUDA, and more ranks per node than GPUs under nccl.
+    Raises UserError for an explicit cuda:N with several processes, a device devices.resolve_device
+    refuses (not cpu or cuda, or CUDA absent), nccl without CUDA, and more ranks per node than GPUs
+    under nccl.
     """
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     if world > 1 and cfg.device.startswith("cuda:"):
         raise UserError(f"device={cfg.device} names one GPU but {world} processes run; use --device=cuda "
                         "(each rank takes cuda:LOCAL_RANK; choose GPUs with CUDA_VISIBLE_DEVICES)")
-    wants_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
-    if wants_cuda and not torch.cuda.is_available():
-        raise UserError(f"device={cfg.device} but CUDA is not available; use --device=cpu")
-    if cfg.device not in ("auto", "cpu") and not wants_cuda:
-        raise UserError(f"device={cfg.device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    device = resolve_device(cfg.device)  # "cpu", "cuda" or "cuda:N"
+    wants_cuda = device_type(device) == "cuda"
     backend = cfg.dist_backend if cfg.dist_backend != "auto" else "nccl" if wants_cuda else "gloo"
     if backend == "nccl" and not wants_cuda:
         raise UserError("dist_backend=nccl needs CUDA; use --dist_backend=gloo (or auto) on CPU")
-    device = "cpu"
     if wants_cuda:
         n_gpus = torch.cuda.device_count()
         if world > 1 and backend == "nccl" and local >= n_gpus:
             raise UserError(f"local rank {local} has no GPU of its own ({n_gpus} visible) and nccl needs "
                             "one per process; lower --nproc_per_node, or --dist_backend=gloo to share GPUs")
-        device = cfg.device if cfg.device.startswith("cuda:") else f"cuda:{local % n_gpus}"
+        device = device if ":" in device else f"cuda:{local % n_gpus}"
         torch.cuda.set_device(device)
         torch.set_float32_matmul_precision("high")
     distributed = "WORLD_SIZE" in os.environ
     if distributed:  # device_id binds NCCL's communicator to our GPU at once (gloo has no use for it)
         dist.init_process_group(backend=backend,
                                 device_id=torch.device(device) if backend == "nccl" else None)
-    return Dist(rank, local, world, device, distributed)
+    return DistContext(rank, local, world, device, distributed)
 
 
 def grad_accum_steps(cfg, world_size):
+    """Micro-steps per optimiser step: total_batch_tokens / (micro_batch_size * block_size *
+    world_size). Raises UserError when that is not a whole number."""
     per_micro_step = cfg.micro_batch_size * cfg.block_size * world_size
     if cfg.total_batch_tokens % per_micro_step:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) is not divisible by "
@@ -111,7 +115,8 @@ def grad_accum_steps(cfg, world_size):
 
 
 def get_lr(step, cfg):
-    """Linear warmup over warmup_steps, then cosine decay from max_lr to min_lr at max_steps."""
+    """The learning rate of optimiser step `step` (0-based): linear warmup over warmup_steps, then
+    cosine decay from max_lr to min_lr at max_steps (build-nanogpt's schedule)."""
     if step < cfg.warmup_steps:
         return cfg.max_lr * (step + 1) / cfg.warmup_steps
     if step >= cfg.max_steps:
@@ -121,49 +126,53 @@ def get_lr(step, cfg):
 
 
 def is_checkpoint_step(step, cfg):
+    """Whether the state after `step` steps is checkpointed: every ckpt_interval (0: eval_interval)
+    steps, at max_steps and at each of save_steps."""
     interval = cfg.ckpt_interval or cfg.eval_interval
     return step % interval == 0 or step == cfg.max_steps or step in cfg.save_steps
 
 
-def gather(obj, d):
+def gather(obj, dist_ctx):
     """[obj of rank 0, obj of rank 1, ...] on every rank."""
-    if d.world_size == 1:
+    if dist_ctx.world_size == 1:
         return [obj]
-    out = [None] * d.world_size
+    out = [None] * dist_ctx.world_size
     dist.all_gather_object(out, obj)
     return out
 
 
-def rng_states(d):
+def rng_states(dist_ctx):
     """The torch CPU and CUDA generator states of every rank (training uses no other RNG)."""
     mine = {"cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state() if d.device_type == "cuda" else None}
-    return {"per_rank": gather(mine, d)}
+            "cuda": torch.cuda.get_rng_state() if dist_ctx.device_type == "cuda" else None}
+    return {"per_rank": gather(mine, dist_ctx)}
 
 
-def restore_rng(rng, d, cfg, step):
+def restore_rng(rng, dist_ctx, cfg, step):
+    """Set this rank's generators to their checkpointed states (rng_states); from a checkpoint of
+    another world size, reseed instead (cfg.seed + 1000 * step + rank: only dropout draws)."""
     states = rng["per_rank"]
-    if len(states) != d.world_size:
-        if d.master:
+    if len(states) != dist_ctx.world_size:
+        if dist_ctx.master:
             print(f"note: checkpoint has RNG states of {len(states)} ranks, this run has "
-                  f"{d.world_size}; reseeding (only dropout uses them)")
-        torch.manual_seed(cfg.seed + 1000 * step + d.rank)
+                  f"{dist_ctx.world_size}; reseeding (only dropout uses them)")
+        torch.manual_seed(cfg.seed + 1000 * step + dist_ctx.rank)
         return
-    torch.set_rng_state(states[d.rank]["cpu"])
-    if d.device_type == "cuda" and states[d.rank]["cuda"] is not None:
-        torch.cuda.set_rng_state(states[d.rank]["cuda"])
+    torch.set_rng_state(states[dist_ctx.rank]["cpu"])
+    if dist_ctx.device_type == "cuda" and states[dist_ctx.rank]["cuda"] is not None:
+        torch.cuda.set_rng_state(states[dist_ctx.rank]["cuda"])
 
 
-def rank0_decides(d, decide):
+def rank0_decides(dist_ctx, decide):
     """decide() on rank 0, its result (or its UserError) on every rank: the run folder is
     rank 0's, and a refusal must stop all ranks, not leave them waiting in a collective."""
     outcome = [None]
-    if d.master:
+    if dist_ctx.master:
         try:
             outcome = [("ok", decide())]
         except UserError as err:
             outcome = [("error", str(err))]
-    if d.world_size > 1:
+    if dist_ctx.world_size > 1:
         dist.broadcast_object_list(outcome, src=0)
     kind, value = outcome[0]
     if kind == "error":
@@ -180,16 +189,16 @@ def git(*args):
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def provenance(d):
+def provenance(dist_ctx):
     """Where and with what a run ran, for config.json: code, library and driver versions, host."""
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    cuda = d.device_type == "cuda"
+    cuda = dist_ctx.device_type == "cuda"
     return dict(git_commit=git("rev-parse", "HEAD") or None,
                 git_dirty=None if dirty is None else bool(dirty),
                 torch_version=torch.__version__, cuda_version=torch.version.cuda,
                 cudnn_version=torch.backends.cudnn.version() if cuda else None,
                 nccl_version=".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
-                device_names=gather(torch.cuda.get_device_name(d.device) if cuda else "cpu", d),
+                device_names=gather(torch.cuda.get_device_name(dist_ctx.device) if cuda else "cpu", dist_ctx),
                 hostname=socket.gethostname(), slurm_job_id=os.environ.get("SLURM_JOB_ID"))
 
 
@@ -207,19 +216,22 @@ def compiled_graphs():
     return counters["stats"]["unique_graphs"]
 
 
-def device_batch(batches, step, micro, cfg, d):
+def device_batch(batches, step, micro, cfg, dist_ctx):
     """Micro-batch (x, y) of `step` on the device, int64 (micro_batch_size, block_size); on CUDA
     copied from pinned memory without blocking (devices.host_to_device)."""
-    x, y = batches.micro_batch(step, micro, d.rank, d.world_size, cfg.micro_batch_size)
-    return host_to_device(x, d.device), host_to_device(y, d.device)
+    x, y = batches.micro_batch(step, micro, dist_ctx.rank, dist_ctx.world_size, cfg.micro_batch_size)
+    return host_to_device(x, dist_ctx.device), host_to_device(y, dist_ctx.device)
 
 
 def build_model(cfg, ckpt, ckpt_path):
-    """The GPT of the config (seeded by cfg.seed), with the checkpoint's weights when resuming.
+    """(GPT, its GPTConfig) of the config (seeded by cfg.seed), on the CPU, with the checkpoint's
+    weights when resuming. The Kronecker arms' token bytes come from cfg.tokenizer (tokenizer.py,
+    mode cfg.token_bytes).
 
-    The Kronecker arm's token bytes come from cfg.tokenizer (tokenizer.py, mode cfg.token_bytes).
+    Raises UserError when the checkpoint holds another model (a model field, the tokenizer or
+    token_bytes differ; kronecker_mode may, it computes the same function).
     """
-    model_config = GPTConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)})
+    model_config = gpt_config(cfg)
     if ckpt is not None:
         # mode: same function; fields added after a checkpoint was written take their defaults
         theirs = {**dataclasses.asdict(GPTConfig()), **ckpt["model_config"],
@@ -234,7 +246,7 @@ def build_model(cfg, ckpt, ckpt_path):
                             "use --resume=never or another run_name")
     torch.manual_seed(cfg.seed)
     token_bytes = get_tokenizer(cfg.tokenizer).token_bytes(cfg.vocab_size, cfg.token_bytes) \
-        if cfg.embedding in KRONECKER_EMBEDDINGS else None
+        if cfg.kronecker else None
     model = GPT(model_config, token_bytes)
     model.activation_checkpointing = cfg.activation_checkpointing
     if ckpt is not None:
@@ -242,7 +254,7 @@ def build_model(cfg, ckpt, ckpt_path):
     return model, model_config
 
 
-def hellaswag_evaluator(cfg, d):
+def hellaswag_evaluator(cfg, dist_ctx):
     """In-loop HellaSwag (hellaswag_interval > 0, else None): a function(model, autocast_ctx) ->
     log fields hellaswag_{n, acc, acc_norm, completion_loss, n_cut}, scored as eval/hellaswag.py.
 
@@ -253,14 +265,14 @@ def hellaswag_evaluator(cfg, d):
     if not cfg.hellaswag_interval:
         return None
     from eval import hellaswag  # tqdm and the scorer, loaded only when the in-loop eval is on
-    path = rank0_decides(d, lambda: str(hellaswag.ensure_data(cfg.hellaswag_dir)))
-    mine = hellaswag.load_examples(path)[d.rank::d.world_size]
+    path = rank0_decides(dist_ctx, lambda: str(hellaswag.ensure_data(cfg.hellaswag_dir)))
+    mine = hellaswag.load_examples(path)[dist_ctx.rank::dist_ctx.world_size]
     tokenizer = get_tokenizer(cfg.tokenizer)
 
     def evaluate_hellaswag(model, autocast_ctx):
-        part = hellaswag.hellaswag_accuracy(model, mine, d.device, autocast_ctx, tokenizer=tokenizer) \
+        part = hellaswag.hellaswag_accuracy(model, mine, dist_ctx.device, autocast_ctx, tokenizer=tokenizer) \
             if mine else dict(n=0)
-        return combine_hellaswag(gather(part, d))
+        return combine_hellaswag(gather(part, dist_ctx))
     return evaluate_hellaswag
 
 
@@ -275,9 +287,9 @@ def combine_hellaswag(parts):
     return fields
 
 
-def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, autocast_ctx, stop):
-    """One optimiser step; returns (mean train loss over the whole step, grad norm, lr, the stop
-    signal any rank has received by now or None).
+def train_step(step, model, raw_model, optimizer, batches, cfg, dist_ctx, grad_accum, autocast_ctx, stop):
+    """One optimiser step; returns (mean train loss over the whole step in nats per token, the
+    gradient norm before clipping, lr, the stop signal any rank has received by now or None).
 
     The host waits for the device once per step: loss, grad norm and the ranks' agreed stop
     signal come back in one .tolist() (the all-reduces before it do not block the host). The
@@ -288,22 +300,22 @@ def train_step(step, model, raw_model, optimizer, batches, cfg, d, grad_accum, a
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    loss_sum = torch.zeros((), device=d.device)
-    x, y = device_batch(batches, step, 0, cfg, d)
+    loss_sum = torch.zeros((), device=dist_ctx.device)
+    x, y = device_batch(batches, step, 0, cfg, dist_ctx)
     for micro in range(grad_accum):
-        if d.distributed:  # all-reduce the gradients only on the last micro-step
+        if dist_ctx.distributed:  # all-reduce the gradients only on the last micro-step
             model.require_backward_grad_sync = micro == grad_accum - 1
         with autocast_ctx:
             _, loss = model(x, y)
         if micro + 1 < grad_accum:  # the forward is queued: read and copy the next batch meanwhile
-            x, y = device_batch(batches, step, micro + 1, cfg, d)
+            x, y = device_batch(batches, step, micro + 1, cfg, dist_ctx)
         loss = loss / grad_accum
         loss_sum += loss.detach()
         loss.backward()
-    stop_flag = torch.full((), float(stop.received or 0), device=d.device)  # 0: no signal
-    if d.distributed:
+    stop_flag = torch.full((), float(stop.received or 0), device=dist_ctx.device)  # 0: no signal
+    if dist_ctx.distributed:
         dist.all_reduce(loss_sum)
-        loss_sum /= d.world_size
+        loss_sum /= dist_ctx.world_size
         dist.all_reduce(stop_flag, op=dist.ReduceOp.MAX)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)
     train_loss, grad_norm, stop_number = torch.stack([loss_sum, grad_norm.float(), stop_flag]).tolist()
@@ -322,28 +334,62 @@ def speed_figures(steady_dts, raw_model, cfg, grad_accum):
                 mfu=raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, cfg.peak_flops))
 
 
-def save(step, raw_model, model_config, optimizer, batches, cfg, d, folder, attempt, wall_time_s,
-         val_loss, last_path):
-    """Checkpoint at `step` (a collective: every rank calls it); rank 0 writes, returns the path.
+@dataclasses.dataclass
+class TrainingRun:
+    """One launch of a run as the loop sees it: what start_run() built, and the progress the loop
+    advances (step, val_loss, the last checkpoint, the steady step times)."""
+    cfg: TrainConfig
+    dist_ctx: DistContext
+    folder: RunFolder
+    log: RunLog
+    batches: TrainBatches
+    val_tokens: np.ndarray         # the fixed validation set (validation.load_val_tokens)
+    hellaswag: Optional[Callable]  # hellaswag_evaluator's function; None when hellaswag_interval is 0
+    raw_model: GPT                 # the module itself: weights, checkpoints, norms, HellaSwag
+    model_config: GPTConfig
+    compiled_model: torch.nn.Module  # raw_model compiled (or raw_model itself): evaluation's forward
+    model: torch.nn.Module           # compiled_model, in DDP when distributed: training's forward/backward
+    optimizer: torch.optim.Optimizer
+    autocast_ctx: AbstractContextManager
+    grad_accum: int
+    attempt: str                   # the start-from-scratch this launch belongs to (run_folder.py)
+    t_start: float                 # time.time() when this launch started
+    wall_before: float = 0.0       # seconds trained by earlier launches (from the checkpoint)
+    step: int = 0                  # optimiser steps done
+    resumed_step: Optional[int] = None  # the checkpoint's step: its eval is logged, its checkpoint exists
+    val_loss: Optional[float] = None    # the last eval's, nats per token
+    ckpt_path: Optional[Path] = None    # the last good checkpoint
+    steady_dts: list = dataclasses.field(default_factory=list)  # seconds of steps that compiled nothing
+
+    def wall_time_s(self):
+        """Seconds this run has trained, over all its launches."""
+        return self.wall_before + time.time() - self.t_start
+
+
+def checkpoint(run):
+    """Checkpoint run.step (a collective: every rank calls it); rank 0 flushes the log first (so it
+    covers every step up to the checkpoint), writes, prunes; run.ckpt_path becomes the new path.
 
     Raises UserError, writing nothing, when a weight is not finite (a finite loss does not rule
-    it out: one huge update can overflow); last_path is then named as the last good checkpoint.
+    it out: one huge update can overflow), naming run.ckpt_path as the last good checkpoint.
     """
-    if not all(torch.isfinite(p).all() for p in raw_model.parameters()):
+    cfg, dist_ctx, step, last_path = run.cfg, run.dist_ctx, run.step, run.ckpt_path
+    run.log.flush()
+    if not all(torch.isfinite(p).all() for p in run.raw_model.parameters()):
         raise UserError(f"the weights became non-finite by step {step} (the loss was still finite); "
                         f"not checkpointing them; the last checkpoint (finite weights) is "
                         f"{last_path or 'none'} (try a lower max_lr, then --resume={last_path or 'never'})")
-    rng = rng_states(d)
-    if d.master:
+    rng = rng_states(dist_ctx)
+    if dist_ctx.master:
         save_checkpoint(dict(
-            model=raw_model.state_dict(), model_config=dataclasses.asdict(model_config),
-            train_config=dataclasses.asdict(cfg), step=step, optimizer=optimizer.state_dict(),
-            data_state=batches.state(step), rng=rng, wall_time_s=wall_time_s, val_loss=val_loss,
-            attempt=attempt), folder.ckpt_dir)
-        folder.prune(attempt, cfg.keep_checkpoints, cfg.save_steps)
-    if d.world_size > 1:
+            model=run.raw_model.state_dict(), model_config=dataclasses.asdict(run.model_config),
+            train_config=dataclasses.asdict(cfg), step=step, optimizer=run.optimizer.state_dict(),
+            data_state=run.batches.state(step), rng=rng, wall_time_s=run.wall_time_s(),
+            val_loss=run.val_loss, attempt=run.attempt), run.folder.ckpt_dir)
+        run.folder.prune(run.attempt, cfg.keep_checkpoints, cfg.save_steps)
+    if dist_ctx.world_size > 1:
         dist.barrier()
-    return checkpoint_path(folder.ckpt_dir, step)
+    run.ckpt_path = checkpoint_path(run.folder.ckpt_dir, step)
 
 
 def release_frames(err):
@@ -359,13 +405,23 @@ def release_frames(err):
 
 
 def main(argv=None):
-    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    """`python train.py [CONFIG.py] [--key=value ...]` (argv without the program name); -h or
+    --help prints every key (train_config.help_text) and returns.
+
+    Raises UserError (run_main prints it, exit 2) for bad settings, data, folders or
+    checkpoints, before any training where it can; Preempted after a stop signal's checkpoint.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(help_text())
+        return
+    cfg = load_config(argv)
     folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
     with StopSignals() as stop, ExitStack() as on_exit:  # before anything slow: a signal at
-        d = setup_distributed(cfg)                         # start-up still checkpoints
+        dist_ctx = setup_distributed(cfg)                  # start-up still checkpoints
         try:
-            train(cfg, d, stop, folder, on_exit)
-            if d.world_size > 1:  # no rank tears gloo down while another still has work in flight
+            train(cfg, dist_ctx, stop, folder, on_exit)
+            if dist_ctx.world_size > 1:  # no rank tears gloo down while another still has work in flight
                 dist.barrier()
         except BaseException as err:
             release_frames(err)
@@ -376,136 +432,196 @@ def main(argv=None):
                 dist.destroy_process_group()
 
 
-def train(cfg, d, stop, folder, on_exit):
-    """The run of main(); on_exit (an ExitStack) flushes the log however train() ends."""
+def train(cfg, dist_ctx, stop, folder, on_exit):
+    """The run of main(): start (data, resume, model), the loop, the summary. on_exit (an
+    ExitStack) flushes the log however train() ends."""
+    run = start_run(cfg, dist_ctx, folder, on_exit)
+    if run is None:
+        return
+    run_loop(run, stop)
+    finish(run)
+
+
+def start_run(cfg, dist_ctx, folder, on_exit):
+    """Everything before the first step, cheapest checks first: the folder's lock, the data, the
+    resume decision and checkpoint, then the model, optimizer and log. A TrainingRun, or None when
+    the run is already finished (nothing to do)."""
     t_start = time.time()
-    grad_accum = grad_accum_steps(cfg, d.world_size)
-    rank0_decides(d, folder.lock)  # one process per run; a read-only or full folder stops here
-    # data first: a missing or bad shard stops here, before any model is built
-    for note in check_data_dir(cfg.data_dir, cfg.vocab_size, cfg.val_tokens, cfg.block_size,
-                               get_tokenizer(cfg.tokenizer).identity()):
-        if d.master:
-            print(note)
-    batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
-    val_tokens = load_val_tokens(cfg.data_dir, cfg.val_tokens)
-    hellaswag = hellaswag_evaluator(cfg, d)
-    start = rank0_decides(d, lambda: folder.start(cfg))
+    grad_accum = grad_accum_steps(cfg, dist_ctx.world_size)
+    rank0_decides(dist_ctx, folder.lock)  # one process per run; a read-only or full folder stops here
+    batches, val_tokens, hellaswag = load_data(cfg, dist_ctx)
+    start = rank0_decides(dist_ctx, lambda: folder.start(cfg))
     if start.nothing_to_do:
-        if d.master:
+        if dist_ctx.master:
             print(f"run {cfg.run_name} is already finished at step {cfg.max_steps} "
                   f"({folder.log_dir / 'summary.json'}); nothing to do. To train it again use "
                   "--resume=never (the old records are kept, moved aside) or another run_name")
-        return
-    ckpt_path = start.checkpoint
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:  # a checkpoint of another run is refused as such, before any one key
-        folder.check_same_run(ckpt.get("train_config"), cfg, f"checkpoint {ckpt_path}")
-        batches.check_resume(ckpt["data_state"], ckpt_path)
-        if ckpt["step"] > cfg.max_steps:
-            raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
-                            f"({cfg.max_steps}); raise max_steps or use --resume=never")
-    dtype = resolve_dtype(cfg.dtype, d.device)
-    autocast_ctx = autocast_context(d.device, dtype)
-    use_compile = cfg.compile if cfg.compile is not None else d.device_type == "cuda"
-
-    raw_model, model_config = build_model(cfg, ckpt, ckpt_path)
-    raw_model.to(d.device)
-    # weights + AdamW's two moments, 4 bytes each in float32 checkpoints, plus 10% for the rest
-    checkpoint_bytes = int(1.1 * 3 * sum(p.numel() * p.element_size() for p in raw_model.parameters()))
-    rank0_decides(d, lambda: folder.check_space(checkpoint_bytes))
-    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.max_lr, (cfg.beta1, cfg.beta2),
-                                               d.device_type)
-    step, wall_before, resumed_step, val_loss = 0, 0.0, None, None
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        restore_rng(ckpt["rng"], d, cfg, ckpt["step"])
-        step, wall_before, val_loss = ckpt["step"], ckpt.get("wall_time_s", 0.0), ckpt.get("val_loss")
-        resumed_step = step
-    else:
-        torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams
+        return None
+    ckpt = read_resume_checkpoint(cfg, start.checkpoint, batches, folder)
+    dtype = resolve_dtype(cfg.dtype, dist_ctx.device)
+    use_compile = cfg.compile if cfg.compile is not None else dist_ctx.device_type == "cuda"
+    raw_model, model_config, optimizer = build_training(cfg, dist_ctx, ckpt, start.checkpoint, folder)
     # fullgraph: a graph break is an error, not a silent slow path (the model compiles whole)
-    eval_model = torch.compile(raw_model, fullgraph=True) if use_compile else raw_model
-    model = DDP(eval_model, device_ids=[torch.device(d.device).index] if d.device_type == "cuda" else None,
-                **no_forward_buffer_sync()) if d.distributed else eval_model
-
+    compiled_model = torch.compile(raw_model, fullgraph=True) if use_compile else raw_model
+    model = DDP(compiled_model, device_ids=[torch.device(dist_ctx.device).index]
+                if dist_ctx.device_type == "cuda" else None,
+                **no_forward_buffer_sync()) if dist_ctx.distributed else compiled_model
     param_counts = raw_model.param_counts()
-    run_config = dict(dataclasses.asdict(cfg), **provenance(d), world_size=d.world_size,
+    run_config = dict(dataclasses.asdict(cfg), **provenance(dist_ctx), world_size=dist_ctx.world_size,
                       grad_accum_steps=grad_accum, param_counts=param_counts,
                       resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt)
-    if d.master and ckpt is not None:
+    if dist_ctx.master and ckpt is not None:
         folder.retire_summary()  # unfinished again until it finishes: no stale "finished": true
-    log = RunLog(folder, cfg, run_config, enabled=d.master)
+    log = RunLog(folder, cfg, run_config, enabled=dist_ctx.master)
     on_exit.callback(log.flush)  # a crash or Ctrl-C keeps the records logged so far
-    if d.master:
-        print(f"run {cfg.run_name}: {cfg.embedding}, world size {d.world_size}, grad accum "
-              f"{grad_accum}, {dtype}, compile {use_compile}, device {d.device}")
+    run = TrainingRun(cfg, dist_ctx, folder, log, batches, val_tokens, hellaswag, raw_model, model_config,
+                      compiled_model, model, optimizer, autocast_context(dist_ctx.device, dtype), grad_accum,
+                      start.attempt, t_start, ckpt_path=start.checkpoint)
+    if ckpt is not None:
+        run.step = run.resumed_step = ckpt["step"]
+        run.wall_before, run.val_loss = ckpt.get("wall_time_s", 0.0), ckpt.get("val_loss")
+    if dist_ctx.master:
+        print(f"run {cfg.run_name}: {cfg.embedding}, world size {dist_ctx.world_size}, grad accum "
+              f"{grad_accum}, {dtype}, compile {use_compile}, device {dist_ctx.device}")
         print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in param_counts.items()))
-        print(f"resuming from {ckpt_path} at step {step}" if ckpt else "starting from scratch")
-    del ckpt  # free the checkpoint's copy of the weights
+        print(f"resuming from {start.checkpoint} at step {run.step}" if ckpt else "starting from scratch")
+    return run
 
-    def checkpoint_now():
-        """Save the current step (the log first covers every step up to it); its path."""
-        log.flush()
-        return save(step, raw_model, model_config, optimizer, batches, cfg, d, folder, start.attempt,
-                    wall_before + time.time() - t_start, val_loss, ckpt_path)
 
-    steady_dts = []  # seconds of the steps that compiled nothing: throughput and MFU figures
-    stop_signal = stop.agreed(d.device, d.world_size)  # one that came during start-up
+def load_data(cfg, dist_ctx):
+    """(TrainBatches, the validation tokens, the HellaSwag evaluator or None): data first, so a
+    missing or bad shard stops the run (UserError) before any model is built."""
+    for note in check_data_dir(cfg.data_dir, cfg.vocab_size, cfg.val_tokens, cfg.block_size,
+                               get_tokenizer(cfg.tokenizer).identity()):
+        if dist_ctx.master:
+            print(note)
+    batches = TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
+    val_tokens = load_val_tokens(cfg.data_dir, cfg.val_tokens)
+    return batches, val_tokens, hellaswag_evaluator(cfg, dist_ctx)
+
+
+def read_resume_checkpoint(cfg, ckpt_path, batches, folder):
+    """The checkpoint dict to resume from (None: from scratch), after checking that it continues
+    this run: the same run (RunFolder.check_same_run: every run-defining key), the same data
+    order (TrainBatches.check_resume), a step within max_steps. Raises UserError otherwise."""
+    if not ckpt_path:
+        return None
+    ckpt = load_checkpoint(ckpt_path)
+    # a checkpoint of another run is refused as such, before any one key (e.g. the data order)
+    folder.check_same_run(ckpt.get("train_config"), cfg, f"checkpoint {ckpt_path}")
+    batches.check_resume(ckpt["data_state"], ckpt_path)
+    if ckpt["step"] > cfg.max_steps:
+        raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
+                        f"({cfg.max_steps}); raise max_steps or use --resume=never")
+    return ckpt
+
+
+def build_training(cfg, dist_ctx, ckpt, ckpt_path, folder):
+    """(raw_model, model_config, optimizer) on the device, in the state of the checkpoint when
+    resuming (weights, AdamW moments, RNG), else freshly seeded. Raises UserError when the
+    checkpoint is of another model or the folder lacks space for checkpoints."""
+    raw_model, model_config = build_model(cfg, ckpt, ckpt_path)
+    raw_model.to(dist_ctx.device)
+    # weights + AdamW's two moments, 4 bytes each in float32 checkpoints, plus 10% for the rest
+    checkpoint_bytes = int(1.1 * 3 * sum(p.numel() * p.element_size() for p in raw_model.parameters()))
+    rank0_decides(dist_ctx, lambda: folder.check_space(checkpoint_bytes))
+    optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.max_lr, (cfg.beta1, cfg.beta2),
+                                               dist_ctx.device_type)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_rng(ckpt["rng"], dist_ctx, cfg, ckpt["step"])
+    else:
+        torch.manual_seed(cfg.seed + dist_ctx.rank)  # per-rank dropout streams
+    return raw_model, model_config, optimizer
+
+
+def run_loop(run, stop):
+    """Steps until max_steps: at each step the evaluations and checkpoint due, then one optimiser
+    step. A stop signal (agreed by all ranks in the last train_step, or at start-up) checkpoints
+    the current step and raises Preempted."""
+    stop_signal = stop.agreed(run.dist_ctx.device, run.dist_ctx.world_size)  # one during start-up
     while True:
-        last = step == cfg.max_steps
-        tokens = step * cfg.total_batch_tokens
-        saved_here = step == resumed_step  # the resumed step's eval is logged, its checkpoint loaded
-        if not saved_here and (step % cfg.eval_interval == 0 or last):
-            val_loss = evaluate(eval_model, val_tokens, cfg.block_size, cfg.micro_batch_size,
-                                d.device, autocast_ctx, d.rank, d.world_size)
-            log.write(dict(step=step, tokens=tokens, val_loss=val_loss, **raw_model.embedding_norms()))
-            log.flush()
-            if d.master:
-                print(f"step {step:6d} | val loss {val_loss:.4f}")
-        if hellaswag and not saved_here and (step % cfg.hellaswag_interval == 0 or last):
-            scores = hellaswag(raw_model, autocast_ctx)
-            log.write(dict(step=step, tokens=tokens, **scores))
-            log.flush()
-            if d.master:
-                print(f"step {step:6d} | hellaswag acc_norm {scores['hellaswag_acc_norm']:.4f} "
-                      f"({scores['hellaswag_n']} examples)")
-        if not saved_here and step > 0 and is_checkpoint_step(step, cfg):
-            ckpt_path, saved_here = checkpoint_now(), True
+        last = run.step == run.cfg.max_steps
+        saved_here = evaluate_and_checkpoint(run, last)
         if last:
             break
-        if stop_signal:  # agreed by all ranks in the last train_step (or at start-up)
-            log.flush()
+        if stop_signal:
+            run.log.flush()
             if not saved_here:
-                ckpt_path = checkpoint_now()
-            raise Preempted(f"stopped by {stop_signal} at step {step}; checkpoint {ckpt_path}; "
-                            "rerun the same command to resume" if d.master else "")
-        t0, graphs_before = time.time(), compiled_graphs()
-        train_loss, grad_norm, lr, stop_signal = train_step(step, model, raw_model, optimizer, batches,
-                                                            cfg, d, grad_accum, autocast_ctx, stop)
-        if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
-            raise UserError(f"non-finite training loss {train_loss} (grad norm {grad_norm}) at step "
-                            f"{step + 1}; stopped without updating; the last good checkpoint is "
-                            f"{ckpt_path or 'none'} (try a lower max_lr, then --resume=auto)")
-        dt = time.time() - t0  # train_step's one sync: this step's compute (and the last update)
-        step += 1
-        mfu = raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, cfg.peak_flops)
-        record = dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
-                      grad_norm=grad_norm, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
-        if compiled_graphs() > graphs_before:  # compilation inside the step: not a speed figure
-            record["compile_step"] = True
-        else:
-            steady_dts.append(dt)
-        log.write(record)
-        if step % cfg.log_interval == 0:
-            log.flush()
-        if d.master and (step % cfg.log_interval == 0 or step == 1):
-            print(f"step {step:6d} | loss {train_loss:.4f} | lr {lr:.2e} | norm {grad_norm:.3f} | "
-                  f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | mfu {mfu:.1%}")
-    log.finish(dict(final_step=step, final_val_loss=val_loss, tokens=step * cfg.total_batch_tokens,
-                    wall_time_s=wall_before + time.time() - t_start, finished=True,
-                    **speed_figures(steady_dts, raw_model, cfg, grad_accum)))
-    if d.master:
-        print(f"done: step {step}, val loss {val_loss:.4f}; logs in {log.dir}")
+                checkpoint(run)
+            raise Preempted(f"stopped by {stop_signal} at step {run.step}; checkpoint {run.ckpt_path}; "
+                            "rerun the same command to resume" if run.dist_ctx.master else "")
+        stop_signal = train_and_log(run, stop)
+
+
+def evaluate_and_checkpoint(run, last):
+    """What is due at run.step before training on: the validation loss and HellaSwag at their
+    intervals and at the last step, then a checkpoint at checkpoint steps. Returns whether
+    run.step is checkpointed; a resumed step already is (its eval logged, its checkpoint loaded)."""
+    cfg, step, master = run.cfg, run.step, run.dist_ctx.master
+    if step == run.resumed_step:
+        return True
+    tokens = step * cfg.total_batch_tokens
+    if step % cfg.eval_interval == 0 or last:
+        run.val_loss = evaluate(run.compiled_model, run.val_tokens, cfg.block_size, cfg.micro_batch_size,
+                                run.dist_ctx.device, run.autocast_ctx, run.dist_ctx.rank,
+                                run.dist_ctx.world_size)
+        run.log.write(dict(step=step, tokens=tokens, val_loss=run.val_loss, **run.raw_model.embedding_norms()))
+        run.log.flush()
+        if master:
+            print(f"step {step:6d} | val loss {run.val_loss:.4f}")
+    if run.hellaswag and (step % cfg.hellaswag_interval == 0 or last):
+        scores = run.hellaswag(run.raw_model, run.autocast_ctx)
+        run.log.write(dict(step=step, tokens=tokens, **scores))
+        run.log.flush()
+        if master:
+            print(f"step {step:6d} | hellaswag acc_norm {scores['hellaswag_acc_norm']:.4f} "
+                  f"({scores['hellaswag_n']} examples)")
+    if step > 0 and is_checkpoint_step(step, cfg):
+        checkpoint(run)
+        return True
+    return False
+
+
+def train_and_log(run, stop):
+    """One train_step, logged (every step to log.jsonl, printed every log_interval); returns the
+    stop signal the ranks agreed on, or None. Raises UserError, without updating, when the loss or
+    gradient norm is not finite, naming the last good checkpoint."""
+    cfg, step = run.cfg, run.step
+    t0, graphs_before = time.time(), compiled_graphs()
+    train_loss, grad_norm, lr, stop_signal = train_step(step, run.model, run.raw_model, run.optimizer,
+                                                        run.batches, cfg, run.dist_ctx, run.grad_accum,
+                                                        run.autocast_ctx, stop)
+    if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+        raise UserError(f"non-finite training loss {train_loss} (grad norm {grad_norm}) at step "
+                        f"{step + 1}; stopped without updating; the last good checkpoint is "
+                        f"{run.ckpt_path or 'none'} (try a lower max_lr, then --resume=auto)")
+    dt = time.time() - t0  # train_step's one sync: this step's compute (and the last update)
+    step = run.step = step + 1
+    mfu = run.raw_model.estimate_mfu(cfg.micro_batch_size * run.grad_accum, dt, cfg.peak_flops)
+    record = dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
+                  grad_norm=grad_norm, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
+    if compiled_graphs() > graphs_before:  # compilation inside the step: not a speed figure
+        record["compile_step"] = True
+    else:
+        run.steady_dts.append(dt)
+    run.log.write(record)
+    if step % cfg.log_interval == 0:
+        run.log.flush()
+    if run.dist_ctx.master and (step % cfg.log_interval == 0 or step == 1):
+        print(f"step {step:6d} | loss {train_loss:.4f} | lr {lr:.2e} | norm {grad_norm:.3f} | "
+              f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | mfu {mfu:.1%}")
+    return stop_signal
+
+
+def finish(run):
+    """summary.json (finished: true) with the final loss, tokens, wall time and speed figures."""
+    cfg, step = run.cfg, run.step
+    run.log.finish(dict(final_step=step, final_val_loss=run.val_loss, tokens=step * cfg.total_batch_tokens,
+                        wall_time_s=run.wall_time_s(), finished=True,
+                        **speed_figures(run.steady_dts, run.raw_model, cfg, run.grad_accum)))
+    if run.dist_ctx.master:
+        print(f"done: step {step}, val loss {run.val_loss:.4f}; logs in {run.log.dir}")
 
 
 if __name__ == "__main__":

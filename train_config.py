@@ -2,12 +2,17 @@
 optimiser recipe; the paper states none) and its parser for
 `python train.py [CONFIG.py] [--key=value ...]`.
 
+TrainConfig is model.GPTConfig's fields plus the run's own; each field carries its one-line
+meaning (model.config_field), which `python train.py --help` prints (help_text). A model field
+is added to GPTConfig only; GPTConfig.check holds the model's checks, validate() the run's.
+
 A config file is Python that only assigns literals to TrainConfig names, e.g.
     embedding = "kronecker"
     max_steps = 4768
     total_batch_tokens = 2**19          # + - * / // ** on numbers are allowed
 It is read with `ast` (never executed), and bounded: at most MAX_CONFIG_BYTES of UTF-8, exponents
-up to MAX_EXPONENT, integers below 2**63, so no expression can take unbounded time or memory. Command-line `--key=value` overrides come after it.
+up to MAX_EXPONENT, integers below 2**63, so no expression can take unbounded time or memory.
+Command-line `--key=value` overrides come after it.
 Unknown names and badly typed values stop with a one-line UserError naming the close matches.
 
 Arms: runs are grouped and compared by `arm` (config.json; default run name <arm>_s<seed>). ARMS
@@ -24,74 +29,83 @@ import difflib
 import math
 import operator
 import re
+import textwrap
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from errors import UserError
-from model import EMBEDDINGS, KRONECKER_EMBEDDINGS, KRONECKER_MODES
+from devices import DTYPES
+from model import EMBEDDINGS, KRONECKER_MODES, MAX_SEED, GPTConfig, config_field
 from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
 
 
 @dataclass
-class TrainConfig:
-    # I/O
-    data_dir: str = "data/fineweb_edu"
-    out_dir: str = "out"                 # checkpoints go to out_dir/run_name/
-    log_dir: str = "results/runs"        # logs go to log_dir/run_name/
-    run_name: Optional[str] = None       # None -> "<arm>_s<seed>"
-    seed: int = 1337                     # model init (and dropout)
-    data_seed: Optional[int] = None      # order of the training blocks; None -> seed
-    arm: Optional[str] = None            # name runs are compared under; None -> the ARMS name these settings match
-    # model (the GPTConfig fields)
-    embedding: str = "bpe"               # "bpe" | "bpe_untied" | "kronecker" | "kronecker_shuffled"
-    pos_dim: int = 16
-    kronecker_mode: str = "sparse"       # "sparse" | "dense" | "cached"
-    wte_init_std: float = 0.02           # BPE arms: init std of the token table (1.0 = Kronecker's input scale)
-    shuffle_seed: int = 0                # kronecker_shuffled: seed of the byte-string permutation
-    projection_weight_decay: bool = True  # Kronecker arms: weight decay on the projection W
-    block_size: int = 1024
-    vocab_size: Optional[int] = None     # None -> the tokenizer's ids padded to a multiple of 64 (GPT-2: 50304)
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True
-    # tokenizer and memory (tokenizer.py; the data's manifest must record the same tokenizer)
-    tokenizer: str = "gpt2"              # tiktoken name | *.tiktoken ranks file | tokenizer.json | hub name
-    token_bytes: str = "exact"           # Kronecker bytes: "exact" | "reference" (the authors' package: U+FFFD)
-    activation_checkpointing: bool = False  # recompute each block in backward: less memory, ~1/3 more compute
-    # batch and schedule: 2**19 tokens/step x 4768 steps = 2.5B tokens (build-nanogpt's recipe)
-    total_batch_tokens: int = 524288
-    micro_batch_size: int = 64           # sequences per GPU per micro-step (fits 80 GB at 124M)
-    max_steps: int = 4768
-    warmup_steps: int = 715
-    max_lr: float = 6e-4
-    min_lr: float = 6e-5
-    beta1: float = 0.9
-    beta2: float = 0.95
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0               # 0 -> no clipping (the norm is still logged)
-    # evaluation, logging, checkpoints
-    eval_interval: int = 250
-    val_tokens: int = 10485760           # the fixed validation set: first tokens of the val shard
-    log_interval: int = 10               # print every N steps (log.jsonl gets every step)
-    ckpt_interval: int = 0               # 0 -> checkpoint at every eval step (and at the end)
-    keep_checkpoints: int = 2            # newest checkpoints kept, plus those in save_steps
-    save_steps: tuple[int, ...] = ()
-    resume: str = "auto"                 # "auto" (latest in out_dir/run_name) | "never" | a path
-    hellaswag_interval: int = 0          # >0: HellaSwag acc_norm into log.jsonl every N steps and at the end
-    hellaswag_dir: str = "data/hellaswag"  # where hellaswag_val.jsonl is (downloaded at start if absent)
-    # system
-    device: str = "auto"                 # "auto" (cuda if available) | "cpu" | "cuda"
-    dtype: str = "auto"                  # "auto" (bfloat16 on CUDA, float32 on CPU) | "bfloat16" | "float32"
-    compile: Optional[bool] = None       # None -> torch.compile on CUDA only
-    dist_backend: str = "auto"           # "auto" (nccl on CUDA, gloo on CPU) | "nccl" | "gloo" (gloo
-                                         # also runs CUDA tensors: several ranks may share one GPU)
-    peak_flops: float = 989e12           # per-device peak for MFU (H100/H200 dense bf16)
-    wandb_log: bool = False
-    wandb_project: str = "kronecker-nanogpt"
+class TrainConfig(GPTConfig):
+    """Everything a run is given: the model's fields (inherited from model.GPTConfig, checked by
+    its check()) and the run's own below. Defaults = GPT-2 124M with build-nanogpt's optimiser
+    recipe (the paper states none). validate() checks a whole config, one UserError line each.
+    """
+    vocab_size: Optional[int] = config_field(None, "None -> the tokenizer's ids padded to a multiple "
+                                                   "of 64 (GPT-2: 50304)")
+    data_dir: str = config_field("data/fineweb_edu", "folder of prepared shards and manifest.json",
+                                 section="I/O")
+    out_dir: str = config_field("out", "checkpoints go to out_dir/run_name/")
+    log_dir: str = config_field("results/runs", "config.json, log.jsonl, summary.json go to "
+                                                "log_dir/run_name/")
+    run_name: Optional[str] = config_field(None, "folder name of the run; None -> <arm>_s<seed>")
+    seed: int = config_field(1337, "model init (and dropout)")
+    data_seed: Optional[int] = config_field(None, "order of the training blocks; None -> seed")
+    arm: Optional[str] = config_field(None, "name runs are compared under; None -> the named arm "
+                                            "(ARMS) these settings match")
+    tokenizer: str = config_field("gpt2", "tiktoken name, *.tiktoken file, tokenizer.json or hub "
+                                          "name (as in the data's manifest)",
+                                  section="tokenizer and memory (tokenizer.py)")
+    token_bytes: str = config_field("exact", "Kronecker bytes of an id: exact, or as the authors' "
+                                             "package (U+FFFD)")
+    activation_checkpointing: bool = config_field(False, "recompute each block in backward: less "
+                                                         "memory, ~1/3 more compute")
+    total_batch_tokens: int = config_field(524288, "tokens per optimiser step, all ranks and "
+                                                   "micro-steps together",
+                                           section="batch and schedule (2**19 tokens x 4768 steps = "
+                                                   "2.5B tokens: build-nanogpt's recipe)")
+    micro_batch_size: int = config_field(64, "sequences per GPU per micro-step (64 fits 80 GB at 124M)")
+    max_steps: int = config_field(4768, "optimiser steps of the run")
+    warmup_steps: int = config_field(715, "steps of linear learning-rate warmup")
+    max_lr: float = config_field(6e-4, "peak learning rate (after warmup)")
+    min_lr: float = config_field(6e-5, "learning rate at max_steps (cosine decay)")
+    beta1: float = config_field(0.9, "AdamW beta1")
+    beta2: float = config_field(0.95, "AdamW beta2")
+    weight_decay: float = config_field(0.1, "AdamW weight decay of the 2-D weights")
+    grad_clip: float = config_field(1.0, "gradient-norm clip; 0 -> no clipping (the norm is still logged)")
+    eval_interval: int = config_field(250, "validation loss every N steps (and at the end)",
+                                      section="evaluation, logging, checkpoints")
+    val_tokens: int = config_field(10485760, "size of the fixed validation set: the first tokens of "
+                                             "the val shard")
+    log_interval: int = config_field(10, "print every N steps (log.jsonl gets every step)")
+    ckpt_interval: int = config_field(0, "checkpoint every N steps; 0 -> at every eval step (and at "
+                                         "the end)")
+    keep_checkpoints: int = config_field(2, "newest checkpoints kept, plus those in save_steps")
+    save_steps: tuple[int, ...] = config_field((), "steps whose checkpoints are always written and "
+                                                   "kept, e.g. 1000,2000")
+    resume: str = config_field("auto", "auto (latest in out_dir/run_name) | never | a checkpoint path")
+    hellaswag_interval: int = config_field(0, ">0: HellaSwag acc_norm into log.jsonl every N steps "
+                                              "and at the end")
+    hellaswag_dir: str = config_field("data/hellaswag", "where hellaswag_val.jsonl is (downloaded "
+                                                        "at start if absent)")
+    device: str = config_field("auto", "auto (cuda if available) | cpu | cuda | cuda:N",
+                               section="system")
+    dtype: str = config_field("auto", "auto: bfloat16 autocast on CUDA, float32 on CPU")
+    compile: Optional[bool] = config_field(None, "torch.compile the model; None -> on CUDA only")
+    dist_backend: str = config_field("auto", "auto: nccl on CUDA, gloo on CPU (gloo lets ranks share "
+                                             "a GPU)")
+    peak_flops: float = config_field(989e12, "per-device peak FLOP/s for MFU (H100/H200 dense bf16)")
+    wandb_log: bool = config_field(False, "also log to Weights & Biases (pip install -r requirements-wandb.txt)")
+    wandb_project: str = config_field("kronecker-nanogpt", "the W&B project")
+
+    def __post_init__(self):
+        pass  # no model checks yet: vocab_size may still be None; validate() runs them
 
 
 # The named arms and what each sets beyond TrainConfig's defaults (README "Control arms").
@@ -111,26 +125,21 @@ ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CHOICES = {
     "embedding": EMBEDDINGS,
     "kronecker_mode": KRONECKER_MODES,
-    "dtype": ("auto", "bfloat16", "float32"),
+    "dtype": DTYPES,
     "token_bytes": TOKEN_BYTES_MODES,
     "dist_backend": ("auto", "nccl", "gloo"),
 }
-POSITIVE = ("pos_dim", "block_size", "vocab_size", "n_layer", "n_head", "n_embd",
-            "total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
-            "log_interval", "keep_checkpoints", "wte_init_std")
-NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval", "dropout",
+# The run's own ranges; the model's fields are checked by GPTConfig.check
+POSITIVE = ("total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
+            "log_interval", "keep_checkpoints")
+NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval",
                 "hellaswag_interval")
+UNIT_INTERVAL = ("beta1", "beta2")  # each in [0, 1)
 FIELD_TYPES = typing.get_type_hints(TrainConfig)
 FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-UNIT_INTERVAL = ("dropout", "beta1", "beta2")  # each in [0, 1)
 MAX_INT = 2**63 - 1                  # int64: what numpy and torch take as seeds and sizes
-MAX_SEED = 2**32 - 1                 # numpy's legacy seeding and most RNG tools take 32 bits
 MAX_EXPONENT = 64                    # 2**19, 10**9 ... never 9 ** 9 ** 9
 MAX_CONFIG_BYTES = 1 << 20
-# GPT-2's longest token is 128 bytes (python -c "import tiktoken; e = tiktoken.get_encoding('gpt2');
-# print(max(len(e.decode_single_token_bytes(i)) for i in range(e.n_vocab)))"); 256 leaves room for
-# other tokenizers while D = 256 * pos_dim stays at most 65,536 inputs to the Linear(D, d).
-MAX_POS_DIM = 256
 MAX_LR = 1.0                         # AdamW runs at ~1e-4..1e-2; far above 1 a float32 update overflows
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
@@ -138,7 +147,7 @@ _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 
 def unknown_key_error(name, source):
     close = difflib.get_close_matches(name, FIELD_TYPES, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}?" if close else "see train_config.py for the keys"
+    hint = f"did you mean {', '.join(close)}?" if close else "`python train.py --help` lists the keys"
     return UserError(f"unknown config key '{name}' ({source}); {hint}")
 
 
@@ -261,6 +270,8 @@ def parse_args(argv):
         if arg.startswith("--"):
             key, eq, value = arg[2:].partition("=")
             if not eq:
+                if key not in FIELD_TYPES:  # e.g. a flag of another tool
+                    raise unknown_key_error(key, f"from {arg}")
                 raise UserError(f"argument '{arg}' must look like --key=value")
             updates.append((key, value, f"from {arg}", True))
         elif i == 0 and arg.endswith(".py"):
@@ -271,6 +282,50 @@ def parse_args(argv):
     return updates
 
 
+HELP_FLAGS = ("-h", "--help")
+HELP_WIDTH = 120
+
+
+def help_text():
+    """`python train.py --help`: every key with its type, default and meaning, read from the
+    TrainConfig fields (their config_field help and section), with the choices of CHOICES."""
+    lines = ["usage: python train.py [CONFIG.py] [--key=value ...]", "",
+             "Settings apply in order: these defaults, then CONFIG.py (`key = value` lines, parsed,",
+             "never run), then each --key=value. Each key is shown with its default, type and meaning:"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata["section"]:
+            lines += ["", f.metadata["section"] + ":"]
+        meaning = f.metadata["help"]
+        if f.name in CHOICES:
+            meaning += f" [{' | '.join(CHOICES[f.name])}]"
+        key = f"  {'--' + f.name + '=' + default_text(f.default):<34s} {type_name(FIELD_TYPES[f.name]):<12s} "
+        wrapped = textwrap.wrap(meaning, HELP_WIDTH - len(key))
+        lines += [key + wrapped[0]] + [" " * len(key) + more for more in wrapped[1:]]
+    return "\n".join(lines)
+
+
+def type_name(typ):
+    """int, float, str, bool; 'int|None' for Optional[int]; 'int,int,...' for tuple[int, ...]."""
+    if typing.get_origin(typ) is typing.Union:
+        return type_name(typing.get_args(typ)[0]) + "|None"
+    if typing.get_origin(typ) is tuple:
+        return "int,int,..."
+    return typ.__name__
+
+
+def default_text(value):
+    """A default as it would be typed after --key= (floats short but still floats: 0.0, 6e-05)."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if any(c in short for c in ".en") else short + ".0"
+    return "()" if value == () else str(value)
+
+
+def gpt_config(cfg):
+    """The model.GPTConfig of a TrainConfig (its model fields), as train.py builds the model."""
+    return GPTConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)})
+
+
 def validate(cfg):
     """Every value is checked here, before any data or model: one UserError line each."""
     for name, typ in FIELD_TYPES.items():
@@ -279,6 +334,7 @@ def validate(cfg):
             raise UserError(f"'{name}' must be a finite number, got {value}")
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
             raise UserError(f"'{name}' is too large ({value.bit_length()} bits); it must fit in 64 bits")
+    cfg.check()  # the model's fields (GPTConfig.check)
     for name in POSITIVE:
         if getattr(cfg, name) <= 0:
             raise UserError(f"'{name}' must be positive, got {getattr(cfg, name)}")
@@ -288,14 +344,11 @@ def validate(cfg):
     for name in UNIT_INTERVAL:
         if not 0 <= getattr(cfg, name) < 1:
             raise UserError(f"'{name}' must be in [0, 1), got {getattr(cfg, name)}")
-    for name in ("seed", "data_seed", "shuffle_seed"):
+    for name in ("seed", "data_seed"):
         if not 0 <= getattr(cfg, name) <= MAX_SEED:
             raise UserError(f"'{name}' must be in [0, 2**32 - 1], got {getattr(cfg, name)}")
     if any(s < 0 for s in cfg.save_steps):
         raise UserError(f"'save_steps' must be >= 0, got {cfg.save_steps}")
-    if cfg.pos_dim > MAX_POS_DIM:
-        raise UserError(f"'pos_dim' ({cfg.pos_dim}) is above {MAX_POS_DIM}: GPT-2's longest token is "
-                        f"128 bytes, so more byte positions add only zeros; use 16 (the paper) or 32")
     if not 0 < cfg.max_lr <= MAX_LR:
         raise UserError(f"'max_lr' must be in (0, {MAX_LR}], got {cfg.max_lr} (the paper uses 6e-4)")
     if cfg.warmup_steps > cfg.max_steps:
@@ -307,8 +360,6 @@ def validate(cfg):
     check_run_name(cfg.run_name)
     if cfg.min_lr > cfg.max_lr:
         raise UserError(f"min_lr ({cfg.min_lr}) must not exceed max_lr ({cfg.max_lr})")
-    if cfg.n_embd % cfg.n_head:
-        raise UserError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
     if cfg.total_batch_tokens % cfg.block_size:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) must be a multiple of "
                         f"block_size ({cfg.block_size})")
@@ -340,11 +391,10 @@ def check_arm(cfg):
 
 def check_knobs(cfg):
     """Each arm knob acts on this embedding (UserError)."""
-    kronecker = cfg.embedding in KRONECKER_EMBEDDINGS
-    if kronecker and cfg.wte_init_std != FIELD_DEFAULTS["wte_init_std"]:
+    if cfg.kronecker and cfg.wte_init_std != FIELD_DEFAULTS["wte_init_std"]:
         raise UserError(f"'wte_init_std' sets the BPE token table's init; embedding={cfg.embedding} has "
                         "no table (its projection starts at N(0, 1/D)); drop wte_init_std")
-    if not kronecker and not cfg.projection_weight_decay:
+    if not cfg.kronecker and not cfg.projection_weight_decay:
         raise UserError(f"'projection_weight_decay' is about the Kronecker projection; embedding="
                         f"{cfg.embedding} has none (its table is decayed, as in build-nanogpt); drop it")
 

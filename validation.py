@@ -30,8 +30,16 @@ def load_val_tokens(data_dir, val_tokens):
 
 @torch.no_grad()
 def evaluate(model, tokens, block_size, batch_size, device, autocast_ctx, rank=0, world_size=1):
-    """Mean next-token loss (nats) over every full block_size sequence of tokens. The host waits
-    for the device once, for the final value; batches are copied without blocking on CUDA."""
+    """Mean next-token cross-entropy, nats per token (a float), over every full block_size sequence
+    of tokens (1-D uint16 array, load_val_tokens): batches of batch_size (B, block_size) int64
+    sequences go through model(x, targets=y) -> (logits, loss) (GPT.forward) under autocast_ctx.
+
+    With world_size > 1 each rank scores sequences rank, rank + world_size, ... and the float64
+    loss sums and token counts are all-reduced: every rank returns the same value, whatever the
+    world size. The model is put in eval mode and back. The host waits for the device once, for
+    the final value; batches are copied without blocking on CUDA. Raises UserError when tokens
+    hold less than one sequence.
+    """
     n_seq = (len(tokens) - 1) // block_size
     if n_seq == 0:
         raise UserError(f"the validation set ({len(tokens) - 1} tokens) is shorter than one "

@@ -6,7 +6,8 @@ seed come from config.json, never from the folder name: the arm is its `arm` fie
 named arms, e.g. bpe_untied_scaled = bpe_untied at wte_init_std 1.0), or `embedding` for runs
 written before arms had names. In log.jsonl, later lines for the same
 step win (a resumed run may repeat steps). Also here: pairing runs by seed, mean +- std, the
-paper-setting comparison, a markdown table writer and atomic file writes.
+paper-setting comparison, read_json and a markdown table writer. (Atomic writes are atomic.py's;
+the eval scripts write through eval/outputs.py.)
 Not a script; import it: `from eval.runs import load_runs`.
 """
 import json
@@ -48,11 +49,16 @@ class Run:
 
 # ----------------------------------------------------------------------------- loading
 
-def read_json(path):
+def read_json(path, missing_ok=False):
+    """The parsed JSON file at path; None if it does not exist and missing_ok. Raises UserError
+    (one line naming the file) when it cannot be read or parsed."""
+    path = Path(path)
+    if missing_ok and not path.is_file():
+        return None
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {path}: {err}; rerun training or delete that run folder")
+        raise UserError(f"cannot read {path}: {err}; rerun what wrote it, or move it away")
 
 
 def read_log(path):

@@ -22,6 +22,9 @@ from validation import evaluate, load_val_tokens
 
 
 def score(path, args, device):
+    """One checkpoint's row: its validation loss (nats per token) and perplexity on its own
+    validation set (or --data-dir / --val-tokens), with its embedding, seed and step. Raises
+    UserError for an unreadable checkpoint or missing or short data."""
     ckpt = load_checkpoint(path)
     train_config = ckpt.get("train_config", {})
     data_dir = args.data_dir or train_config.get("data_dir", "data/fineweb_edu")

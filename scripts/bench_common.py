@@ -10,7 +10,6 @@ import gzip
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -107,10 +106,6 @@ def load_average():
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-def median(values):
-    return statistics.median(values)
 
 
 # Dense bf16 tensor-core peaks (FLOP/s, no sparsity) from NVIDIA's data sheets; the H200 is an

@@ -25,10 +25,11 @@ mode degrades on a shared node (the spinners are killed when the run ends, also 
 """
 import argparse
 import random
+import statistics
 from dataclasses import dataclass
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import MB, AllocationTracker, busy_cores, hardware, load_average, median, timed, token_ids
+from bench_common import MB, AllocationTracker, busy_cores, hardware, load_average, timed, token_ids
 
 import torch
 import torch.nn as nn
@@ -36,10 +37,10 @@ import torch.nn as nn
 from atomic import atomic_write_json
 from devices import resolve_device
 from errors import UserError, run_main
-from model import KroneckerEmbedding
+from model import KRONECKER_MODES, KroneckerEmbedding
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes
 
-MODES = ("nn.Embedding", "sparse", "dense", "cached")
+MODES = ("nn.Embedding", *KRONECKER_MODES)
 
 
 @dataclass
@@ -133,9 +134,9 @@ def bench_shape(name, shape, ids, args):
             if r >= args.warmup:
                 times[m].append(dt)
     rows = []
-    base = median(times["nn.Embedding"]) if "nn.Embedding" in times else None
+    base = statistics.median(times["nn.Embedding"]) if "nn.Embedding" in times else None
     for m, module in modules.items():
-        t = median(times[m])
+        t = statistics.median(times[m])
         rows.append(dict(shape=name, mode=m, ms=1000 * t, vs_embedding=t / base if base else None,
                          **memory(module, ids, args.device, shape)))
     for m in skipped:

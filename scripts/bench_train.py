@@ -16,9 +16,10 @@ tokens per step; a GPU run).
 """
 import argparse
 import math
+import statistics
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import hardware, median, peak_flops, timed, token_ids
+from bench_common import hardware, peak_flops, timed, token_ids
 
 import torch
 from torch._dynamo.utils import counters
@@ -26,7 +27,7 @@ from torch._dynamo.utils import counters
 from atomic import atomic_write_json
 from devices import DTYPES, autocast_context, device_type, resolve_device, resolve_dtype
 from errors import UserError, run_main
-from model import EMBEDDINGS, GPT, GPTConfig
+from model import EMBEDDINGS, KRONECKER_MODES, GPT, GPTConfig
 
 PRESETS = {
     "tiny": dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=2),
@@ -92,10 +93,10 @@ def run(args):
 
 
 def report(arms, B, T, args):
-    base = median(next(a for a in arms if a.name == "bpe").times) if "bpe" in args.arms else None
+    base = statistics.median(next(a for a in arms if a.name == "bpe").times) if "bpe" in args.arms else None
     rows = []
     for arm in arms:
-        t = median(arm.times)
+        t = statistics.median(arm.times)
         row = dict(arm=arm.name, step_ms=1000 * t, tokens_per_s=B * T / t, vs_bpe=t / base if base else None,
                    first_loss=arm.losses[0], last_loss=arm.losses[-1],
                    param_counts=arm.raw.param_counts())
@@ -129,7 +130,7 @@ def get_args(argv):
     p.add_argument("--batch-size", type=int, help="sequences per step (default: the preset's)")
     p.add_argument("--arms", nargs="+", default=["bpe", "bpe_untied", "kronecker"], choices=EMBEDDINGS,
                    help="default: all but kronecker_shuffled, which computes exactly what kronecker does")
-    p.add_argument("--kronecker-mode", default="sparse", choices=("sparse", "dense", "cached"))
+    p.add_argument("--kronecker-mode", default="sparse", choices=KRONECKER_MODES)
     p.add_argument("--steps", type=int, default=20, help="timed steps per arm (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per arm first (compilation)")
     p.add_argument("--compile", choices=("auto", "true", "false"), default="auto", help="auto: on CUDA")

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from errors import UserError, run_main  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from train_config import load_config  # noqa: E402
+from train_config import gpt_config, load_config  # noqa: E402
 
 GIB = 2**30
 GPU_GIB = 80                  # H100 / A100 80 GB cards hold 80 GiB
@@ -60,16 +60,11 @@ HEAD_BYTES_PER_V = 14         # log_softmax output 4 saved, backward 4 + 4 + 2
 CHECKPOINT_BYTES_PER_D = 4    # activation_checkpointing: each block's fp32 input
 
 
-def model_config(cfg):
-    """The GPTConfig a TrainConfig trains (as train.py builds it)."""
-    return GPTConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)})
-
-
 def meta_model(cfg):
     """GPT(cfg) on the meta device: parameter counts and FLOPs without allocating (or tokenizer:
     the byte table only fills buffers, so empty bytes stand in for it). Cached per model shape:
     the Kronecker arm's byte encoding takes seconds on the meta device."""
-    return _meta_model(dataclasses.astuple(model_config(cfg)))
+    return _meta_model(dataclasses.astuple(gpt_config(cfg)))
 
 
 @functools.lru_cache(maxsize=None)

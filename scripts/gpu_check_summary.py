@@ -30,14 +30,11 @@ import torch
 from atomic import atomic_write_json
 from bench_common import peak_flops
 from errors import run_main
+from eval.runs import read_json
 
 RECOMPILE = "Recompiling function"
 RUNS = {"gloo": ("gloo_train", "gloo_resume"), "nccl": ("nccl_train", "nccl_resume")}
 TARGET_RATIO, TARGET_MFU = 1.005, 0.40
-
-
-def read_json(path):
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_text(path):
@@ -71,7 +68,7 @@ def run_figures(run_dir, first_step, final_step):
     n = max(1, min(5, len(train) // 3))
     steady = [r for r in train if not r.get("compile_step")]
     compile_steps = [r["step"] for r in train if r.get("compile_step")]
-    summary = read_json(run_dir / "summary.json") or {}
+    summary = read_json(run_dir / "summary.json", missing_ok=True) or {}
     return dict(
         steps=len(train), first_loss=statistics.mean(r["train_loss"] for r in train[:n]),
         last_loss=statistics.mean(r["train_loss"] for r in train[-n:]),
@@ -143,15 +140,15 @@ def main(argv=None):
         for phase in launches:
             count, lines = recompiles(read_text(args.work / f"{phase}.stderr"))
             recompile_logs[phase] = dict(count=count, lines=lines)
-    bench = bench_train_figures(read_json(args.work / "bench_train.json"))
+    bench = bench_train_figures(read_json(args.work / "bench_train.json", missing_ok=True))
     checks, targets = judge(ran, runs, bench, args)
     result = dict(date=date, device=device, mode=args.mode, torch=torch.__version__, cuda=torch.version.cuda,
                   device_peak_flops=peak_flops("cuda") if torch.cuda.is_available() else None,
                   checks=checks, targets=targets, phases=ran, total_seconds=sum(v["seconds"] for v in ran.values()),
                   out_of_time=[name for name, v in ran.items() if v["out_of_time"]],
                   bench_train=bench, runs=runs, recompiles=recompile_logs,
-                  bench_embedding=read_json(args.work / "bench_embedding.json"),
-                  bench_train_rows=read_json(args.work / "bench_train.json"))
+                  bench_embedding=read_json(args.work / "bench_embedding.json", missing_ok=True),
+                  bench_train_rows=read_json(args.work / "bench_train.json", missing_ok=True))
     path = output_path(args.out, device, date)
     atomic_write_json(path, result)
     print(f"gpu_check ({args.mode}) on {device}: "

@@ -14,7 +14,7 @@ import bench_embedding  # noqa: E402
 import bench_train  # noqa: E402
 import bench_common  # noqa: E402
 from bench_common import AllocationTracker  # noqa: E402
-from model import KroneckerEmbedding  # noqa: E402
+from model import KRONECKER_MODES, KroneckerEmbedding  # noqa: E402
 
 
 @pytest.fixture
@@ -109,3 +109,10 @@ def test_kronecker_model_compiles_without_graph_breaks_or_recompiles(tokens_file
                              "--tokens-file", tokens_file])
     assert rows[0]["graphs"] == 1 and rows[0]["graph_breaks"] == 0
     assert rows[0]["recompiles_during_timed_steps"] == 0
+
+
+def test_the_benches_take_their_modes_from_model_py():
+    assert bench_embedding.MODES == ("nn.Embedding", *KRONECKER_MODES)
+    assert bench_train.get_args(["--device=cpu", "--kronecker-mode=cached"]).kronecker_mode == "cached"
+    with pytest.raises(SystemExit):  # argparse's choices: exactly model.KRONECKER_MODES
+        bench_train.get_args(["--device=cpu", "--kronecker-mode=fast"])

@@ -30,6 +30,8 @@ def test_bfloat16_on_a_gpu_without_it_fails_with_one_line(monkeypatch):
 def test_bad_devices_fail_with_one_line():
     with pytest.raises(UserError, match="'gpu0' is not a torch device"):
         resolve_device("gpu0")
+    with pytest.raises(UserError, match="device 'meta' is not supported; use auto, cpu, cuda or cuda:N"):
+        resolve_device("meta")  # a torch device, but not one this repo trains or evaluates on
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="none is available; use cpu"):
             resolve_device("cuda:0")

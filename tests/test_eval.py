@@ -13,9 +13,9 @@ import os
 
 import pytest
 
-from errors import run_main
+from errors import UserError, run_main
 from eval import norm_drift, plot_curves, steps_to_target, summarize
-from eval.runs import load_runs, mean_std
+from eval.runs import load_runs, mean_std, read_json
 
 STEPS = [0, 100, 200, 300, 400]
 BPE_NORMS = [0.55, 0.6, 0.7, 0.8, 1.1]
@@ -310,3 +310,11 @@ def test_a_read_only_out_is_one_line(sweep, tmp_path, capsys):
     out.mkdir(mode=0o500)
     code, err = exit_with_error(summarize.main, ["--runs", str(sweep), "--out", str(out)], capsys)
     assert code == 2 and "cannot write" in err
+
+
+def test_read_json_is_one_line_for_a_bad_file_and_none_for_a_missing_one_when_allowed(tmp_path):
+    assert read_json(tmp_path / "absent.json", missing_ok=True) is None
+    (tmp_path / "torn.json").write_text('{"step": ')
+    for path in (tmp_path / "absent.json", tmp_path / "torn.json"):
+        with pytest.raises(UserError, match=rf"cannot read {path}: .*; rerun what wrote it, or move it away"):
+            read_json(path)

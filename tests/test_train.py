@@ -193,6 +193,7 @@ def test_wandb_logging_works_offline(tmp_path, random_data, monkeypatch):
 @pytest.mark.parametrize("env, overrides, message", [
     ({"WORLD_SIZE": "2"}, dict(device="cuda:1"), r"device=cuda:1 names one GPU but 2 processes run; use --device=cuda"),
     ({}, dict(dist_backend="nccl"), r"dist_backend=nccl needs CUDA; use --dist_backend=gloo \(or auto\) on CPU"),
+    ({}, dict(device="mps"), r"device 'mps' is not supported; use auto, cpu, cuda or cuda:N"),  # devices.py's
 ])
 def test_device_and_backend_mistakes_stop_before_any_process_group(tmp_path, random_data, monkeypatch,
                                                                    env, overrides, message):

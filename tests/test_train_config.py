@@ -1,12 +1,18 @@
-"""TrainConfig and its parser: config files are read with ast, --key=value overrides are typed."""
+"""TrainConfig and its parser: config files are read with ast, --key=value overrides are typed;
+--help lists every key from the dataclass; model fields and checks live in GPTConfig only."""
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
+import train
 from conftest import REPO_ROOT
+from devices import DTYPES
 from errors import UserError
-from model import GPTConfig
-from train_config import ARM_SETTINGS, ARMS, TrainConfig, load_config, read_config_file
+from model import EMBEDDINGS, KRONECKER_MODES, GPTConfig
+from train_config import (ARM_SETTINGS, ARMS, CHOICES, FIELD_TYPES, TrainConfig, default_text, help_text,
+                          load_config, read_config_file, type_name)
 
 
 def write(tmp_path, text):
@@ -135,3 +141,76 @@ def test_a_config_file_that_is_not_utf8_or_huge_is_one_line(tmp_path):
     path.write_text("# padding\n" * 200_000)
     with pytest.raises(UserError, match="is over 1048576 bytes"):
         load_config([str(path)])
+
+
+# --help and one source of truth (issue 14 §1, §5) ------------------------------------------------
+
+def test_help_lists_every_key_with_its_default_type_and_meaning():
+    lines = help_text().splitlines()
+    for f in dataclasses.fields(TrainConfig):
+        line = next((l for l in lines if l.startswith(f"  --{f.name}=")), None)
+        assert line is not None, f.name
+        assert line.startswith(f"  --{f.name}={default_text(f.default)} ")
+        assert type_name(FIELD_TYPES[f.name]) in line and f.metadata["help"].split()[0] in line
+    assert "  --vocab_size=None" in help_text() and "  --max_lr=0.0006" in help_text()
+    assert "[bpe | bpe_untied | kronecker | kronecker_shuffled]" in help_text()
+
+
+def test_help_and_h_print_the_help_and_return_before_reading_anything(capsys):
+    for argv in (["--help"], ["-h"], ["config/missing.py", "--max_steps=1", "-h"]):
+        assert train.main(argv) is None
+        assert capsys.readouterr().out == help_text() + "\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hepl"], "unknown config key 'hepl' (from --hepl); `python train.py --help` lists the keys"),
+    (["--help=1"], "unknown config key 'help'"),
+    (["-v"], "unexpected argument '-v'"),
+])
+def test_an_unknown_flag_is_still_a_one_line_error(argv, message):
+    with pytest.raises(UserError) as err:
+        train.main(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_help_exits_0_from_the_command_line():
+    result = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == help_text() + "\n"
+
+
+def test_a_model_field_is_declared_once_in_gptconfig():
+    model_fields = {f.name: f for f in dataclasses.fields(GPTConfig)}
+    train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    # TrainConfig's body re-declares only vocab_size (None: taken from the tokenizer)
+    assert set(vars(TrainConfig)["__annotations__"]) & set(model_fields) == {"vocab_size"}
+    for name, f in model_fields.items():
+        if name != "vocab_size":
+            assert train_fields[name].default == f.default and train_fields[name].metadata == f.metadata
+    assert all(f.metadata["help"] for f in train_fields.values())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(n_head=5), "n_embd (768) must be divisible by n_head (5)"),
+    (dict(n_head=0), "'n_head' must be positive, got 0"),
+    (dict(pos_dim=0), "'pos_dim' must be positive, got 0"),
+    (dict(block_size=-1), "'block_size' must be positive, got -1"),
+    (dict(wte_init_std=0.0), "'wte_init_std' must be positive, got 0.0"),
+    (dict(dropout=1.0), "'dropout' must be in [0, 1), got 1.0"),
+    (dict(shuffle_seed=-1), "'shuffle_seed' must be in [0, 2**32 - 1], got -1"),
+    (dict(pos_dim=300), "'pos_dim' (300) is above 256"),
+])
+def test_model_checks_are_gptconfigs_and_reach_the_command_line_as_one_line(overrides, message):
+    with pytest.raises(UserError) as direct:
+        GPTConfig(**overrides)
+    with pytest.raises(UserError) as from_cli:
+        load_config([f"--{k}={v}" for k, v in overrides.items()])
+    assert message in str(direct.value) and str(direct.value) == str(from_cli.value)
+    assert "\n" not in str(from_cli.value)
+
+
+def test_choices_come_from_the_modules_that_own_them():
+    assert CHOICES["embedding"] is EMBEDDINGS and CHOICES["kronecker_mode"] is KRONECKER_MODES
+    assert CHOICES["dtype"] is DTYPES
