@@ -90,8 +90,11 @@ def setup_distributed(cfg):
         raise UserError("dist_backend=nccl needs CUDA; use --dist_backend=gloo (or auto) on CPU")
     if wants_cuda:
         n_gpus = torch.cuda.device_count()
-        if world > 1 and backend == "nccl" and local >= n_gpus:
-            raise UserError(f"local rank {local} has no GPU of its own ({n_gpus} visible) and nccl needs "
+        # every rank checks the node's process count (not its own local rank), so rank 0, the one
+        # that prints user errors, raises this too
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        if world > 1 and backend == "nccl" and per_node > n_gpus:
+            raise UserError(f"{per_node} processes per node but {n_gpus} GPUs visible, and nccl needs "
                             "one per process; lower --nproc_per_node, or --dist_backend=gloo to share GPUs")
         device = device if ":" in device else f"cuda:{local % n_gpus}"
         torch.cuda.set_device(device)

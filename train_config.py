@@ -108,7 +108,7 @@ class TrainConfig(GPTConfig):
         pass  # no model checks yet: vocab_size may still be None; validate() runs them
 
 
-# The named arms and what each sets beyond TrainConfig's defaults (README "Control arms").
+# The named arms and what each sets beyond TrainConfig's defaults (docs/embedding.md, "Control arms").
 # bpe_untied_scaled starts the BPE table at the Kronecker arm's input scale: e = W z with W ~ N(0, 1/D)
 # and z of D entries with unit (unbiased) variance gives each coordinate of e variance (D - 1)/D ~ 1,
 # so |e| ~ sqrt(n_embd) (27.7 at 768); a table row drawn N(0, std^2) has norm std * sqrt(n_embd), so

@@ -204,6 +204,18 @@ def test_device_and_backend_mistakes_stop_before_any_process_group(tmp_path, ran
         train.main(tiny_args(tmp_path, random_data, **overrides))
 
 
+def test_more_ranks_per_node_than_gpus_is_refused_on_rank_0_too(tmp_path, random_data, monkeypatch):
+    """nccl needs a GPU per process. Rank 0 prints user errors (errors.run_main), so it must see
+    this one as well, not only the ranks past the last GPU."""
+    for key, value in dict(WORLD_SIZE="4", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="4").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(train.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(train.dist, "init_process_group", lambda *a, **k: pytest.fail("group started"))
+    with pytest.raises(UserError, match=r"^4 processes per node but 2 GPUs visible, and nccl needs one"):
+        train.main(tiny_args(tmp_path, random_data, device="cuda", dist_backend="nccl"))
+
+
 def test_config_json_records_provenance(tmp_path, random_data, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     train.main(tiny_args(tmp_path, random_data, max_steps=2, eval_interval=2))
