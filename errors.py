@@ -43,7 +43,8 @@ def launcher_rank():
 def run_main(main):
     """Call main(); a UserError prints its message alone to stderr and exits with code 2, a
     Preempted run prints its one line and exits with PREEMPTED_EXIT_CODE (75), Ctrl-C prints one
-    line (no traceback) and exits 130.
+    line (no traceback) and exits 130. Output piped into a reader that closes early (`| head`)
+    ends quietly with exit 1.
 
     Under torchrun these lines come from rank 0 only (RANK=0); another rank with a UserError
     waits OTHER_RANK_WAIT_S for torchrun to end it, and prints its error (naming its rank) only if
@@ -61,6 +62,9 @@ def run_main(main):
         if str(stop) and rank == 0:  # train.py words it on rank 0 only
             print(stop, file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)
+    except BrokenPipeError:  # `python train.py --help | head`: the reader left early, nothing failed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(1)  # what Python's documentation recommends (signal module, "Note on SIGPIPE")
     except KeyboardInterrupt:  # Ctrl-C reaches every rank (the terminal's process group)
         if rank == 0:
             print("interrupted (Ctrl-C); rerun the same command to resume from the last checkpoint",

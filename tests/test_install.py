@@ -99,3 +99,14 @@ def test_torchrun_with_a_bad_config_key_prints_the_error_once(tmp_path):
     assert run.returncode != 0
     assert run.stderr.splitlines().count(line) == 1, run.stderr[-3000:]
     assert "error (rank" not in run.stderr  # rank 1 was ended while it waited
+
+
+def test_help_piped_into_a_reader_that_stops_early_ends_without_a_traceback():
+    """`python train.py --help | head -3`: the pipe closes while the help is still being written."""
+    script = "import errors; errors.run_main(lambda: [print('key') for _ in range(100_000)])"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(4)
+    proc.stdout.close()  # what head does after its lines
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr.read() == b""
