@@ -15,8 +15,11 @@ from eval.log_values import load_numeric_runs
 from eval.runs import fmt_tokens, paper_reference, tokens_per_run
 
 REFERENCE_RUNS_DIR = "results/quickstart/runs"
-# Config keys that say where a run's files live or which code wrote it, not what it computes.
-NOT_SETTINGS = ("data_dir", "out_dir", "log_dir", "git_commit")
+# config.json keys that say where a run's files live, which attempt it is (run_folder.py) or where
+# and with what it ran (train.provenance), not what it computes: they may differ from the reference's.
+NOT_SETTINGS = ("data_dir", "out_dir", "log_dir", "hellaswag_dir", "attempt", "git_commit", "git_dirty",
+                "torch_version", "cuda_version", "cudnn_version", "nccl_version", "device_names", "hostname",
+                "slurm_job_id")
 
 
 def setting_differences(run, ref_run):

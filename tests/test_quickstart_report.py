@@ -32,8 +32,10 @@ def test_the_paper_setting_is_read_not_typed_in(tmp_path):
 
 
 def test_final_losses_sit_next_to_the_reference_at_the_same_settings(tmp_path):
-    runs = quickstart_runs(tmp_path / "runs", data_dir="data/quickstart", log_dir="out/quickstart/runs")
-    reference = quickstart_runs(tmp_path / "reference", data_dir="elsewhere", log_dir="results/quickstart/runs")
+    runs = quickstart_runs(tmp_path / "runs", data_dir="data/quickstart", log_dir="out/quickstart/runs",
+                           attempt="20261130T1200Z-ab12", git_commit="f00", hostname="laptop")
+    reference = quickstart_runs(tmp_path / "reference", data_dir="elsewhere", log_dir="results/quickstart/runs",
+                                attempt="20261101T0900Z-cd34", git_commit="ba7", hostname="ci")
     text = quickstart_report.closing_message(runs, "out", reference, paper_setting=PAPER)
     assert "Final validation loss (nats/token) at step 400:" in text
     assert "  bpe          seed 1337  3.0000   reference: 3.0000" in text
