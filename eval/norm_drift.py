@@ -5,7 +5,9 @@ learned input matrix, i.e. the BPE table or the Kronecker projection; emb_token_
 the produced token embeddings; emb_fro_norm: Frobenius norm of the learned matrix) it prints the
 initial value (first eval), the final value (last eval), final/initial and the largest relative
 change |value/initial - 1| along the way, as mean ± std over seeds. The paper reports that the
-Kronecker projection's norm stays near 1.0 while the BPE table's norm drifts.
+Kronecker projection's norm stays near 1.0 while the BPE table's norm drifts. The absolute values
+of emb_row_norm and emb_fro_norm are not comparable across arms (a BPE table row has n_embd
+entries, a Kronecker projection row D): compare those by the ratios.
 
     python -m eval.norm_drift                 # runs in results/runs
     python -m eval.norm_drift --runs DIR
@@ -18,6 +20,9 @@ from eval.runs import (DEFAULT_RUNS_DIR, NORM_FIELDS, by_arm, fmt_mean_std, mark
                        missing_notes, notes_text)
 
 STATS = ("initial", "final", "final_over_initial", "max_rel_change")
+ABSOLUTE_NOTE = ("initial and final of emb_row_norm and emb_fro_norm are not comparable across arms (they measure "
+                 "the learned matrix: a BPE table row has n_embd entries, a Kronecker projection row D); compare "
+                 "those by final/initial.")
 
 
 def drift(values):
@@ -57,6 +62,7 @@ def main(argv=None):
     runs = load_numeric_runs(args.runs)
     print(markdown_table(["arm", "norm", "seeds", "initial", "final", "final/initial", "largest rel. change"],
                          drift_rows(runs)))
+    print(f"\n{ABSOLUTE_NOTE}")
     notes = missing_notes(runs) + no_norm_notes(runs)
     if notes:
         print("\n" + notes_text(notes))

@@ -1,14 +1,18 @@
-"""Plot the training curves of a sweep: one colour per arm, mean line and min-max band over seeds.
+"""Plot the training curves of a sweep: one colour per arm, mean line over seeds, min-max band from 2 seeds.
 
 Reads every run under --runs and writes four PNGs into --out (default: the runs folder's parent,
 e.g. results/ for results/runs, next to summary.md):
-  val_loss.png         validation loss vs step
-  train_loss.png       training loss vs step, smoothed with an exponential moving average
+  val_loss.png         validation loss vs step: all steps, and the last half of training with its
+                       own y axis (the step-0 loss, ~10.9 nats, would hide a final gap of ~0.1)
+  train_loss.png       the same for the training loss, smoothed with an exponential moving average
   gap_to_baseline.png  each arm's validation loss minus the baseline's, in % of the baseline,
                        paired by seed (the paper says the gap widens, then stabilises)
-  norm_drift.png       input-embedding row norm vs step, absolute and relative to its first eval
-Curves are averaged over the steps every seed of an arm has reached (an unfinished run shortens
-its arm's curve); what is missing is printed.
+  norm_drift.png       input-embedding row norm vs step relative to its first eval (comparable
+                       across arms) and absolute (not comparable: table rows have n_embd entries,
+                       the Kronecker projection's rows D)
+Titles say how many seeds each curve averages; with one seed there is no band. Curves are averaged
+over the steps every seed of an arm has reached (an unfinished run shortens its arm's curve); what
+is missing is printed.
 
     python -m eval.plot_curves                          # results/runs -> results/*.png
     python -m eval.plot_curves --runs DIR --out DIR --baseline bpe --smooth 0.9
@@ -30,6 +34,7 @@ from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir,
 
 ARM_COLORS = {"bpe": "tab:blue", "kronecker": "tab:orange", "bpe_untied": "tab:green"}
 NORM_FIELD = "emb_row_norm"
+TAIL_FRACTION = 0.5  # the zoomed panel shows the last half of training, where the arms separate
 
 
 def arm_color(arm, arms):
@@ -53,6 +58,7 @@ def band(curves):
 
 
 def plot_band(ax, curves, label, color):
+    """Mean line of the (steps, values) curves, and their min-max band when there are >= 2."""
     steps, mean, lo, hi = band(curves)
     n = len(curves)
     if not len(steps):
@@ -63,39 +69,76 @@ def plot_band(ax, curves, label, color):
         ax.fill_between(steps, lo, hi, color=color, alpha=0.25, linewidth=0)
 
 
-def style(ax, xlabel, ylabel):
+def seeds_text(counts):
+    """What the curves show, for a title, from the number of seeds behind each curve."""
+    lo, hi = min(counts), max(counts)
+    if hi == 1:
+        return "1 seed, no spread shown"
+    n = str(lo) if lo == hi else f"{lo}-{hi}"
+    return f"mean of {n} seeds, min-max band" + ("" if lo > 1 else " where >= 2")
+
+
+def style(ax, xlabel, ylabel, title=None):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
 
 
-def new_figure(title, runs, ncols=1):
-    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 4.8), squeeze=False)
+def new_figure(title, runs, ncols=1, width_ratios=None):
+    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 4.8), squeeze=False,
+                             gridspec_kw={"width_ratios": width_ratios})
     fig.suptitle(f"{title}\n{setting_label(runs)}", fontsize=11)
     return fig, list(axes[0])
 
 
-def plot_val_loss(runs, _args):
-    fig, (ax,) = new_figure("Validation loss (mean, min-max band over seeds)", runs)
-    groups = by_arm(runs)
-    for arm, arm_runs in groups.items():
-        curves = [(r.eval_steps, r.val_loss) for r in arm_runs if r.eval_steps]
-        if curves:
-            plot_band(ax, curves, arm, arm_color(arm, groups))
-    style(ax, "step", "validation loss (nats/token)")
+def tail(curve, start):
+    """The (steps, values) curve from step `start` on."""
+    kept = [(s, v) for s, v in zip(*curve) if s >= start]
+    return [s for s, _ in kept], [v for _, v in kept]
+
+
+def tail_start(series):
+    """First step of the tail panel: the last TAIL_FRACTION of the longest plotted (all-seed) curve."""
+    ends = [band(curves)[0] for _, _, curves in series]
+    return (1 - TAIL_FRACTION) * max((steps[-1] for steps in ends if len(steps)), default=0)
+
+
+def plot_full_and_tail(title, runs, series, ylabel):
+    """Two panels of the same (label, color, curves) series: every step, and the tail zoomed in.
+
+    At step 0 every arm is at ln(50257) ~ 10.8 nats; on one axis with that, the final gaps
+    (tenths of a nat) are a few pixels. The tail panel autoscales to the steps it shows.
+    """
+    series = [(label, color, curves) for label, color, curves in series if curves]
+    fig, (ax_all, ax_tail) = new_figure(f"{title} ({seeds_text([len(c) for _, _, c in series])})", runs, ncols=2)
+    if not series:
+        return fig
+    start = tail_start(series)
+    for label, color, curves in series:
+        plot_band(ax_all, curves, label, color)
+        plot_band(ax_tail, [tail(c, start) for c in curves], label, color)
+    style(ax_all, "step", ylabel, "all steps")
+    style(ax_tail, "step", ylabel, f"last {TAIL_FRACTION:.0%} of training (step >= {start:g}), y axis zoomed")
     return fig
+
+
+def plot_val_loss(runs, _args):
+    groups = by_arm(runs)
+    series = [(arm, arm_color(arm, groups), [(r.eval_steps, r.val_loss) for r in arm_runs if r.eval_steps])
+              for arm, arm_runs in groups.items()]
+    return plot_full_and_tail("Validation loss", runs, series, "validation loss (nats/token)")
 
 
 def plot_train_loss(runs, args):
-    fig, (ax,) = new_figure(f"Training loss (EMA {args.smooth}; mean, min-max band over seeds)", runs)
     groups = by_arm(runs)
-    for arm, arm_runs in groups.items():
-        curves = [(r.train_steps, ema(r.train_loss, args.smooth)) for r in arm_runs if r.train_steps]
-        if curves:
-            plot_band(ax, curves, arm, arm_color(arm, groups))
-    style(ax, "step", "training loss, smoothed (nats/token)")
-    return fig
+    series = [(arm, arm_color(arm, groups),
+               [(r.train_steps, ema(r.train_loss, args.smooth)) for r in arm_runs if r.train_steps])
+              for arm, arm_runs in groups.items()]
+    return plot_full_and_tail(f"Training loss, EMA {args.smooth}", runs, series, "training loss, smoothed (nats/token)")
 
 
 def gap_curve(base, arm):
@@ -106,31 +149,43 @@ def gap_curve(base, arm):
 
 
 def plot_gap(runs, args):
+    """One panel: the gap starts near 0 at step 0 (same initial loss), so nothing needs clipping."""
     arms = [a for a in compared_arms(runs, args.baseline) if paired(runs, args.baseline, a)]
     if not arms:
         return None
-    fig, (ax,) = new_figure(f"Validation-loss gap to {args.baseline}, paired by seed (below 0: arm is better)", runs)
+    pairs = {arm: paired(runs, args.baseline, arm) for arm in arms}
+    fig, (ax,) = new_figure(f"Validation-loss gap to {args.baseline}, paired by seed "
+                            f"({seeds_text([len(p) for p in pairs.values()])})", runs)
     ax.axhline(0, color="black", linewidth=0.8)
     for arm in arms:
-        curves = [gap_curve(b, a) for _, b, a in paired(runs, args.baseline, arm)]
+        curves = [gap_curve(b, a) for _, b, a in pairs[arm]]
         plot_band(ax, curves, f"{arm} - {args.baseline}", arm_color(arm, by_arm(runs)))
-    style(ax, "step", f"val loss gap (% of {args.baseline})")
+    style(ax, "step", f"val loss gap (% of {args.baseline}; below 0: arm is better)")
     return fig
 
 
 def plot_norm_drift(runs, _args):
+    """Main panel: norm / norm at the first eval, comparable across arms. Side panel: absolute norms.
+
+    The absolute values are not comparable across arms: a BPE table row has n_embd entries, a
+    Kronecker projection row has D (about unit norm at init, see GPT.embedding_norms).
+    """
     groups = {arm: [r for r in rs if NORM_FIELD in r.norms] for arm, rs in by_arm(runs).items()}
     groups = {arm: rs for arm, rs in groups.items() if rs}
     if not groups:
         return None
-    fig, (ax_abs, ax_rel) = new_figure("Input-embedding row norm (mean, min-max band over seeds)", runs, ncols=2)
+    fig, (ax_rel, ax_abs) = new_figure(f"Input-embedding row norm relative to its first eval "
+                                       f"({seeds_text([len(rs) for rs in groups.values()])})", runs,
+                                       ncols=2, width_ratios=[3, 2])
     for arm, arm_runs in groups.items():
         color = arm_color(arm, groups)
-        plot_band(ax_abs, [(r.eval_steps, r.norms[NORM_FIELD]) for r in arm_runs], arm, color)
         rel = [(r.eval_steps, [v / r.norms[NORM_FIELD][0] for v in r.norms[NORM_FIELD]]) for r in arm_runs]
         plot_band(ax_rel, rel, arm, color)
-    style(ax_abs, "step", f"{NORM_FIELD} (mean row L2 norm)")
-    style(ax_rel, "step", f"{NORM_FIELD} / its value at the first eval")
+        plot_band(ax_abs, [(r.eval_steps, r.norms[NORM_FIELD]) for r in arm_runs], arm, color)
+    ax_rel.axhline(1, color="black", linewidth=0.8)
+    style(ax_rel, "step", f"{NORM_FIELD} / its value at the first eval", "relative: comparable across arms")
+    style(ax_abs, "step", f"{NORM_FIELD} (mean row L2 norm)",
+          "absolute: NOT comparable across arms\n(BPE table rows: n_embd entries; Kronecker projection rows: D)")
     return fig
 
 

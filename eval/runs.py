@@ -231,6 +231,15 @@ def tokens_per_run(config):
     return config.get("max_steps", 0) * config.get("total_batch_tokens", 0)
 
 
+def fmt_tokens(n):
+    """A token count in 3 significant digits with a K/M/B unit: 614400 -> '614K', 2.5e9 -> '2.5B'."""
+    n = float(f"{n:.3g}")  # round first, so 999,999 becomes '1M', not '1e+03K'
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}"
+
+
 def paper_reference(path=PAPER_REFERENCE):
     return read_json(path)
 
@@ -245,7 +254,7 @@ def setting_differences(runs, paper_setting):
         diffs.append(f"{seeds} seed{'s' * (seeds != 1)} < {paper_setting['seeds']}")
     tokens = min(tokens_per_run(r.config) for r in runs)
     if tokens < paper_setting["tokens"]:
-        diffs.append(f"{tokens / 1e9:.3g}B tokens < {paper_setting['tokens'] / 1e9:.3g}B")
+        diffs.append(f"{fmt_tokens(tokens)} tokens < {fmt_tokens(paper_setting['tokens'])}")
     for key in ("n_layer", "n_embd"):
         smallest = min(r.config.get(key, 0) for r in runs)
         if smallest < paper_setting[key]:
@@ -257,7 +266,7 @@ def setting_label(runs):
     """One line describing the model size, tokens and seeds of these runs (for titles)."""
     def one(c):
         return (f"{c.get('n_layer', '?')}L x {c.get('n_embd', '?')}d, {c.get('max_steps', '?')} steps, "
-                f"{tokens_per_run(c) / 1e6:.3g}M tokens")
+                f"{fmt_tokens(tokens_per_run(c))} tokens")
     settings = sorted({one(r.config) for r in runs})
     seeds = sorted({r.seed for r in runs})
     return f"{' | '.join(settings)}, seeds {','.join(map(str, seeds))}"

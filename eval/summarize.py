@@ -24,7 +24,7 @@ from errors import run_main
 from eval.log_values import load_numeric_runs
 from eval.norm_drift import arm_drifts
 from eval.outputs import write_text
-from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, fmt_mean_std,
+from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, fmt_mean_std, fmt_tokens,
                        markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
                        setting_differences, setting_label)
 from eval.stats import fmt_interval, fmt_p, paired_gap
@@ -150,7 +150,7 @@ def to_markdown(rows, runs, runs_dir, baselines, ref):
     return "\n\n".join(filter(None, [
         f"# Summary of {len(runs)} runs in {runs_dir}",
         f"Runs: {setting_label(runs)}.  \nPaper: {s['params']} model ({s['n_layer']}L x {s['n_embd']}d), "
-        f"{s['tokens'] / 1e9:g}B {s['dataset']} tokens, {s['seeds']} seeds; its values are from "
+        f"{fmt_tokens(s['tokens'])} {s['dataset']} tokens, {s['seeds']} seeds; its values are from "
         f"results/paper_reference.json ({ref['paper']}, abstract/claims).",
         table,
         "  \n".join(footnotes),

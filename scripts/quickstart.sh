@@ -50,8 +50,4 @@ done
 python -m eval.val_loss "${checkpoints[@]}" --out "$OUT/val_loss.json"
 
 echo
-echo "Done. Results in $OUT/: summary.md, summary.csv, *.png, val_loss.json, runs/<arm>_s$SEED/log.jsonl"
-echo "Reference output of the default settings, to compare with: results/quickstart/ (committed)."
-echo "What this shows: the pipeline runs end to end. A 4-layer model trained on ~100K tokens with"
-echo "one seed cannot tell which embedding is better; the paper's claim is about 124M models on"
-echo "2.5B tokens over 3 seeds (see README: CPU mini-study and the paper runs)."
+python -m eval.quickstart_report --runs "$OUT/runs" --out "$OUT"  # computed from the runs, vs results/quickstart/

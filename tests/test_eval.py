@@ -231,11 +231,11 @@ def test_summarize_marks_rows_that_differ_from_the_paper(sweep):
     summarize.main(["--runs", str(sweep)])
     rows = read_csv_rows(sweep.parent / "summary.csv")
     differs = rows[("kronecker vs bpe", "val loss gap (nats)")]["differs_from_paper"]
-    assert differs == "2 seeds < 3; 0.00041B tokens < 2.5B; n_layer 2 < 12; n_embd 64 < 768"
+    assert differs == "2 seeds < 3; 410K tokens < 2.5B; n_layer 2 < 12; n_embd 64 < 768"
     md = (sweep.parent / "summary.md").read_text()
     assert "| bpe_untied vs bpe | steps-to-target ratio | 1 | never reached (0 of 1 seeds) |  | [2] |" in md
     assert "| bpe vs bpe_untied | steps-to-target ratio | 1 | n/a (no seed has both arms) |" not in md
-    assert "[2] differs from the paper's setting: 1 seed < 3; 0.00041B tokens < 2.5B;" in md
+    assert "[2] differs from the paper's setting: 1 seed < 3; 410K tokens < 2.5B;" in md
 
 
 def test_summarize_with_one_seed_shows_std_as_na_and_lists_what_is_missing(tmp_path, capsys):

@@ -20,6 +20,7 @@ def test_quickstart_runs_end_to_end_at_a_minimal_size(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = tmp_path / "results"
     assert "Results in" in done.stdout and "cannot tell which embedding is better" in done.stdout
+    assert "trained on 384 tokens per arm" in " ".join(done.stdout.split())  # 3 steps x 128 tokens, computed
     for name in ("summary.md", "summary.csv", "val_loss.png", "steps_to_target.txt", "val_loss.json"):
         assert (results / name).stat().st_size > 0, name
     rescored = {r["embedding"]: r for r in json.loads((results / "val_loss.json").read_text())}
