@@ -81,7 +81,7 @@ def closing_message(runs, out_dir, reference=None, reference_dir=REFERENCE_RUNS_
         f"What this shows: the pipeline runs end to end. {shape_text(runs)} trained on {tokens} tokens per "
         f"arm with {len(seeds)} seed{'s' * (len(seeds) != 1)} cannot tell which embedding is better; the "
         f"paper's claim is about {s['params']} models on {fmt_tokens(s['tokens'])} tokens over {s['seeds']} "
-        "seeds (see README: CPU mini-study and the paper runs).", width=100)]
+        "seeds (docs/results.md: the CPU mini-study; README: the paper runs).", width=100)]
     return "\n".join(lines)
 
 

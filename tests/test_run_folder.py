@@ -201,9 +201,9 @@ def test_a_toy_run_under_a_paper_runs_name_is_never_skipped_as_the_paper_run(tmp
     paper = sweep_config(tmp_path, "config/bpe_124m.py")
     with pytest.raises(UserError) as refusal:
         folder.skip(paper)
-    assert str(refusal.value).startswith(f"bpe_s1337: {folder.log_dir} holds a different run (recorded != "
-                                         "now: data_dir 'data/fineweb_edu_sample' != 'data/fineweb_edu', ")
-    for difference in ("n_layer 4 != 12", "n_embd 64 != 768", "max_steps 150 != 4768", "max_lr 0.003 != 0.0006"):
+    assert str(refusal.value).startswith(f"bpe_s1337: {folder.log_dir} holds a different run (recorded != now: ")
+    for difference in ("data_dir 'data/fineweb_edu_sample' != 'data/fineweb_edu'", "n_layer 4 != 12",
+                       "n_embd 64 != 768", "max_steps 150 != 4768", "max_lr 0.003 != 0.0006"):
         assert difference in str(refusal.value)
     assert str(refusal.value).endswith(f"give this sweep its own LOG_DIR and OUT_DIR to keep both, or move "
                                        f"{folder.log_dir} and {folder.ckpt_dir} aside")
