@@ -1,5 +1,6 @@
-"""Shared test setup: offline tiktoken files and paths to the shared data samples."""
+"""Shared test setup: offline tiktoken files, paths to the shared data samples, and Ctrl-C."""
 import os
+import signal
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -10,3 +11,8 @@ FINEWEB_SAMPLE = SHARED / "data" / "fineweb_sample" / "train.jsonl.gz"
 
 if TIKTOKEN_CACHE.is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
+
+# A shell starts a background job (`pytest ... &`, nohup, some CI runners) with SIGINT ignored, and
+# an ignored signal stays ignored in every child: the Ctrl-C tests would then test nothing. Python's
+# own handler here makes SIGINT a KeyboardInterrupt in this process and the default in children.
+signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -91,7 +91,7 @@ def test_ctrl_c_is_worded_by_rank_0_only(monkeypatch, capsys):
 @pytest.mark.slow
 def test_torchrun_with_a_bad_config_key_prints_the_error_once(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
-    line = "error: unknown config key 'bogus_key' (from --bogus_key=1); see train_config.py for the keys"
+    line = "error: unknown config key 'bogus_key' (from --bogus_key=1); `python train.py --help` lists the keys"
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", "train.py", "--device=cpu", "--dist_backend=gloo",
                           "--bogus_key=1"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,

@@ -229,8 +229,8 @@ def test_the_sweep_skips_only_its_own_run_finished(tmp_path):
 def test_ladder_sizes_of_one_run_name_are_different_runs(tmp_path):
     """Run names are <arm>_s<seed> at every size: a 350M sweep into 124M's folders is refused."""
     folder = record(sweep_config(tmp_path, "config/bpe_124m.py"))
-    with pytest.raises(UserError, match=r"bpe_s1337: .* holds a different run \(recorded != now: data_dir .*, n_layer 12 != 24, "
-                                        r"n_head 12 != 16, n_embd 768 != 1024, max_steps 4768 != 13537, max_lr"):
+    with pytest.raises(UserError, match=r"bpe_s1337: .* holds a different run \(recorded != now: n_layer 12 != 24, "
+                                        r"n_head 12 != 16, n_embd 768 != 1024, data_dir .*, max_steps 4768 != 13537, max_lr"):
         folder.skip(sweep_config(tmp_path, "config/bpe_350m.py"))
 
 
