@@ -1,13 +1,9 @@
-"""The committed CPU mini-study: a small GPT on the 4M-token FineWeb sample, 3 seeds x 3 arms.
+"""The committed CPU mini-study: a small GPT on the 4M-token FineWeb sample, 3 seeds x 5 arms.
 
 A measurement at toy scale on a 2-core CPU, never a claim about the paper's 124M result. With
 GPT-2's 50k vocabulary the output head (50,304 x 64) is most of this model's compute, so the
-model is narrow to fit 9 runs into about an hour on 2 cores.
-
-    python data/fineweb_edu.py --data-files ../shared/data/fineweb_sample/train.jsonl.gz \
-        --out data/fineweb_sample --val-tokens 262144 --shard-tokens 1000000 --train-tokens all
-    CONFIG=config/cpu_mini.py ARMS="bpe kronecker bpe_untied" LOG_DIR=results/cpu_mini/runs \
-        OUT_DIR=out/cpu_mini LAUNCH=python bash scripts/sweep.sh
+model is narrow to fit 15 runs into about two hours on 2 cores.
+Everything (data, sweep, tables, plots, probes): bash scripts/cpu_mini.sh (docs/results.md).
 """
 data_dir = "data/fineweb_sample"
 n_layer = 4

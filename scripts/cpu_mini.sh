@@ -31,16 +31,27 @@ if [ "$STEP" = all ]; then
     LAUNCH=python bash scripts/sweep.sh --data_dir="$DATA_DIR"
 fi
 
-# Tables and curves: every arm against bpe and against bpe_untied, with t intervals and p-values.
-python -m eval.summarize --runs "$R/runs" --out "$R"
+# Tables and curves: every arm against each arm it controls for (bpe, bpe_untied, the shuffled
+# bytes, the matched input scale), with t intervals and p-values.
+python -m eval.summarize --runs "$R/runs" --out "$R" --baseline bpe --baseline bpe_untied \
+  --baseline kronecker_shuffled --baseline bpe_untied_scaled
 python -m eval.plot_curves --runs "$R/runs" --out "$R"
 python -m eval.steps_to_target --runs "$R/runs" --baseline bpe > "$R/steps_to_target.txt"
 python -m eval.norm_drift --runs "$R/runs" > "$R/norm_drift.txt"
 
 # Probes. Spelling robustness on every seed's final checkpoint (an arm's values are averaged over
 # its seeds; McNemar's test pairs arms by seed); generation and neighbours on seed 1337.
-latest() { ls "$CKPT_DIR/$1"/ckpt_*.pt | tail -n 1; }
+latest() { ls "$CKPT_DIR/$1"/ckpt_*.pt 2>/dev/null | tail -n 1; }
 every_seed=() seed_1337=()
+for arm in $ARMS; do
+  for seed in $SEEDS; do
+    if [ -z "$(latest "${arm}_s$seed")" ]; then  # the committed runs keep their logs, not checkpoints
+      echo "error: no checkpoint of ${arm}_s$seed in $CKPT_DIR; set CKPT_DIR to where the runs'" \
+        "checkpoints are, or train afresh into a new folder (R=results/cpu_mini_rerun)" >&2
+      exit 2
+    fi
+  done
+done
 for arm in $ARMS; do
   for seed in $SEEDS; do every_seed+=(--ckpt "$arm=$(latest "${arm}_s$seed")"); done
   seed_1337+=(--ckpt "$arm=$(latest "${arm}_s1337")")
