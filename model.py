@@ -481,6 +481,19 @@ class GPT(nn.Module):
         """The input side alone: (B, T) ids -> (B, T, n_embd), without position embeddings."""
         return self.transformer.wte(idx)
 
+    def input_table(self, chunk=8192):
+        """The effective input table: (vocab_size, n_embd), row i = the input vector of id i, in
+        the input layer's dtype (float32 in training). For the table arms it is the table itself;
+        for the Kronecker arms the codec + projection of every id, computed `chunk` ids at a time
+        (no (V, D) matrix). Differentiable; wrap it in torch.no_grad() to read it. One method for
+        every arm: the neighbour and cross-model probes and the Hugging Face export read it.
+        """
+        wte = self.transformer.wte
+        if isinstance(wte, nn.Embedding):
+            return wte.weight
+        ids = torch.arange(self.config.vocab_size, device=wte.projection.weight.device)
+        return torch.cat([wte(part) for part in ids.split(chunk)])
+
     def embed_bytes(self, byte_strings):
         """Kronecker arms only: (n, n_embd) embeddings of arbitrary byte strings (through the
         codec; for kronecker_shuffled these bytes are not the bytes its tokens were trained with)."""

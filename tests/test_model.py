@@ -310,3 +310,14 @@ def test_generate_and_sampling_filters():
     assert {sample_next(logits, 1.0, top_k=1, generator=g).item() for _ in range(20)} == {0}
     top_p = {sample_next(logits, 1.0, top_p=0.8, generator=g).item() for _ in range(200)}
     assert top_p == {0, 1}  # p(0) = 0.66 < 0.8, so the nucleus needs token 1 too, and no more
+
+
+@pytest.mark.parametrize("embedding", ["bpe", "bpe_untied", "kronecker", "kronecker_shuffled"])
+def test_input_table_row_i_is_what_id_i_embeds_to(embedding):
+    config = GPTConfig(block_size=8, vocab_size=300, n_layer=1, n_head=2, n_embd=16, embedding=embedding)
+    torch.manual_seed(0)
+    model = GPT(config, token_bytes=[bytes([i % 256]) * (1 + i % 5) for i in range(300)])
+    ids = torch.tensor([[0, 7, 299, 42]])
+    table = model.input_table(chunk=64)
+    assert table.shape == (300, 16)
+    torch.testing.assert_close(table[ids[0]], model.token_embedding(ids)[0], rtol=0, atol=1e-6)
