@@ -262,8 +262,9 @@ def gaps_markdown(rows):
         ["comparison", "metric", "seeds (n)", "mean gap", "95% t interval", "95% bootstrap (n >= 5)",
          "paired t-test p", "smallest gap n seeds detect", "seeds the mean gap needs", "what n allows"],
         [(r["arm"], r["metric"], r["seeds"], "n/a" if r["mean"] is None else f"{r['mean']:.{gap_digits(r)}f}",
-          fmt_interval(r["t_low"], r["t_high"], gap_digits(r)), fmt_interval(r["boot_low"], r["boot_high"], gap_digits(r)),
-          fmt_p(r["p"]), "n/a" if r["detectable"] is None else f"{r['detectable']:.{gap_digits(r)}f}",
+          fmt_interval(r["t_low"], r["t_high"], gap_digits(r)),
+          fmt_interval(r["boot_low"], r["boot_high"], gap_digits(r)), fmt_p(r["p"]),
+          "n/a" if r["detectable"] is None else f"{r['detectable']:.{gap_digits(r)}f}",
           "n/a" if r["seeds_needed"] is None else r["seeds_needed"], r["note"]) for r in gaps])
 
 

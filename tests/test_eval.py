@@ -243,7 +243,8 @@ def test_summarize_marks_rows_that_differ_from_the_paper(sweep):
     differs = rows[("kronecker vs bpe", "val loss gap (nats)")]["differs_from_paper"]
     assert differs == "2 seeds < 3; 410K tokens < 2.5B; n_layer 2 < 12; n_embd 64 < 768"
     md = (sweep.parent / "summary.md").read_text()
-    assert "| bpe_untied vs bpe | 1e-3 vs 1e-3 | steps-to-target ratio | 1 | never reached (0 of 1 seeds) |  | [2] |" in md
+    assert ("| bpe_untied vs bpe | 1e-3 vs 1e-3 | steps-to-target ratio | 1 | never reached (0 of 1 seeds) |  | [2] |"
+            in md)
     assert "| bpe vs bpe_untied | 1e-3 vs 1e-3 | steps-to-target ratio | 1 | n/a (no seed has both arms) |" not in md
     assert "[2] differs from the paper's setting: 1 seed < 3; 410K tokens < 2.5B;" in md
 

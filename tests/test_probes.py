@@ -437,8 +437,8 @@ def results_file(tmp_path):
                            arm == "kron"),
             results_record(1, "Blorptastic is a word for", "normal", arm, " a thing", [6, 7], False),
             results_record(1, "Blorptastic is a wrod for", "misspelled", arm, " words", [8], False),
-            results_record(1, "Blorptastic is a word for", "forced_oov", arm, " Blorptastic again", [9, 10], arm == "bpe",
-                           oov_target="blorptastic")]
+            results_record(1, "Blorptastic is a word for", "forced_oov", arm, " Blorptastic again", [9, 10],
+                           arm == "bpe", oov_target="blorptastic")]
     path = tmp_path / "generation_probe_results.json"
     path.write_text(json.dumps({"results": records, "sanity": {}, "settings": SETTINGS}))
     return path
@@ -468,8 +468,9 @@ def test_the_authors_prompt_list_and_bad_records(tmp_path):
                                  "oov_target": "quokka"}, {"normal": "Two and two", "misspelled": "Tow and two",
                                                            "oov_target": None}]))
     prompts = generation_prompts.load_prompt_file(path, enc, "{word}").prompts
-    assert [(p["kind"], p["word"]) for p in prompts] == [("normal", "quokka"), ("misspelled", "qukoka"),
-                                                         ("forced_oov", "quokka"), ("normal", "Two"), ("misspelled", "Tow")]
+    assert [(p["kind"], p["word"]) for p in prompts] == [
+        ("normal", "quokka"), ("misspelled", "qukoka"), ("forced_oov", "quokka"), ("normal", "Two"),
+        ("misspelled", "Tow")]
     assert (prompts[2]["prefix"], prompts[2]["word_bytes"], prompts[2]["suffix"]) == ("I saw a", " quokka", " today")
     for record, message in (({"prompt_text": "a b", "condition": "typo"}, "condition 'typo' is none of normal"),
                             ({"prompt_text": "a b", "condition": "forced-OOV", "oov_target": "zz"},
@@ -491,7 +492,7 @@ def test_generation_cli_runs_the_authors_results_file_by_condition_with_its_sett
     assert run_cli(generation.main, argv, capsys)[0] == 0
     data = json.loads((tmp_path / "generation.json").read_text())
     settings = data["settings"]  # the file's settings, but the command line's --max-new-tokens
-    assert (settings["temperature"], settings["top_p"], settings["seed"], settings["max_new_tokens"]) == (0.7, 0.9, 42, 4)
+    assert [settings[k] for k in ("temperature", "top_p", "seed", "max_new_tokens")] == [0.7, 0.9, 42, 4]
     assert settings["decodings"] == ["sampled"]  # the file's completions are sampled
     assert {k: v["n"] for k, v in data["echo_counts"]["kron"].items()} == {
         "normal/sampled": 2, "misspelled/sampled": 2, "forced_oov/sampled": 1}
