@@ -421,6 +421,13 @@ def test_a_hand_edited_non_numeric_log_value_is_one_line_naming_file_step_and_fi
     assert f"log.jsonl step 200: {field} is {value!r}, not a number" in err
 
 
+def test_a_hand_edited_hellaswag_score_is_one_line_too(tmp_path, capsys):
+    line = {"step": 400, "tokens": 0, "hellaswag_acc_norm": "30%", "hellaswag_n": 100}
+    write_run(tmp_path / "runs", "bpe", 0, [10, 5, 4, 3.5, 3.0], extra_lines=[line])
+    code, err = exit_with_error(summarize.main, ["--runs", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "log.jsonl step 400: hellaswag_acc_norm is '30%', not a number" in err
+
+
 def test_a_null_log_value_is_a_non_finite_number_not_an_error(tmp_path, capsys):
     diverged = [{"step": 500, "tokens": 0, "val_loss": None, "emb_row_norm": 1.0, "emb_token_norm": 1.0,
                  "emb_fro_norm": 1.0}]  # train.py writes a NaN loss as null
