@@ -31,8 +31,9 @@ makes a new one. Rules (docs/training.md, "Reliability"):
     python run_folder.py skip -- config/bpe_124m.py --seed=1337 ...   # the sweep: 0 skip, 1 launch
     python run_folder.py lr_tag 3e-4 0.0006 1.2e-3    # "3e-4 6e-4 1.2e-3": the lr sweep's spelling
 
-An lr sweep names its runs <arm>_lr<tag>_s<seed> (lr_run_name), the tag spelling max_lr one way
-(lr_tag), so 6e-4 and 0.0006 are one run; max_lr defines the run like every optimiser key.
+An lr sweep (scripts/sweep.sh LRS=...) names its runs <arm>_lr<tag>_s<seed>, the tag spelling
+max_lr one way (lr_tag), so 6e-4 and 0.0006 are one run; max_lr defines the run like every
+optimiser key.
 """
 import argparse
 import dataclasses
@@ -96,11 +97,6 @@ def lr_tag(lr):
     6e-4 -> '6e-4', 0.0012 -> '1.2e-3', 3e-3 -> '3e-3', 1.0 -> '1e0'."""
     mantissa, exponent = f"{lr:.6e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-
-
-def lr_run_name(arm, lr, seed):
-    """The lr sweep's run name: <arm>_lr<lr_tag>_s<seed>, e.g. kronecker_lr6e-4_s1337."""
-    return f"{arm}_lr{lr_tag(lr)}_s{seed}"
 
 
 def lr_tags(texts):

@@ -31,9 +31,7 @@ block_size positions, and the report says so.
     python -m eval.generation --ckpt bpe=A.pt --ckpt kronecker=B.pt --prompts generation_probe_results.json
 """
 import argparse
-import json
 import os
-from pathlib import Path
 
 import torch
 
@@ -180,7 +178,8 @@ def reference_counts(reference, min_distinct):
         ours = gibberish(r["completion_tokens"], min_distinct) if isinstance(r["completion_tokens"], list) else None
         theirs = r["gibberish_flag"] if isinstance(r["gibberish_flag"], bool) else None
         c["echo"] += echoes(r["completion"], r["prompt"]["words"])
-        for key, value in (("gibberish_flag", theirs), ("gibberish", ours), ("both", ours and theirs)):
+        both = None if ours is None or theirs is None else ours and theirs
+        for key, value in (("gibberish_flag", theirs), ("gibberish", ours), ("both", both)):
             c[key] = None if value is None or c[key] is None else c[key] + value
         c["n"] += 1
     return counts

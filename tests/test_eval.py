@@ -18,6 +18,7 @@ from data.shards import write_shard
 from errors import UserError, run_main
 from eval import learning_rates, norm_drift, plot_curves, steps_to_target, summarize, unigram
 from eval.runs import load_runs, mean_std, paper_reference, read_json
+from run_folder import lr_tag
 
 STEPS = [0, 100, 200, 300, 400]
 BPE_NORMS = [0.55, 0.6, 0.7, 0.8, 1.1]
@@ -272,10 +273,10 @@ LR_SWEEP = {("bpe", 3e-4): (3.4, 3.5), ("bpe", 6e-4): (3.0, 3.2), ("bpe", 1.2e-3
 
 @pytest.fixture
 def lr_sweep(tmp_path):
-    from run_folder import lr_run_name
     for (arm, lr), finals in LR_SWEEP.items():
         for seed, final in enumerate(finals):
-            write_run(tmp_path / "runs", arm, seed, [10, 6, 5, 4, final], name=lr_run_name(arm, lr, seed), max_lr=lr)
+            write_run(tmp_path / "runs", arm, seed, [10, 6, 5, 4, final], name=f"{arm}_lr{lr_tag(lr)}_s{seed}",
+                      max_lr=lr)
     return tmp_path / "runs"
 
 
