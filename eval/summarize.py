@@ -38,7 +38,7 @@ from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir,
                        setting_differences, setting_label)
 from eval.stats import ALPHA, POWER, fmt_interval, fmt_p, paired_gap
 from eval.steps_to_target import compare, ratio_text
-from eval.unigram import unigram_val_loss
+from eval.unigram import run_unigram_losses
 
 DEFAULT_BASELINES = ("bpe", "bpe_untied")
 GAP_FIELDS = ["t_low", "t_high", "boot_low", "boot_high", "p", "detectable", "seeds_needed", "note"]
@@ -213,36 +213,6 @@ def lr_markdown(rows):
         [(r["arm"], r["lr"], r["seeds"], r["ours"], "best" if r["note"] else "") for r in rows])
 
 
-# ----------------------------------------------------------------------------- the unigram baseline
-
-def unigram_key(run):
-    c = run.config
-    return c.get("data_dir"), c.get("val_tokens"), c.get("block_size"), c.get("vocab_size")
-
-
-def unigram_losses(runs):
-    """(run name -> the unigram baseline's loss on its val tokens or None, one line per data
-    setting saying what it is or why it is unknown). See eval/unigram.py."""
-    losses, lines = {}, {}
-    for run in runs:
-        key = unigram_key(run)
-        data_dir, val_tokens, block_size, _ = key
-        try:
-            if None in (data_dir, val_tokens, block_size):
-                raise UserError("their config.json lacks data_dir, val_tokens or block_size")
-            u = unigram_val_loss(*key)
-        except UserError as err:
-            losses[run.name] = None
-            lines[key] = f"unknown for runs on {data_dir} ({err})"
-            continue
-        losses[run.name] = u["loss"]
-        lines[key] = (f"{u['loss']:.4f} nats on the {u['val_targets']:,} val tokens the runs' val_loss averages "
-                      f"over ({data_dir}, val_tokens {val_tokens:,}, block_size {block_size}), fitted on the "
-                      f"{u['train_tokens']:,} tokens of its train shards, add-one smoothed over {u['n_vocab']:,} "
-                      f"ids ({u['vocab_from']})")
-    return losses, list(lines.values())
-
-
 def baselines_to_report(runs, asked):
     """The --baseline values; by default bpe, and bpe_untied when it has runs."""
     found = by_arm(runs)
@@ -350,7 +320,7 @@ def main(argv=None):
     runs = load_numeric_runs(args.runs)
     ref = paper_reference()
     baselines = baselines_to_report(runs, args.baseline)
-    unigrams, unigram_lines = unigram_losses(runs)
+    unigrams, unigram_lines = run_unigram_losses(runs)
     lr_table = lr_rows(runs, ref) if several_lrs(runs) else []
     tables = [(name, heading, summary_rows(table_runs, baselines, ref, unigrams, name))
               for name, heading, table_runs in comparison_tables(runs, baselines, args.shared_lr)]

@@ -7,6 +7,8 @@ smoothed over the tokenizer's ids (`n_vocab` of the data's manifest.json; the ru
 `vocab_size` when the manifest does not say), and scored on exactly the tokens whose mean loss
 is the run's `val_loss`: the targets of validation.evaluate, i.e. tokens 1 .. n_seq * block_size
 of the val shard (0-based), n_seq = val_tokens // block_size full sequences.
+`run_unigram_losses(runs)` gives it for every run (eval/runs.Run) of a summary, with one line per
+data setting saying what it is or why it is unknown (no data folder: prepare the data first).
 Not a script; import it: `from eval.unigram import unigram_val_loss`.
 """
 from functools import lru_cache
@@ -14,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from data.shards import load_split, read_manifest
+from errors import UserError
 from validation import load_val_tokens
 
 CHUNK = 1 << 24  # tokens counted at a time: a 2.5B-token split never becomes one int64 array
@@ -52,3 +55,31 @@ def unigram_val_loss(data_dir, val_tokens, block_size, vocab_size):
     log_p = np.log(counts + 1.0) - np.log(counts.sum() + n_vocab)
     return dict(loss=float(-log_p[targets].mean()), train_tokens=int(counts.sum()), val_targets=len(targets),
                 n_vocab=int(n_vocab), vocab_from=vocab_from)
+
+
+def unigram_key(run):
+    c = run.config
+    return c.get("data_dir"), c.get("val_tokens"), c.get("block_size"), c.get("vocab_size")
+
+
+def run_unigram_losses(runs):
+    """(run name -> the unigram baseline's loss on its val tokens, None where unknown; one line per
+    data setting saying what the baseline is, or why it is unknown)."""
+    losses, lines = {}, {}
+    for run in runs:
+        key = unigram_key(run)
+        data_dir, val_tokens, block_size, _ = key
+        try:
+            if None in (data_dir, val_tokens, block_size):
+                raise UserError("their config.json lacks data_dir, val_tokens or block_size")
+            u = unigram_val_loss(*key)
+        except UserError as err:
+            losses[run.name] = None
+            lines[key] = f"unknown for runs on {data_dir} ({err})"
+            continue
+        losses[run.name] = u["loss"]
+        lines[key] = (f"{u['loss']:.4f} nats on the {u['val_targets']:,} val tokens the runs' val_loss averages "
+                      f"over ({data_dir}, val_tokens {val_tokens:,}, block_size {block_size}), fitted on the "
+                      f"{u['train_tokens']:,} tokens of its train shards, add-one smoothed over {u['n_vocab']:,} "
+                      f"ids ({u['vocab_from']})")
+    return losses, list(lines.values())
