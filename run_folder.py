@@ -29,6 +29,11 @@ makes a new one. Rules (docs/training.md, "Reliability"):
     python run_folder.py checkpoint --log_dir results/runs --out_dir out --run_name bpe_s1337
     python run_folder.py finished --log_dir results/runs --run_name bpe_s1337   # exit 0 if so
     python run_folder.py skip -- config/bpe_124m.py --seed=1337 ...   # the sweep: 0 skip, 1 launch
+    python run_folder.py lr_tag 3e-4 0.0006 1.2e-3    # "3e-4 6e-4 1.2e-3": the lr sweep's spelling
+
+An lr sweep (scripts/sweep.sh LRS=...) names its runs <arm>_lr<tag>_s<seed>, the tag spelling
+max_lr one way (lr_tag), so 6e-4 and 0.0006 are one run; max_lr defines the run like every
+optimiser key.
 """
 import argparse
 import dataclasses
@@ -45,7 +50,7 @@ from pathlib import Path
 from atomic import DISK_FULL_ERRNOS, atomic_write_json, disk_full_error
 from checkpoint import checkpoint_attempt, list_checkpoints, prune_checkpoints
 from errors import UserError
-from train_config import FIELD_DEFAULTS, load_config
+from train_config import FIELD_DEFAULTS, MAX_LR, load_config
 
 RECORDS = ("log.jsonl", "summary.json", "config.json")
 # TrainConfig keys that do not define a run, so records that differ only in them are the same
@@ -85,6 +90,31 @@ def run_differences(recorded, cfg, allowed=()):
         if as_json(theirs) != as_json(mine):
             differences.append(f"{key} {theirs!r} != {mine!r}")
     return differences
+
+
+def lr_tag(lr):
+    """max_lr (a float) as run names spell it: mantissa without trailing zeros, 'e', exponent:
+    6e-4 -> '6e-4', 0.0012 -> '1.2e-3', 3e-3 -> '3e-3', 1.0 -> '1e0'."""
+    mantissa, exponent = f"{lr:.6e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def lr_tags(texts):
+    """The lr_tag of each learning rate given as text (the sweep's LRS), in order. Raises UserError
+    for text that is not a number in (0, MAX_LR], or for two spellings of one lr."""
+    tags = []
+    for text in texts:
+        try:
+            lr = float(text)
+        except ValueError:
+            lr = math.nan
+        if not 0 < lr <= MAX_LR:  # also NaN and inf
+            raise UserError(f"LRS: {text!r} is not a learning rate in (0, {MAX_LR}]; write e.g. "
+                            'LRS="3e-4 6e-4 1.2e-3"')
+        if lr_tag(lr) in tags:
+            raise UserError(f"LRS: {text!r} is {lr_tag(lr)}, listed twice; list each learning rate once")
+        tags.append(lr_tag(lr))
+    return tags
 
 
 def as_json(value):
@@ -437,17 +467,23 @@ def cut_torn_tail(path, chunk=1 << 16):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Ask a run folder what train.py would decide.")
-    p.add_argument("question", choices=("checkpoint", "finished", "skip"),
+    p.add_argument("question", choices=("checkpoint", "finished", "skip", "lr_tag"),
                    help="checkpoint: print the current attempt's newest checkpoint (exit 1 if none); "
                         "finished: exit 0 if summary.json says finished, else 1; "
                         "skip -- TRAIN_ARGS: exit 0 if the run of `train.py TRAIN_ARGS` is recorded "
                         "finished with that config, 1 if it has work to do, 2 (one line) if its "
-                        "folder holds a different run")
+                        "folder holds a different run; "
+                        "lr_tag LR...: print the learning rates as run names spell them (exit 2 for "
+                        "a bad one)")
     p.add_argument("--log_dir", default="results/runs")
     p.add_argument("--out_dir", default="out")
     p.add_argument("--run_name", help="(checkpoint, finished)")
-    p.add_argument("train_args", nargs="*", help="(skip) train.py's arguments, after --")
+    p.add_argument("train_args", nargs="*", help="(skip) train.py's arguments, after --; (lr_tag) the "
+                                                 "learning rates")
     args = p.parse_args(argv)
+    if args.question == "lr_tag":
+        print(" ".join(lr_tags(args.train_args)))
+        return 0
     if args.question == "skip":  # the config train.py would run, so the same folders and keys
         cfg = load_config(args.train_args)
         return 0 if RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name).skip(cfg) else 1

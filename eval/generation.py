@@ -1,4 +1,4 @@
-"""Generation with misspelled and byte-novel words, and the paper's "echo" count.
+"""Generation with misspelled and byte-novel words: the paper's "echo" and gibberish counts.
 
 Per arm, completions (--decoding, repeatable; default greedy and sampled) of:
 - pair prompts: the first --per-category pairs of each category of the typo-pair file, in clean
@@ -6,122 +6,51 @@ Per arm, completions (--decoding, repeatable; default greedy and sampled) of:
 - forced out-of-vocabulary prompts: a byte-novel word (--word, repeatable; default a list of
   made-up words) put into --template. The Kronecker arm gets the word as ONE position through
   `embed_bytes`; the BPE arms get it as their usual several tokens;
-- or, with --prompts FILE, the prompts and forced-OOV words of that file instead (JSON list or
-  JSONL; each record a string (a prompt), {"prompt": text, "word": probe word (optional),
-  "category": (optional)}, or {"oov": word, "template": text with {word} (optional)}).
+- or, with --prompts FILE, the prompts of that file instead: a list of prompts, the authors'
+  prompt list, or the authors' published generation results, run condition by condition
+  (normal, misspelled, forced_oov) with the file's decoding settings as the defaults and its
+  completions as a reference (eval/generation_prompts.py says which shapes and how).
 Decodings: greedy; sampled (--temperature, --top-p); greedy_fallback, our reading of the
 authors' "greedy with a fallback after N repeated tokens": greedy, except that once the last
 --repeat-limit generated tokens are one and the same id, the next single token is sampled by
 top-k (--fallback-top-k, at --temperature) with that id excluded; greedy then resumes.
-A completion "echoes" when it repeats the probe word (clean word, typo or novel word) verbatim.
-Echo counts per arm, kind and decoding, and every completion, go to <out>/generation.{json,md}.
+A completion "echoes" when it repeats a probe word (clean word, typo or novel word) verbatim.
+It is "gibberish", by our rule (the paper does not define its flag), when fewer than
+--gibberish-distinct (0.5) of its new tokens are distinct: a repetition loop.
+Echo and gibberish counts with n per arm, condition and decoding, and every completion, go to
+<out>/generation.{json,md}; for the authors' results file also the same counts of its own
+completions (our echo rule, their gibberish flag and ours).
 Each completion is sampled with its own generator seeded with --seed, so results do not depend
 on the order of prompts or arms. A prompt longer than the context is cut to its last
 block_size positions, and the report says so.
 
     python -m eval.generation --ckpt bpe=out/bpe_s0/ckpt_004000.pt --ckpt kronecker=out/kronecker_s0/ckpt_004000.pt
     python -m eval.generation --ckpt kronecker=PATH --word " glorptastic" --template "I love {word} because"
-    python -m eval.generation --ckpt kronecker=PATH --prompts my_prompts.jsonl --decoding greedy_fallback --repeat-limit 3
+    python -m eval.generation --ckpt kronecker=PATH --prompts my_prompts.jsonl --decoding greedy_fallback \
+        --repeat-limit 3
+    python -m eval.generation --ckpt bpe=A.pt --ckpt kronecker=B.pt --prompts generation_probe_results.json
 """
 import argparse
-import json
 import os
-from pathlib import Path
 
 import torch
 
 from devices import resolve_device
 from errors import UserError, run_main
+from eval.generation_prompts import (DEFAULT_TEMPLATE, DEFAULT_WORDS, PromptFile, load_prompt_file, oov_prompts,
+                                     pair_prompts)
 from eval.probe_common import (add_common_args, arms_markdown, context_note, decode, fit_context, load_arms,
                                arms_tokenizer, md_cell, write_report)
 from eval.runs import markdown_table
-from eval.typo_pairs import DEFAULT_PAIRS, changed_span, load_pairs, read_text
+from eval.typo_pairs import DEFAULT_PAIRS, load_pairs
 from model import sample_next
 from tokenizer import GPT2_VOCAB
 
-DEFAULT_WORDS = ("flombertine", "zorblaxian", "quindlewarp", "snerfiplex", "grobnacious", "vextrolium",
-                 "plimbosk", "drazzlewick")
-DEFAULT_TEMPLATE = "My new friend is called {word}. Everyone calls him"
-KINDS = ("clean", "typo", "prompt", "oov")
+KINDS = ("clean", "typo", "prompt", "oov", "normal", "misspelled", "forced_oov")  # report order
 DECODINGS = ("greedy", "sampled", "greedy_fallback")
-PROMPTS_HINT = ('a JSON list or JSONL of prompts: strings, {"prompt": ..., "word": ...} or '
-                '{"oov": ..., "template": ...} objects')
-
-
-# ----------------------------------------------------------------------------- prompts
-
-def split_template(template):
-    """(prefix, suffix, space): the text around {word}; a space before {word} travels with the word."""
-    if template.count("{word}") != 1:
-        raise UserError(f"--template {template!r} must contain {{word}} exactly once")
-    prefix, suffix = template.split("{word}")
-    space = prefix.endswith(" ")
-    return (prefix[:-1] if space else prefix), suffix, space
-
-
-def word_bytes(word, space):
-    return ((" " if space else "") + word.strip()).encode("utf-8")
-
-
-def pair_prompts(pairs, per_category):
-    """Clean and typo prompt of the first `per_category` pairs of each category."""
-    taken, prompts = {}, []
-    for pair in pairs:
-        if taken.get(pair["category"], 0) >= per_category:
-            continue
-        taken[pair["category"]] = taken.get(pair["category"], 0) + 1
-        clean_word, typo_word = changed_span(pair["clean"], pair["typo"])
-        prompts.append(dict(kind="clean", category=pair["category"], text=pair["clean"], word=clean_word))
-        prompts.append(dict(kind="typo", category=pair["category"], text=pair["typo"], word=typo_word))
-    return prompts
-
-
-def oov_prompt(enc, word, template):
-    prefix, suffix, space = split_template(template)
-    piece = word_bytes(word, space)
-    return dict(kind="oov", category="oov", text=template.replace("{word}", word.strip()), word=word.strip(),
-                prefix=prefix, suffix=suffix, word_bytes=piece.decode("utf-8"),
-                bpe_tokens=len(enc.encode_ordinary(piece.decode("utf-8"))))
-
-
-def oov_prompts(enc, words, template):
-    return [oov_prompt(enc, word, template) for word in words]
-
-
-def file_prompt(enc, record, where, template):
-    """One prompt dict from a --prompts record (see the module doc)."""
-    if isinstance(record, str):
-        record = dict(prompt=record)
-    if isinstance(record, dict) and isinstance(record.get("oov"), str) and record["oov"].strip():
-        return oov_prompt(enc, record["oov"], record.get("template", template))
-    if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"]:
-        raise UserError(f"{where}: not a prompt; --prompts takes {PROMPTS_HINT}")
-    word = record.get("word") or ""
-    if not isinstance(word, str):
-        raise UserError(f"{where}: 'word' must be a string")
-    return dict(kind="prompt", category=str(record.get("category", "prompt")), text=record["prompt"], word=word)
-
-
-def load_prompts(path, enc, template):
-    """The prompts of a --prompts file (JSON list or JSONL), in file order."""
-    path = Path(path)
-    text = read_text(path)
-    try:
-        doc = json.loads(text)
-        records = ([(f"{path} item {i}", r) for i, r in enumerate(doc, start=1)] if isinstance(doc, list)
-                   else [(f"{path}:1", doc)])
-    except json.JSONDecodeError:
-        records = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append((f"{path}:{n}", json.loads(line)))
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}:{n}: not valid JSON ({err.msg}); --prompts takes {PROMPTS_HINT}") from None
-    prompts = [file_prompt(enc, record, where, template) for where, record in records]
-    if not prompts:
-        raise UserError(f"{path} holds no prompts; --prompts takes {PROMPTS_HINT}")
-    return prompts
+# decoding defaults: the paper's (temperature 0.7, top-p 0.9, 30 new tokens, seed 42); a --prompts
+# file's own settings take their place, and the command line wins over both
+DECODING_DEFAULTS = dict(temperature=0.7, top_p=0.9, max_new_tokens=30, seed=42)
 
 
 def check_fits(model, piece):
@@ -132,14 +61,15 @@ def check_fits(model, piece):
 
 @torch.no_grad()
 def forced_word_embedding(model, enc, prefix, piece, suffix, device):
-    """(1, T, n_embd) prompt embedding with `piece` (bytes) as a single position via embed_bytes."""
+    """(1, T, n_embd) prompt embedding with `piece` (bytes) as a single position via embed_bytes;
+    prefix or suffix may be empty (a word that starts or ends the prompt)."""
     check_fits(model, piece)
+    word = model.embed_bytes([piece]).unsqueeze(0)
     parts = []
     for text in (prefix, suffix):
         ids = torch.tensor([enc.encode_ordinary(text)], dtype=torch.long, device=device)
-        parts.append(model.token_embedding(ids))
-    word = model.embed_bytes([piece]).unsqueeze(0).to(parts[0].dtype)
-    return torch.cat([parts[0], word, parts[1]], dim=1)
+        parts.append(model.token_embedding(ids) if ids.numel() else word[:, :0])
+    return torch.cat([parts[0], word.to(parts[0].dtype), parts[1]], dim=1)
 
 
 # ----------------------------------------------------------------------------- generation
@@ -189,13 +119,19 @@ def complete_greedy_fallback(model, device, max_new_tokens, repeat_limit, top_k,
     return new_ids, fallbacks
 
 
-def echoes(completion, word):
-    """Does the completion repeat the probe word verbatim (case-sensitive)? Never for an empty word."""
-    return bool(word) and word in completion
+def echoes(completion, words):
+    """Does the completion repeat any of the probe words verbatim (case-sensitive)? Never without one."""
+    return any(word and word in completion for word in words)
+
+
+def gibberish(new_ids, min_distinct):
+    """Is a completion (its new token ids) a repetition loop: fewer than min_distinct (a share) of
+    its tokens distinct? Our reading: the paper flags gibberish without defining it."""
+    return bool(new_ids) and len(set(new_ids)) < min_distinct * len(new_ids)
 
 
 def run_prompt(arm, enc, prompt, decoding, args, device):
-    forced = prompt["kind"] == "oov" and arm.kronecker
+    forced = "word_bytes" in prompt and arm.kronecker
     if forced:
         tok_emb, ids = forced_word_embedding(arm.model, enc, prompt["prefix"], prompt["word_bytes"].encode("utf-8"),
                                              prompt["suffix"], device), None
@@ -217,15 +153,34 @@ def run_prompt(arm, enc, prompt, decoding, args, device):
     return dict(arm=arm.name, kind=prompt["kind"], category=prompt["category"], decoding=decoding,
                 prompt=prompt["text"], word=prompt["word"], forced_single_position=forced,
                 prompt_positions=positions, prompt_cut=cut, fallbacks=fallbacks, completion=text,
-                echo=echoes(text, prompt["word"]))
+                echo=echoes(text, prompt["words"]), gibberish=gibberish(new_ids, args.gibberish_distinct))
 
 
 def echo_counts(rows, arm_names):
-    """arm -> 'kind/decoding' -> dict(echo, n)."""
+    """arm -> 'kind/decoding' -> dict(echo, gibberish, n), kinds in KINDS order."""
     counts = {a: {} for a in arm_names}
-    for r in rows:
-        c = counts[r["arm"]].setdefault(f"{r['kind']}/{r['decoding']}", dict(echo=0, n=0))
+    for r in sorted(rows, key=lambda r: KINDS.index(r["kind"])):
+        c = counts[r["arm"]].setdefault(f"{r['kind']}/{r['decoding']}", dict(echo=0, gibberish=0, n=0))
         c["echo"] += r["echo"]
+        c["gibberish"] += r["gibberish"]
+        c["n"] += 1
+    return counts
+
+
+def reference_counts(reference, min_distinct):
+    """The file's own completions (the authors' results) counted as ours are: file arm -> condition
+    -> dict(echo (our rule), gibberish_flag (theirs; None when unflagged), gibberish (our rule on
+    their completion_tokens; None without them), both (flagged by both), n)."""
+    counts = {}
+    for r in reference:
+        c = counts.setdefault(r["arm"], {}).setdefault(r["prompt"]["kind"], dict(
+            echo=0, gibberish_flag=0, gibberish=0, both=0, n=0))
+        ours = gibberish(r["completion_tokens"], min_distinct) if isinstance(r["completion_tokens"], list) else None
+        theirs = r["gibberish_flag"] if isinstance(r["gibberish_flag"], bool) else None
+        c["echo"] += echoes(r["completion"], r["prompt"]["words"])
+        both = None if ours is None or theirs is None else ours and theirs
+        for key, value in (("gibberish_flag", theirs), ("gibberish", ours), ("both", both)):
+            c[key] = None if value is None or c[key] is None else c[key] + value
         c["n"] += 1
     return counts
 
@@ -240,29 +195,55 @@ def decoding_text(args):
     return "; ".join(texts[d] for d in args.decoding)
 
 
-def report_markdown(arms, rows, counts, prompts, args):
+def counts_cell(c):
+    return f"{c['echo']} / {c['gibberish']} / {c['n']}"
+
+
+def reference_markdown(counts, args):
+    """The file's own completions, counted as ours: per file arm and condition."""
+    def n_or_na(value):
+        return "n/a" if value is None else value
+    rows = [[arm, kind, c["n"], c["echo"], n_or_na(c["gibberish_flag"]), n_or_na(c["gibberish"]), n_or_na(c["both"])]
+            for arm, by_kind in counts.items() for kind, c in by_kind.items()]
+    return "\n\n".join([
+        f"## The file's own completions (`{args.prompts}`)",
+        "What the file reports for its arms, counted as ours are: echo by our rule; gibberish by the file's "
+        f"own flag and by our rule (< {args.gibberish_distinct:g} of the new tokens distinct) on its "
+        "completion tokens, and how many completions both flag.",
+        markdown_table(["file arm", "condition", "n", "echo", "gibberish (file's flag)", "gibberish (our rule)",
+                        "both"], rows)])
+
+
+def report_markdown(arms, rows, counts, prompts, args, reference):
     keys = [f"{k}/{d}" for k in KINDS for d in DECODINGS]
     keys = [k for k in keys if any(k in c for c in counts.values())]
-    oov = [p for p in prompts if p["kind"] == "oov"]
+    forced = [p for p in prompts if "word_bytes" in p]
     cut = sum(bool(r["prompt_cut"]) for r in rows)
     parts = [
         "# Generation with misspelled and byte-novel words", arms_markdown(arms),
         f"Prompts from `{args.prompts or args.pairs}`. {args.max_new_tokens} new tokens; {decoding_text(args)}; "
-        f"seed {args.seed} (a fresh generator per completion). Echo = the completion repeats "
-        "the probe word verbatim: the clean word, the typo, or the byte-novel word.",
+        f"seed {args.seed} (a fresh generator per completion){args.settings_note}. Echo = the completion repeats "
+        "the probe word verbatim: the clean word, the typo, or the byte-novel word. Gibberish (our rule; the "
+        f"paper does not define its flag) = fewer than {args.gibberish_distinct:g} of the completion's new tokens "
+        "are distinct, a repetition loop.",
         context_note(cut, min(a.model.config.block_size for a in arms)),
-        "## Echo counts (echoed / completions)",
-        markdown_table(["arm"] + keys, [[a] + [f"{c[k]['echo']}/{c[k]['n']}" if k in c else "-" for k in keys]
+        "## Echo and gibberish counts (echoed / gibberish / n completions), per condition and decoding",
+        markdown_table(["arm"] + keys, [[a] + [counts_cell(c[k]) if k in c else "-" for k in keys]
                                         for a, c in counts.items()]),
     ]
-    if oov:
-        parts += [f"## Byte-novel words in `{args.template}`",
+    if forced:
+        parts += ["## Words fed as one position",
                   "Kronecker arms read the word as one position through `embed_bytes`; BPE arms read its tokens.",
-                  markdown_table(["word", "BPE tokens"], [[md_cell(p["word_bytes"]), p["bpe_tokens"]] for p in oov])]
+                  markdown_table(["condition", "prompt", "word", "BPE tokens"],
+                                 [[p["kind"], md_cell(p["text"]), md_cell(p["word_bytes"]), p["bpe_tokens"]]
+                                  for p in forced])]
+    if reference:
+        parts.append(reference_markdown(reference, args))
     parts += ["## All completions",
-              markdown_table(["arm", "kind", "decoding", "prompt", "completion", "echo", "fallbacks"],
+              markdown_table(["arm", "kind", "decoding", "prompt", "completion", "echo", "gibberish", "fallbacks"],
                              [[r["arm"], r["kind"], r["decoding"], md_cell(r["prompt"]), md_cell(r["completion"]),
-                               "yes" if r["echo"] else "", "" if r["fallbacks"] is None else r["fallbacks"]]
+                               "yes" if r["echo"] else "", "yes" if r["gibberish"] else "",
+                               "" if r["fallbacks"] is None else r["fallbacks"]]
                               for r in rows])]
     return "\n\n".join(filter(None, parts))
 
@@ -273,9 +254,9 @@ def parse_args(argv):
     p.add_argument("--pairs", default=os.path.relpath(DEFAULT_PAIRS),
                    help="pair file, JSON or JSONL (see eval/typo_pairs.py; default: %(default)s)")
     p.add_argument("--prompts", help="prompts and forced-OOV words from this file instead of --pairs and the "
-                                     "default words (JSON list or JSONL; see above)")
+                                     "default words (see eval/generation_prompts.py)")
     p.add_argument("--decoding", action="append", choices=DECODINGS,
-                   help="decoding; repeat for several (default: greedy and sampled)")
+                   help="decoding; repeat for several (default: greedy and sampled; sampled for a results file)")
     p.add_argument("--repeat-limit", type=int, default=3,
                    help="greedy_fallback: identical consecutive tokens before one sampled token (default: %(default)s)")
     p.add_argument("--fallback-top-k", type=int, default=50,
@@ -283,17 +264,29 @@ def parse_args(argv):
     p.add_argument("--per-category", type=int, default=1, help="pairs taken per category (default: %(default)s)")
     p.add_argument("--word", action="append", help="byte-novel word; repeat for several (default: a built-in list)")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt around {word} (default: %(default)r)")
-    p.add_argument("--max-new-tokens", type=int, default=30)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=42)
-    args = p.parse_args(argv)
+    p.add_argument("--gibberish-distinct", type=float, default=0.5,
+                   help="gibberish: fewer than this share of a completion's tokens distinct (default: %(default)s)")
+    for name, kind in (("max_new_tokens", int), ("temperature", float), ("top_p", float), ("seed", int)):
+        p.add_argument("--" + name.replace("_", "-"), type=kind,
+                       help=f"default: the --prompts file's, else {DECODING_DEFAULTS[name]}")
+    return p.parse_args(argv)
+
+
+def resolve_decoding(args, prompt_file):
+    """Fill the decoding settings: the command line, else the prompt file's, else DECODING_DEFAULTS;
+    check every value (UserError). A results file samples by default (its completions are sampled)."""
+    given = {name for name in DECODING_DEFAULTS if getattr(args, name) is not None}
+    for name, default in DECODING_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, type(default)(prompt_file.settings.get(name, default)))
+    taken = [f"{k} {getattr(args, k)}" for k in DECODING_DEFAULTS if k in prompt_file.settings and k not in given]
+    args.settings_note = f" ({', '.join(taken)}: the prompt file's settings)" if taken else ""
     if args.per_category < 0 or args.max_new_tokens < 1 or args.temperature <= 0 or not 0 < args.top_p <= 1:
         raise UserError("need --per-category >= 0, --max-new-tokens >= 1, --temperature > 0 and 0 < --top-p <= 1")
-    if args.repeat_limit < 1 or args.fallback_top_k < 1:
-        raise UserError("need --repeat-limit >= 1 and --fallback-top-k >= 1")
-    args.decoding = list(dict.fromkeys(args.decoding or ["greedy", "sampled"]))
-    return args
+    if args.repeat_limit < 1 or args.fallback_top_k < 1 or not 0 < args.gibberish_distinct <= 1:
+        raise UserError("need --repeat-limit >= 1, --fallback-top-k >= 1 and 0 < --gibberish-distinct <= 1")
+    default = ["sampled"] if prompt_file.reference or prompt_file.settings else ["greedy", "sampled"]
+    args.decoding = list(dict.fromkeys(args.decoding or default))
 
 
 def main(argv=None):
@@ -302,25 +295,31 @@ def main(argv=None):
     arms = load_arms(args.ckpt, device)
     enc = arms_tokenizer(arms)  # the checkpoints' own tokenizer encodes the prompts
     if args.prompts:
-        prompts = load_prompts(args.prompts, enc, args.template) + oov_prompts(enc, args.word or [], args.template)
+        prompt_file = load_prompt_file(args.prompts, enc, args.template)
+        prompts = prompt_file.prompts + oov_prompts(enc, args.word or [], args.template)
     else:
+        prompt_file = PromptFile([])
         prompts = pair_prompts(load_pairs(args.pairs), args.per_category) + oov_prompts(
             enc, args.word or DEFAULT_WORDS, args.template)
+    resolve_decoding(args, prompt_file)
     for arm in (a for a in arms if a.kronecker):
-        for prompt in (p for p in prompts if p["kind"] == "oov"):
+        for prompt in (p for p in prompts if "word_bytes" in p):
             check_fits(arm.model, prompt["word_bytes"].encode("utf-8"))
     rows = [run_prompt(arm, enc, prompt, decoding, args, device)
             for arm in arms for prompt in prompts for decoding in args.decoding]
     counts = echo_counts(rows, [a.name for a in arms])
+    reference = reference_counts(prompt_file.reference, args.gibberish_distinct)
     data = dict(settings=dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               seed=args.seed, template=args.template, pairs_file=args.pairs,
                               prompts_file=args.prompts, per_category=args.per_category, decodings=args.decoding,
-                              repeat_limit=args.repeat_limit, fallback_top_k=args.fallback_top_k),
+                              repeat_limit=args.repeat_limit, fallback_top_k=args.fallback_top_k,
+                              gibberish_distinct=args.gibberish_distinct),
                 prompts_cut_to_context=sum(bool(r["prompt_cut"]) for r in rows),
-                arms=[a.describe() for a in arms], echo_counts=counts, completions=rows)
-    paths = write_report(args.out, "generation", data, report_markdown(arms, rows, counts, prompts, args))
+                arms=[a.describe() for a in arms], echo_counts=counts, reference_counts=reference, completions=rows)
+    paths = write_report(args.out, "generation", data, report_markdown(arms, rows, counts, prompts, args, reference))
     for name, c in counts.items():
-        print(f"{name}: " + ", ".join(f"{k} echo {v['echo']}/{v['n']}" for k, v in c.items()))
+        print(f"{name}: " + ", ".join(f"{k} echo {v['echo']}/{v['n']}, gibberish {v['gibberish']}/{v['n']}"
+                                      for k, v in c.items()))
     print(f"wrote {paths[0]} and {paths[1]}")
 
 

@@ -7,7 +7,8 @@ initial value (first eval), the final value (last eval), final/initial and the l
 change |value/initial - 1| along the way, as mean ± std over seeds. The paper reports that the
 Kronecker projection's norm stays near 1.0 while the BPE table's norm drifts. The absolute values
 of emb_row_norm and emb_fro_norm are not comparable across arms (a BPE table row has n_embd
-entries, a Kronecker projection row D): compare those by the ratios.
+entries, a Kronecker projection row D): compare those by the ratios. An arm run at several
+learning rates is shown at its best (eval/learning_rates.py), with a note.
 
     python -m eval.norm_drift                 # runs in results/runs
     python -m eval.norm_drift --runs DIR
@@ -15,6 +16,7 @@ entries, a Kronecker projection row D): compare those by the ratios.
 import argparse
 
 from errors import run_main
+from eval.learning_rates import at_best_lrs
 from eval.log_values import load_numeric_runs
 from eval.runs import (DEFAULT_RUNS_DIR, NORM_FIELDS, by_arm, fmt_mean_std, markdown_table,
                        missing_notes, notes_text)
@@ -59,11 +61,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    runs = load_numeric_runs(args.runs)
+    runs, lr_notes = at_best_lrs(load_numeric_runs(args.runs))
     print(markdown_table(["arm", "norm", "seeds", "initial", "final", "final/initial", "largest rel. change"],
                          drift_rows(runs)))
     print(f"\n{ABSOLUTE_NOTE}")
-    notes = missing_notes(runs) + no_norm_notes(runs)
+    notes = lr_notes + missing_notes(runs) + no_norm_notes(runs)
     if notes:
         print("\n" + notes_text(notes))
 

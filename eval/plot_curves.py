@@ -12,7 +12,8 @@ e.g. results/ for results/runs, next to summary.md):
                        the Kronecker projection's rows D)
 Titles say how many seeds each curve averages; with one seed there is no band. Curves are averaged
 over the steps every seed of an arm has reached (an unfinished run shortens its arm's curve); what
-is missing is printed.
+is missing is printed. An arm run at several learning rates is drawn at its best
+(eval/learning_rates.py), with a note.
 
     python -m eval.plot_curves                          # results/runs -> results/*.png
     python -m eval.plot_curves --runs DIR --out DIR --baseline bpe --smooth 0.9
@@ -27,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
 from errors import UserError, run_main  # noqa: E402
+from eval.learning_rates import at_best_lrs  # noqa: E402
 from eval.log_values import load_numeric_runs  # noqa: E402
 from eval.outputs import cannot_write, report_file  # noqa: E402
 from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir,  # noqa: E402
@@ -217,7 +219,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not 0 <= args.smooth < 1:
         raise UserError(f"--smooth must be in [0, 1), got {args.smooth}")
-    runs = load_numeric_runs(args.runs)
+    runs, lr_notes = at_best_lrs(load_numeric_runs(args.runs))
     out = Path(args.out) if args.out else default_out_dir(args.runs)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +232,7 @@ def main(argv=None):
             continue
         save(fig, out / name)
         print(f"wrote {out / name}")
-    notes = missing_notes(runs, [args.baseline, *by_arm(runs)])
+    notes = lr_notes + missing_notes(runs, [args.baseline, *by_arm(runs)])
     if notes:
         print(notes_text(notes))
 

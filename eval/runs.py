@@ -4,10 +4,11 @@ A run is a folder `<runs_dir>/<run_name>/` holding config.json, log.jsonl and (o
 summary.json, as written by train.py. `load_runs(dir)` reads them all into `Run` objects; arm and
 seed come from config.json, never from the folder name: the arm is its `arm` field (train_config's
 named arms, e.g. bpe_untied_scaled = bpe_untied at wte_init_std 1.0), or `embedding` for runs
-written before arms had names. In log.jsonl, later lines for the same
-step win (a resumed run may repeat steps). Also here: pairing runs by seed, mean +- std, the
-paper-setting comparison, read_json and a markdown table writer. (Atomic writes are atomic.py's;
-the eval scripts write through eval/outputs.py.)
+written before arms had names; its learning rate is `max_lr` (an lr sweep has several runs of
+one arm and seed, one per lr). In log.jsonl, later lines for the same step win (a resumed run
+may repeat steps); HellaSwag lines (hellaswag_* fields) are kept too. Also here: pairing runs by
+seed, mean +- std, the paper-setting comparison, read_json and a markdown table writer. (Atomic
+writes are atomic.py's; the eval scripts write through eval/outputs.py.)
 Not a script; import it: `from eval.runs import load_runs`.
 """
 import json
@@ -19,6 +20,7 @@ from errors import UserError
 
 DEFAULT_RUNS_DIR = "results/runs"
 NORM_FIELDS = ("emb_row_norm", "emb_token_norm", "emb_fro_norm")
+HELLASWAG_FIELDS = ("hellaswag_acc_norm", "hellaswag_acc", "hellaswag_completion_loss", "hellaswag_n")
 PAPER_REFERENCE = Path(__file__).resolve().parent.parent / "results" / "paper_reference.json"
 
 
@@ -34,7 +36,18 @@ class Run:
     eval_steps: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
     norms: dict = field(default_factory=dict)  # NORM_FIELDS name -> values aligned with eval_steps
+    hellaswag: dict = field(default_factory=dict)  # step -> {HELLASWAG_FIELDS name: value} it logged
     finished: bool = False
+
+    @property
+    def lr(self):
+        """The run's peak learning rate (config.json max_lr; None when it does not say)."""
+        return self.config.get("max_lr")
+
+    @property
+    def final_hellaswag(self):
+        """The last HellaSwag line's fields (dict), or None when the run logged none."""
+        return self.hellaswag[max(self.hellaswag)] if self.hellaswag else None
 
     @property
     def final_step(self):
@@ -62,7 +75,8 @@ def read_json(path, missing_ok=False):
 
 
 def read_log(path):
-    """(train_lines, eval_lines): dicts step -> line; a later line for the same step wins.
+    """(train_lines, eval_lines, hellaswag_lines): dicts step -> line; a later line for the same
+    step wins.
 
     When a step repeats, the older lines from that step on are dropped too (the run was resumed
     from an earlier checkpoint and is retracing them). An unterminated last line that is not valid
@@ -73,7 +87,7 @@ def read_log(path):
         text = Path(path).read_text()
     except OSError as err:
         raise UserError(f"cannot read {path}: {err}")
-    train, evals = {}, {}
+    train, evals, hellaswag = {}, {}, {}
     lines = text.split("\n")
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -91,11 +105,11 @@ def read_log(path):
             raise UserError(f"{path} line {lineno}: 'step' is {step!r}, not a whole number >= 0; "
                             "fix or delete that line")
         rec = {k: math.nan if v is None and k != "step" else v for k, v in rec.items()}
-        for key, kept in (("train_loss", train), ("val_loss", evals)):
+        for key, kept in (("train_loss", train), ("val_loss", evals), (HELLASWAG_FIELDS[0], hellaswag)):
             if key in rec:
                 rewind(kept, rec["step"])
                 kept[rec["step"]] = rec
-    return train, evals
+    return train, evals, hellaswag
 
 
 def rewind(kept, step):
@@ -113,7 +127,7 @@ def load_run(folder):
     arm = config.get("arm") or config["embedding"]  # runs from before named arms have no "arm"
     if not isinstance(arm, str):
         raise UserError(f"{folder / 'config.json'}: the arm is {arm!r}, not a name; fix that field")
-    train, evals = read_log(folder / "log.jsonl") if (folder / "log.jsonl").exists() else ({}, {})
+    train, evals, hellaswag = read_log(folder / "log.jsonl") if (folder / "log.jsonl").exists() else ({}, {}, {})
     eval_steps = sorted(evals)
     return Run(
         name=folder.name, path=folder, arm=arm, seed=config["seed"], config=config,
@@ -121,6 +135,8 @@ def load_run(folder):
         eval_steps=eval_steps, val_loss=[evals[s]["val_loss"] for s in eval_steps],
         norms={f: [evals[s][f] for s in eval_steps] for f in NORM_FIELDS
                if eval_steps and all(f in evals[s] for s in eval_steps)},
+        hellaswag={step: {f: line[f] for f in HELLASWAG_FIELDS if f in line}
+                   for step, line in sorted(hellaswag.items())},
         finished=(folder / "summary.json").exists() and read_json(folder / "summary.json").get("finished") is True,
     )
 
@@ -139,10 +155,10 @@ def load_runs(runs_dir=DEFAULT_RUNS_DIR):
     runs = [load_run(p) for p in folders]
     seen = {}
     for run in runs:
-        key = (run.arm, run.seed)
+        key = (run.arm, run.lr, run.seed)
         if key in seen:
-            raise UserError(f"runs {seen[key].path} and {run.path} are both arm {run.arm} seed {run.seed}; "
-                            f"move one out of {runs_dir}")
+            raise UserError(f"runs {seen[key].path} and {run.path} are both arm {run.arm} seed {run.seed} "
+                            f"at max_lr {run.lr}; move one out of {runs_dir}")
         seen[key] = run
     return runs
 

@@ -5,18 +5,24 @@
   t-test p-value (H0: mean difference 0) and a plain note on what n allows one to conclude;
 - `bootstrap_interval(values)`: percentile bootstrap interval of the mean, seeded;
 - `mcnemar_exact(only_a, only_b)`: McNemar's exact test on a 2x2 table of paired yes/no
-  outcomes, i.e. the two-sided binomial test of the discordant counts against p = 1/2.
+  outcomes, i.e. the two-sided binomial test of the discordant counts against p = 1/2;
+- power of the paired t-test, exact from the noncentral t distribution (`scipy.stats.nct`, not a
+  normal approximation): `paired_t_power(effect, n)`, `detectable_gap(sd, n)` (the smallest
+  gap n seeds detect) and `seeds_needed(gap, sd)` (the seeds a gap needs), at POWER and ALPHA.
 Not a script; import it: `from eval.stats import paired_gap, mcnemar_exact`.
 """
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 CONFIDENCE = 0.95
 BOOTSTRAP_MIN_N = 5  # below this a bootstrap interval only echoes the few values there are
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0  # fixed: the same inputs give the same interval every time
+ALPHA = 0.05  # two-sided test level of the power calculations
+POWER = 0.8   # the power the detectable gap and the seed counts are computed at
+MAX_SEEDS = 10_000  # seeds_needed says "more than this" above it
 
 
 def t_interval(values, confidence=CONFIDENCE):
@@ -72,16 +78,74 @@ def paired_gap(diffs):
     """Summary of paired differences (arm - baseline, one per seed), as a dict.
 
     Keys: n, mean, std (sample), t_low/t_high (95% t interval, None for n < 2), boot_low/boot_high
-    (95% percentile bootstrap, None for n < 5), p (paired t-test, None for n < 2 or no spread), note.
+    (95% percentile bootstrap, None for n < 5), p (paired t-test, None for n < 2 or no spread),
+    detectable (detectable_gap at the observed std and this n; None for n < 2), seeds_needed
+    (needed_text for the observed mean at the observed std: an int or '> 10000'; None for n < 2 or
+    a zero std), note. Both take the observed std as the true one: with few seeds it is itself
+    uncertain (a plug-in estimate, not a guarantee).
     """
     diffs = [float(d) for d in diffs]
     n = len(diffs)
     t = t_interval(diffs)
     boot = bootstrap_interval(diffs) if n >= BOOTSTRAP_MIN_N else None
-    return dict(n=n, mean=float(np.mean(diffs)) if n else None,
-                std=float(np.std(diffs, ddof=1)) if n >= 2 else None,
+    mean = float(np.mean(diffs)) if n else None
+    std = float(np.std(diffs, ddof=1)) if n >= 2 else None
+    spread = std is not None and std > 0 and math.isfinite(std)
+    return dict(n=n, mean=mean, std=std,
                 t_low=t and t[0], t_high=t and t[1], boot_low=boot and boot[0], boot_high=boot and boot[1],
-                p=paired_t_pvalue(diffs), note=n_note(n))
+                p=paired_t_pvalue(diffs), detectable=detectable_gap(std, n) if spread else None,
+                seeds_needed=needed_text(mean, std) if spread else None, note=n_note(n))
+
+
+# ----------------------------------------------------------------------------- power
+
+def paired_t_power(effect, n, alpha=ALPHA):
+    """Power (a probability) of the two-sided paired t-test at level alpha with n >= 2 pairs, when
+    the true mean gap is `effect` standard deviations of the per-seed gap (Cohen's d_z).
+
+    Exact: under the alternative the t statistic follows the noncentral t distribution with n - 1
+    degrees of freedom and noncentrality effect * sqrt(n) (scipy.stats.nct), and the test rejects
+    when |t| > t_crit, the 1 - alpha/2 quantile of Student's t; no normal approximation.
+    (Cohen 1988, ch. 2; the same quantity as G*Power's and statsmodels' TTestPower.)
+    """
+    if n < 2:
+        raise ValueError(f"the paired t-test needs n >= 2 pairs, got {n}")
+    df, nc = n - 1, abs(effect) * math.sqrt(n)
+    t_crit = stats.t.ppf(1 - alpha / 2, df)
+    # P(t < -t_crit) is written as sf(t_crit, df, -nc) (-t is noncentral t at -nc): scipy's
+    # nct.cdf returns NaN that far into the lower tail, its sf does not
+    return float(stats.nct.sf(t_crit, df, nc) + stats.nct.sf(t_crit, df, -nc))
+
+
+def detectable_effect(n, power=POWER, alpha=ALPHA):
+    """The smallest effect (in standard deviations of the per-seed gap) that the two-sided paired
+    t-test with n >= 2 seeds detects with the given power: paired_t_power(effect, n) == power."""
+    high = 1.0
+    while paired_t_power(high, n, alpha) < power:  # power grows with the effect: bracket, then solve
+        high *= 2
+    return float(optimize.brentq(lambda d: paired_t_power(d, n, alpha) - power, 0.0, high, xtol=1e-10))
+
+
+def detectable_gap(sd, n, power=POWER, alpha=ALPHA):
+    """The smallest mean gap (units of sd: nats, %) that n paired seeds detect with `power` when the
+    per-seed gaps have standard deviation sd: sd * detectable_effect(n). None for n < 2."""
+    return None if n < 2 else float(sd) * detectable_effect(n, power, alpha)
+
+
+def seeds_needed(gap, sd, power=POWER, alpha=ALPHA, max_n=MAX_SEEDS):
+    """The fewest paired seeds (int >= 2) at which the two-sided paired t-test detects a true mean
+    gap `gap` with `power` when the per-seed gaps have standard deviation sd (> 0); None when even
+    max_n seeds do not (a zero gap never is)."""
+    effect = abs(gap) / sd
+    if paired_t_power(effect, max_n, alpha) < power:
+        return None
+    low, high = 1, 2  # power(low) < power <= power(high); power grows with n
+    while paired_t_power(effect, high, alpha) < power:
+        low, high = high, min(2 * high, max_n)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if paired_t_power(effect, mid, alpha) >= power else (mid, high)
+    return high
 
 
 def mcnemar_exact(only_a, only_b):
@@ -105,3 +169,9 @@ def fmt_interval(low, high, digits=4, suffix=""):
 def fmt_p(p):
     """A p-value for a table: 3 significant digits, 'n/a' when there is none."""
     return "n/a" if p is None else f"{p:.3g}"
+
+
+def needed_text(gap, sd):
+    """seeds_needed(gap, sd) for a table or CSV: the count (int), or '> 10000' past MAX_SEEDS."""
+    n = seeds_needed(gap, sd)
+    return f"> {MAX_SEEDS}" if n is None else n

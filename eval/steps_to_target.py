@@ -3,7 +3,8 @@
 For each seed, the target is the baseline arm's final validation loss (its last eval point). The
 result is the first step at which the other arm's validation curve reaches the target (linear
 interpolation between eval points) and the ratio baseline final step / arm step (the paper reports
-about 1.43x for kronecker vs bpe). Prints one table per arm and what is missing.
+about 1.43x for kronecker vs bpe). Prints one table per arm and what is missing. An arm run at
+several learning rates is taken at its best (eval/learning_rates.py), with a note.
 
     python -m eval.steps_to_target                                   # every arm vs bpe, results/runs
     python -m eval.steps_to_target --runs DIR --baseline bpe --arm kronecker --arm bpe_untied
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from errors import run_main
+from eval.learning_rates import at_best_lrs
 from eval.log_values import load_numeric_runs
 from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, fmt_mean_std, markdown_table,
                        missing_notes, notes_text, paired)
@@ -86,7 +88,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    runs = load_numeric_runs(args.runs)
+    runs, lr_notes = at_best_lrs(load_numeric_runs(args.runs))
     arms = compared_arms(runs, args.baseline, args.arm)
     if not arms:
         print(f"nothing to compare with the baseline arm {args.baseline} (see below)")
@@ -96,7 +98,7 @@ def main(argv=None):
         if results:
             print(results_table(results) + "\n")
         print(f"ratio baseline steps / {arm} steps: {ratio_text(results)}")
-    notes = missing_notes(runs, [args.baseline, *(args.arm or by_arm(runs))])
+    notes = lr_notes + missing_notes(runs, [args.baseline, *(args.arm or by_arm(runs))])
     if notes:
         print("\n" + notes_text(notes))
 

@@ -5,10 +5,13 @@
 #
 #   bash scripts/cpu_mini.sh                  # everything; a rerun skips finished runs
 #   STEP=report bash scripts/cpu_mini.sh      # only tables, plots and probes from existing runs
+#   STEP=tables bash scripts/cpu_mini.sh      # only the tables and plots: from the logs, no checkpoint
 #
 # Environment: R (report folder, default results/cpu_mini; run logs go to $R/runs), CKPT_DIR
 # (checkpoints, default out/cpu_mini), DATA_DIR (default data/fineweb_sample), SAMPLE (the
-# FineWeb sample, default ../shared/data/fineweb_sample/train.jsonl.gz), STEP (all or report).
+# FineWeb sample, default ../shared/data/fineweb_sample/train.jsonl.gz), STEP (all, report or
+# tables). The data are prepared (seconds) whenever missing: the summary's unigram baseline reads
+# them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${R:-results/cpu_mini}
@@ -16,28 +19,36 @@ CKPT_DIR=${CKPT_DIR:-out/cpu_mini}
 DATA_DIR=${DATA_DIR:-data/fineweb_sample}
 SAMPLE=${SAMPLE:-../shared/data/fineweb_sample/train.jsonl.gz}
 STEP=${STEP:-all}
+case $STEP in
+  all | report | tables) ;;
+  *) echo "error: STEP=$STEP is none of all, report, tables" >&2; exit 2 ;;
+esac
 ARMS="bpe kronecker bpe_untied kronecker_shuffled bpe_untied_scaled"
 SEEDS="1337 42 2024"
 if [ -z "${TIKTOKEN_CACHE_DIR:-}" ] && [ -d ../shared/tiktoken_cache ]; then
   export TIKTOKEN_CACHE_DIR="$PWD/../shared/tiktoken_cache"  # offline: GPT-2's tokenizer files
 fi
 
+if [ ! -f "$DATA_DIR/manifest.json" ]; then
+  python data/fineweb_edu.py --data-files "$SAMPLE" --out "$DATA_DIR" --val-tokens 262144 \
+    --shard-tokens 1000000 --train-tokens all
+fi
 if [ "$STEP" = all ]; then
-  if [ ! -f "$DATA_DIR/manifest.json" ]; then
-    python data/fineweb_edu.py --data-files "$SAMPLE" --out "$DATA_DIR" --val-tokens 262144 \
-      --shard-tokens 1000000 --train-tokens all
-  fi
   CONFIG=config/cpu_mini.py ARMS="$ARMS" SEEDS="$SEEDS" LOG_DIR="$R/runs" OUT_DIR="$CKPT_DIR" \
     LAUNCH=python bash scripts/sweep.sh --data_dir="$DATA_DIR"
 fi
 
 # Tables and curves: every arm against each arm it controls for (bpe, bpe_untied, the shuffled
-# bytes, the matched input scale), with t intervals and p-values.
+# bytes, the matched input scale), with t intervals, p-values and the seeds each gap needs.
 python -m eval.summarize --runs "$R/runs" --out "$R" --baseline bpe --baseline bpe_untied \
   --baseline kronecker_shuffled --baseline bpe_untied_scaled
 python -m eval.plot_curves --runs "$R/runs" --out "$R"
 python -m eval.steps_to_target --runs "$R/runs" --baseline bpe > "$R/steps_to_target.txt"
 python -m eval.norm_drift --runs "$R/runs" > "$R/norm_drift.txt"
+if [ "$STEP" = tables ]; then
+  echo "tables and plots in $R (STEP=tables: no probes)"
+  exit 0
+fi
 
 # Probes. Spelling robustness on every seed's final checkpoint (an arm's values are averaged over
 # its seeds; McNemar's test pairs arms by seed); generation and neighbours on seed 1337.

@@ -6,14 +6,18 @@
 #   ARMS="bpe bpe_untied bpe_untied_scaled kronecker kronecker_shuffled" bash scripts/sweep.sh   # + controls
 #   CONFIG=config/cpu_tiny.py SEEDS=1337 NGPU=1 LOG_DIR=out/toy/runs OUT_DIR=out/toy/ckpt \
 #     bash scripts/sweep.sh --max_steps=50        # a toy sweep: its own folders
+#   LRS="3e-4 6e-4 1.2e-3" bash scripts/sweep.sh  # every seed x arm x learning rate
 #
 # Environment: SEEDS (default "1337 42 2024"), ARMS (default "bpe kronecker"), NGPU (default: the
 # number of GPUs, 1 without any), CONFIG (one config for every arm, with --arm=<arm> appended;
 # default config/<arm>_124m.py per arm; an arm is a name with a config/<arm>_124m.py, see
 # train_config.ARMS), LOG_DIR (default results/runs), OUT_DIR
 # (default out), LAUNCH (the launcher; default "torchrun --standalone --nproc_per_node=$NGPU";
-# scripts/sweep.sbatch sets a multi-node one). Extra --key=value arguments go to every run.
-# Each run is <LOG_DIR>/<arm>_s<seed>. Before launching anything, run_folder.py compares every
+# scripts/sweep.sbatch sets a multi-node one), LRS (peak learning rates, e.g. "3e-4 6e-4 1.2e-3";
+# default: the config's max_lr). Extra --key=value arguments go to every run.
+# Each run is <LOG_DIR>/<arm>_s<seed>; with LRS, <LOG_DIR>/<arm>_lr<lr>_s<seed> with the lr spelled
+# one way (run_folder.py lr_tag: 0.0006 -> 6e-4), trained at --max_lr=<lr> --min_lr=<lr>/10 (the
+# cosine ends at a tenth of the peak, as in every config here, so one schedule shape for each lr). Before launching anything, run_folder.py compares every
 # run's recorded config (config.json) with the one this sweep would launch: a run finished with
 # the same config is skipped, an interrupted one resumes from its latest checkpoint
 # (--resume=auto), and a folder that holds a different run (a toy run of the same name, another
@@ -36,6 +40,7 @@ if [ -z "${NGPU:-}" ]; then
   [ "$NGPU" -gt 0 ] || NGPU=1
 fi
 LAUNCH=${LAUNCH:-"torchrun --standalone --nproc_per_node=$NGPU"}
+LRS=${LRS:-}
 for arm in $ARMS; do  # a typo stops here (with CONFIG, --arm=<typo> would label a bpe run)
   if [ ! -f "config/${arm}_124m.py" ]; then
     echo "error: unknown arm '$arm' in ARMS (no config/${arm}_124m.py); arms:" \
@@ -43,6 +48,20 @@ for arm in $ARMS; do  # a typo stops here (with CONFIG, --arm=<typo> would label
     exit 2
   fi
 done
+# variants: one "arm" per arm, or with LRS one "arm@lr" per arm and learning rate
+variants=$ARMS
+if [ -n "$LRS" ]; then
+  for arg in "$@"; do
+    if [[ $arg == --max_lr=* ]]; then
+      echo "error: $arg and LRS both set the learning rate; drop one" >&2
+      exit 2
+    fi
+  done
+  # shellcheck disable=SC2086  # LRS is a list
+  lr_tags=$("${PYTHON:-python}" run_folder.py lr_tag $LRS) || exit 2
+  variants=""
+  for arm in $ARMS; do for lr in $lr_tags; do variants+="$arm@$lr "; done; done
+fi
 # The launcher runs in the background so that a signal to this script is handled at once (bash
 # defers a trap while a foreground command runs); in the background it ignores Ctrl-C, so Ctrl-C
 # takes the same checkpointing path as SIGTERM.
@@ -67,17 +86,24 @@ run_launcher() {
   done
   launcher=""
 }
-run_args() {  # run_args ARM SEED [--key=value ...]: sets run, config and args (train.py's arguments)
-  run="$1_s$2"
-  if [ -n "${CONFIG:-}" ]; then config=("$CONFIG" "--arm=$1"); else config=("config/$1_124m.py"); fi
-  args=("${config[@]}" --seed="$2" --run_name="$run" --log_dir="$LOG_DIR" --out_dir="$OUT_DIR" --resume=auto "${@:3}")
+run_args() {  # run_args ARM[@LR] SEED [--key=value ...]: sets run, config and args (train.py's arguments)
+  local arm=${1%@*} lr_args=()
+  run="${arm}_s$2"
+  if [[ $1 == *@* ]]; then  # min_lr = lr / 10: the tag's exponent minus one (6e-4 -> 6e-5), exact
+    local lr=${1#*@}
+    run="${arm}_lr${lr}_s$2"
+    lr_args=(--max_lr="$lr" --min_lr="${lr%e*}e$((${lr#*e} - 1))")
+  fi
+  if [ -n "${CONFIG:-}" ]; then config=("$CONFIG" "--arm=$arm"); else config=("config/${arm}_124m.py"); fi
+  args=("${config[@]}" --seed="$2" --run_name="$run" --log_dir="$LOG_DIR" --out_dir="$OUT_DIR" --resume=auto
+        ${lr_args[@]+"${lr_args[@]}"} "${@:3}")  # (an empty array is "unbound" to bash < 4.4)
 }
 # Every run is checked before any is launched, so a clash stops the sweep with nothing started
 # (rather than after hours of other runs) and a bad --key=value is found here too.
 skip=" " clash=0
 for seed in $SEEDS; do
-  for arm in $ARMS; do
-    run_args "$arm" "$seed" "$@"
+  for variant in $variants; do
+    run_args "$variant" "$seed" "$@"
     rc=0
     "${PYTHON:-python}" run_folder.py skip -- "${args[@]}" || rc=$?
     case $rc in
@@ -97,8 +123,8 @@ if [ "$clash" -ne 0 ]; then
 fi
 failed=()
 for seed in $SEEDS; do
-  for arm in $ARMS; do
-    run_args "$arm" "$seed" "$@"
+  for variant in $variants; do
+    run_args "$variant" "$seed" "$@"
     [[ "$skip" != *" $run "* ]] || continue
     if [ -n "$stop_signal" ]; then
       echo "== stopped by $stop_signal before $run; rerun this command to resume" >&2

@@ -11,11 +11,14 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
+from data.shards import write_shard
 from errors import UserError, run_main
-from eval import norm_drift, plot_curves, steps_to_target, summarize
-from eval.runs import load_runs, mean_std, read_json
+from eval import learning_rates, norm_drift, plot_curves, steps_to_target, summarize, unigram
+from eval.runs import load_runs, mean_std, paper_reference, read_json
+from run_folder import lr_tag
 
 STEPS = [0, 100, 200, 300, 400]
 BPE_NORMS = [0.55, 0.6, 0.7, 0.8, 1.1]
@@ -26,7 +29,7 @@ def write_run(runs_dir, arm, seed, val_losses, norms=None, finished=True, extra_
     """A run folder as train.py writes it: config.json, log.jsonl (train + eval lines), summary.json."""
     folder = runs_dir / (name or f"{arm}_s{seed}")
     folder.mkdir(parents=True)
-    cfg = {"embedding": arm, "seed": seed, "n_layer": 2, "n_embd": 64, "max_steps": 400,
+    cfg = {"embedding": arm, "seed": seed, "n_layer": 2, "n_embd": 64, "max_steps": 400, "max_lr": 1e-3,
            "total_batch_tokens": 1024, "param_counts": {"input_trainable": 3_145_728 if arm == "kronecker"
                                                         else 38_633_472}, **config}
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -112,6 +115,12 @@ def test_two_runs_with_the_same_arm_and_seed_are_refused(sweep, capsys):
     write_run(sweep, "bpe", 0, [10, 5, 4, 3.5, 3.0], name="bpe_rerun")  # config.json decides, not the name
     code, err = exit_with_error(summarize.main, ["--runs", str(sweep)], capsys)
     assert code == 2 and "are both arm bpe seed 0" in err
+
+
+def test_runs_of_one_arm_and_seed_at_two_learning_rates_are_two_runs(sweep):
+    write_run(sweep, "bpe", 0, [10, 5, 4, 3.5, 3.2], name="bpe_lr3e-4_s0", max_lr=3e-4)
+    assert sorted((r.arm, r.lr, r.seed) for r in load_runs(sweep) if r.arm == "bpe") == [
+        ("bpe", 3e-4, 0), ("bpe", 1e-3, 0), ("bpe", 1e-3, 1)]
 
 
 def test_mean_std_is_the_sample_std_and_needs_two_values():
@@ -201,7 +210,9 @@ def test_summarize_gives_every_gap_a_t_interval_and_a_paired_t_test(sweep):
     assert float(nats["p"]) == pytest.approx(1 - 2 / math.pi * math.atan(11), rel=1e-9)
     assert nats["boot_low"] == "" and nats["note"] == "t interval with 1 df; wide, and it assumes normal gaps"
     md = (sweep.parent / "summary.md").read_text()
-    assert ("| kronecker vs bpe | val loss gap (nats) | 2 | -0.2750 | [-0.5927, 0.0427] | n/a | 0.0577 | "
+    # sd of the gaps 0.025 sqrt 2 = 0.0354; 2 seeds detect 11.55 sd (statsmodels, tests/test_stats.py) = 0.4084;
+    # the mean gap is 7.78 sd: 2 seeds are not enough (11.55), 3 are (3.26)
+    assert ("| kronecker vs bpe | val loss gap (nats) | 2 | -0.2750 | [-0.5927, 0.0427] | n/a | 0.0577 | 0.4084 | 3 | "
             "t interval with 1 df; wide, and it assumes normal gaps |") in md
 
 
@@ -233,8 +244,9 @@ def test_summarize_marks_rows_that_differ_from_the_paper(sweep):
     differs = rows[("kronecker vs bpe", "val loss gap (nats)")]["differs_from_paper"]
     assert differs == "2 seeds < 3; 410K tokens < 2.5B; n_layer 2 < 12; n_embd 64 < 768"
     md = (sweep.parent / "summary.md").read_text()
-    assert "| bpe_untied vs bpe | steps-to-target ratio | 1 | never reached (0 of 1 seeds) |  | [2] |" in md
-    assert "| bpe vs bpe_untied | steps-to-target ratio | 1 | n/a (no seed has both arms) |" not in md
+    assert ("| bpe_untied vs bpe | 1e-3 vs 1e-3 | steps-to-target ratio | 1 | never reached (0 of 1 seeds) |  | [2] |"
+            in md)
+    assert "| bpe vs bpe_untied | 1e-3 vs 1e-3 | steps-to-target ratio | 1 | n/a (no seed has both arms) |" not in md
     assert "[2] differs from the paper's setting: 1 seed < 3; 410K tokens < 2.5B;" in md
 
 
@@ -242,10 +254,133 @@ def test_summarize_with_one_seed_shows_std_as_na_and_lists_what_is_missing(tmp_p
     write_run(tmp_path / "runs", "kronecker", 0, [10, 4.0, 3.4, 2.8, 2.7], finished=False)
     summarize.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "report")])
     md = (tmp_path / "report" / "summary.md").read_text()
-    assert "| kronecker | final val loss | 1 | 2.7000 ± n/a |" in md
+    assert "| kronecker | 1e-3 | final val loss | 1 | 2.7000 ± n/a |" in md
     assert "- arm bpe: no runs" in md
     assert "- kronecker_s0: unfinished (no summary.json); using its last eval, step 400 of 400" in md
     assert "vs bpe" not in md
+
+
+# ----------------------------------------------------------------------------- learning rates
+
+# An lr sweep, 2 seeds, final val losses (the last of each curve; seed 0, seed 1):
+#   lr      bpe          kronecker
+#   3e-4    3.40, 3.50   3.30, 3.40
+#   6e-4    3.00, 3.20   3.30, 3.20   <- bpe's best (mean 3.10); kronecker ties with 3e-4 (3.25, 3.35)
+#   1.2e-3  3.30, nan    3.00, 3.10   <- kronecker's best (3.05); bpe's diverged seed counts as +inf
+LR_SWEEP = {("bpe", 3e-4): (3.4, 3.5), ("bpe", 6e-4): (3.0, 3.2), ("bpe", 1.2e-3): (3.3, math.nan),
+            ("kronecker", 3e-4): (3.3, 3.4), ("kronecker", 6e-4): (3.3, 3.2), ("kronecker", 1.2e-3): (3.0, 3.1)}
+
+
+@pytest.fixture
+def lr_sweep(tmp_path):
+    for (arm, lr), finals in LR_SWEEP.items():
+        for seed, final in enumerate(finals):
+            write_run(tmp_path / "runs", arm, seed, [10, 6, 5, 4, final], name=f"{arm}_lr{lr_tag(lr)}_s{seed}",
+                      max_lr=lr)
+    return tmp_path / "runs"
+
+
+def test_best_lr_is_the_lowest_mean_final_val_loss_over_seeds(lr_sweep):
+    runs = load_runs(lr_sweep)
+    assert learning_rates.best_lrs(runs) == {"bpe": 6e-4, "kronecker": 1.2e-3}
+    assert learning_rates.shared_lrs(runs) == [3e-4, 6e-4, 1.2e-3]
+    assert learning_rates.default_shared_lr(runs, "bpe") == 6e-4  # tuned for the baseline
+    assert learning_rates.default_shared_lr(runs, "kronecker") == 1.2e-3
+    # kronecker without its 1.2e-3 runs: 3e-4 (mean 3.35) loses to 6e-4 (3.25); made equal, the smaller lr wins
+    kronecker = [r for r in runs if r.arm == "kronecker" and r.lr != 1.2e-3]
+    assert learning_rates.best_lrs(kronecker) == {"kronecker": 6e-4}
+    for run in kronecker:
+        run.val_loss[-1] = 3.5
+    assert learning_rates.best_lrs(kronecker[::-1]) == {"kronecker": 3e-4}
+
+
+def test_summarize_lists_every_lr_and_compares_at_the_best_and_at_a_shared_lr(lr_sweep):
+    summarize.main(["--runs", str(lr_sweep)])
+    with open(lr_sweep.parent / "summary.csv") as f:
+        rows = {(r["table"], r["arm"], r["lr"], r["metric"]): r for r in csv.DictReader(f)}
+    every = {(arm, lr): r for (table, arm, lr, metric), r in rows.items() if table == "every lr"}
+    assert len(every) == 6 and float(every[("bpe", "6e-4")]["mean"]) == pytest.approx(3.1)
+    best_marked = [k for k, r in every.items() if r["note"] == "best lr of the arm"]
+    assert best_marked == [("bpe", "6e-4"), ("kronecker", "1.2e-3")]
+    best = rows[("own best lr", "kronecker vs bpe", "1.2e-3 vs 6e-4", "val loss gap (nats)")]
+    assert float(best["mean"]) == pytest.approx(((3.0 - 3.0) + (3.1 - 3.2)) / 2)
+    shared = rows[("shared lr 6e-4", "kronecker vs bpe", "6e-4 vs 6e-4", "val loss gap (nats)")]
+    assert float(shared["mean"]) == pytest.approx(((3.3 - 3.0) + (3.2 - 3.2)) / 2)
+    md = (lr_sweep.parent / "summary.md").read_text()
+    assert "## Every learning rate of every arm" in md and "| kronecker | 1.2e-3 | 2 | 3.0500 ± 0.0707 | best |" in md
+    assert "## Each arm at its own best learning rate" in md and "bpe 6e-4, kronecker 1.2e-3" in md
+    assert "## Every arm at one shared learning rate, 6e-4" in md
+    assert "6e-4 is the best lr of bpe among those every arm has" in md
+    summarize.main(["--runs", str(lr_sweep), "--shared-lr", "3e-4"])
+    assert "## Every arm at one shared learning rate, 3e-4" in (lr_sweep.parent / "summary.md").read_text()
+
+
+def test_a_shared_lr_that_not_every_arm_has_is_one_line(lr_sweep, capsys):
+    code, err = exit_with_error(summarize.main, ["--runs", str(lr_sweep), "--shared-lr", "5e-4"], capsys)
+    assert code == 2
+    assert "--shared-lr 5e-4: not every arm has runs at it; the lrs every arm has: 3e-4, 6e-4, 1.2e-3" in err
+
+
+def test_the_one_curve_per_arm_reports_take_each_arm_at_its_best_lr(lr_sweep, capsys):
+    steps_to_target.main(["--runs", str(lr_sweep), "--arm", "kronecker"])
+    out = capsys.readouterr().out
+    assert "arm kronecker: runs at 3 learning rates (3e-4, 6e-4, 1.2e-3); showing its best, 1.2e-3" in out
+    assert "arm bpe: runs at 3 learning rates (3e-4, 6e-4, 1.2e-3); showing its best, 6e-4" in out
+
+
+# ----------------------------------------------------------------------------- unigram, HellaSwag, scale
+
+def test_the_unigram_baseline_is_add_one_smoothed_train_counts_scored_on_the_val_targets(tmp_path):
+    """Train tokens 0 0 0 1 1 2 with 4 ids: add-one p = (4, 3, 2, 1) / 10. Val 3 0 1 2 0 ...,
+    val_tokens 4 in blocks of 2: the targets are tokens 1-4, i.e. 0 1 2 0."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_shard(data / "train_000001.bin", np.array([0, 0, 0, 1, 1, 2], dtype=np.uint16))
+    write_shard(data / "val_000000.bin", np.array([3, 0, 1, 2, 0, 3, 3], dtype=np.uint16))
+    u = unigram.unigram_val_loss(str(data), 4, 2, 4)
+    by_hand = -(math.log(0.4) + math.log(0.3) + math.log(0.2) + math.log(0.4)) / 4
+    assert u == dict(loss=pytest.approx(by_hand), train_tokens=6, val_targets=4, n_vocab=4,
+                     vocab_from="the run's vocab_size")
+    write_run(tmp_path / "runs", "bpe", 0, [10, 5, 4, 3.5, 1.0], data_dir=str(data), val_tokens=4, block_size=2,
+              vocab_size=4, param_counts={"total": 2048})
+    summarize.main(["--runs", str(tmp_path / "runs")])
+    rows = read_csv_rows(tmp_path / "summary.csv")
+    assert float(rows[("bpe", "final val loss below the unigram (nats)")]["mean"]) == pytest.approx(by_hand - 1.0)
+    assert rows[("bpe", "tokens per parameter")]["ours"] == "200.000 (410K tokens / 0.00M params)"  # 400 x 1024 / 2048
+    md = (tmp_path / "summary.md").read_text()
+    assert f"Unigram baseline (eval/unigram.py): {by_hand:.4f} nats on the 4 val tokens" in md
+
+
+def test_without_its_data_the_unigram_baseline_is_unknown_and_says_why(sweep):
+    summarize.main(["--runs", str(sweep)])
+    md = (sweep.parent / "summary.md").read_text()
+    assert "Unigram baseline (eval/unigram.py): unknown for runs on None (their config.json lacks data_dir" in md
+    rows = read_csv_rows(sweep.parent / "summary.csv")
+    assert rows[("bpe", "final val loss below the unigram (nats)")]["ours"] == "n/a"
+
+
+def test_summarize_lists_hellaswag_accuracy_when_the_runs_logged_it(sweep):
+    for seed, acc_norm in ((0, 0.30), (1, 0.32)):
+        line = {"step": 400, "tokens": 400 * 1024, "hellaswag_acc_norm": acc_norm, "hellaswag_acc": 0.25,
+                "hellaswag_completion_loss": 3.0, "hellaswag_n": 100, "hellaswag_n_cut": 0}
+        with open(sweep / f"kronecker_s{seed}" / "log.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+    summarize.main(["--runs", str(sweep)])
+    rows = read_csv_rows(sweep.parent / "summary.csv")
+    assert rows[("kronecker", "HellaSwag acc_norm (final)")]["ours"] == "31.00 % ± 1.41 % (100 examples)"
+    assert rows[("kronecker", "HellaSwag acc (final)")]["ours"] == "25.00 % ± 0.00 % (100 examples)"
+    assert ("bpe", "HellaSwag acc_norm (final)") not in rows  # bpe logged none
+    kronecker = next(r for r in load_runs(sweep) if r.name == "kronecker_s0")
+    assert kronecker.final_val_loss == 2.7 and kronecker.final_hellaswag["hellaswag_n"] == 100  # not an eval point
+
+
+def test_every_paper_number_names_where_it_comes_from():
+    ref = paper_reference()
+    assert set(ref["sources"]) == {"abstract", "package_readme"}
+    for name, entry in {"setting": ref["setting"], **ref["values"]}.items():
+        assert entry["source"] in ref["sources"] and entry["note"], name
+    # 38.6M -> 3.1M is the authors' package README's, not the abstract's (issue 22)
+    assert ref["values"]["input_trainable_params"]["source"] == "package_readme"
 
 
 # ----------------------------------------------------------------------------- plots
@@ -287,13 +422,20 @@ def test_a_hand_edited_non_numeric_log_value_is_one_line_naming_file_step_and_fi
     assert f"log.jsonl step 200: {field} is {value!r}, not a number" in err
 
 
+def test_a_hand_edited_hellaswag_score_is_one_line_too(tmp_path, capsys):
+    line = {"step": 400, "tokens": 0, "hellaswag_acc_norm": "30%", "hellaswag_n": 100}
+    write_run(tmp_path / "runs", "bpe", 0, [10, 5, 4, 3.5, 3.0], extra_lines=[line])
+    code, err = exit_with_error(summarize.main, ["--runs", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "log.jsonl step 400: hellaswag_acc_norm is '30%', not a number" in err
+
+
 def test_a_null_log_value_is_a_non_finite_number_not_an_error(tmp_path, capsys):
     diverged = [{"step": 500, "tokens": 0, "val_loss": None, "emb_row_norm": 1.0, "emb_token_norm": 1.0,
                  "emb_fro_norm": 1.0}]  # train.py writes a NaN loss as null
     write_run(tmp_path / "runs", "bpe", 0, [10, 5, 4, 3.5, 3.0], extra_lines=diverged)
     steps_to_target.main(["--runs", str(tmp_path / "runs")])
     summarize.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path)])
-    assert "| bpe | final val loss | 1 | nan ± n/a |" in (tmp_path / "summary.md").read_text()
+    assert "| bpe | 1e-3 | final val loss | 1 | nan ± n/a |" in (tmp_path / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("script", [summarize, plot_curves])

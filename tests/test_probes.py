@@ -14,7 +14,7 @@ import torch
 
 from checkpoint import save_checkpoint
 from errors import UserError, run_main
-from eval import generation, neighbors, robustness
+from eval import generation, generation_prompts, neighbors, robustness
 from eval.typo_pairs import DEFAULT_PAIRS, changed_span, changed_word, edit_distance, flags_text, load_pairs
 from model import GPT, GPTConfig
 from tokenizer import GPT2_VOCAB, get_encoding
@@ -256,16 +256,17 @@ def test_embed_bytes_agrees_with_the_token_path_for_an_in_vocabulary_word(kronec
 
 def test_forced_single_position_prompt_equals_the_token_prompt_for_an_in_vocabulary_word(kronecker_model):
     enc = get_encoding()
-    prefix, suffix, space = generation.split_template("The capital is {word}. It is")
-    forced = generation.forced_word_embedding(kronecker_model, enc, prefix, generation.word_bytes("Paris", space),
-                                              suffix, "cpu")
+    prefix, suffix, space = generation_prompts.split_template("The capital is {word}. It is")
+    piece = generation_prompts.word_bytes("Paris", space)
+    forced = generation.forced_word_embedding(kronecker_model, enc, prefix, piece, suffix, "cpu")
     ids = torch.tensor([enc.encode_ordinary("The capital is Paris. It is")])
     with torch.no_grad():
         torch.testing.assert_close(kronecker_model(tok_emb=forced)[0], kronecker_model(ids)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_default_novel_words_are_several_bpe_tokens_and_fit_the_codec():
-    for prompt in generation.oov_prompts(get_encoding(), generation.DEFAULT_WORDS, generation.DEFAULT_TEMPLATE):
+    for prompt in generation_prompts.oov_prompts(get_encoding(), generation_prompts.DEFAULT_WORDS,
+                                                 generation_prompts.DEFAULT_TEMPLATE):
         assert prompt["bpe_tokens"] >= 3
         assert len(prompt["word_bytes"].encode("utf-8")) <= GPTConfig.pos_dim
 
@@ -287,15 +288,15 @@ def test_prompt_files_take_strings_prompt_objects_and_oov_words(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text('"The capital of France is"\n{"prompt": "I saw a zorblax", "word": "zorblax"}\n'
                     '{"oov": "flombertine", "template": "Hello {word} and"}\n')
-    prompts = generation.load_prompts(path, get_encoding(), generation.DEFAULT_TEMPLATE)
+    prompts = generation_prompts.load_prompt_file(path, get_encoding(), "{word}").prompts
     assert [(p["kind"], p["word"]) for p in prompts] == [("prompt", ""), ("prompt", "zorblax"),
                                                          ("oov", "flombertine")]
     assert prompts[2]["text"] == "Hello flombertine and"
     (tmp_path / "prompts.json").write_text(json.dumps(["a", {"prompt": "b"}]))
-    assert len(generation.load_prompts(tmp_path / "prompts.json", get_encoding(), "{word}")) == 2
+    assert len(generation_prompts.load_prompt_file(tmp_path / "prompts.json", get_encoding(), "{word}").prompts) == 2
     (tmp_path / "bad.jsonl").write_text('{"text": "no prompt key"}\n')
     with pytest.raises(UserError, match="bad.jsonl:1: not a prompt"):
-        generation.load_prompts(tmp_path / "bad.jsonl", get_encoding(), "{word}")
+        generation_prompts.load_prompt_file(tmp_path / "bad.jsonl", get_encoding(), "{word}")
 
 
 def test_seeded_sampling_is_reproducible(kronecker_model):
@@ -412,6 +413,97 @@ def test_generation_cli_with_a_prompt_file_and_greedy_fallback(ckpts, tmp_path, 
     assert data["completions"][0]["prompt_positions"] == 64
     assert "cut to their last 64 tokens" in (tmp_path / "generation.md").read_text()
     assert "our reading of the authors' decoding" in (tmp_path / "generation.md").read_text()
+
+
+# The authors' published generation results (their probes/data/generation_probe_results.json) in
+# its shape, with prompts of our own: a `results` list of one record per prompt, condition and arm.
+SETTINGS = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 30, "seed": 42}
+
+
+def results_record(prompt_id, text, condition, arm, completion, tokens, flag, oov_target=None):
+    return {"prompt_id": prompt_id, "prompt_text": text, "condition": condition, "arm": arm, "oov_target": oov_target,
+            "bpe_oov_equivalence_flag": False, "input_token_count": len(text.split()), "input_tokens": [1, 2],
+            "completion": completion, "completion_tokens": tokens, "greedy_completion": " x" if flag else None,
+            "gibberish_flag": flag, "settings": SETTINGS}
+
+
+@pytest.fixture
+def results_file(tmp_path):
+    records = []
+    for arm in ("bpe", "kron"):
+        records += [
+            results_record(0, "The river runs through the", "normal", arm, " town and the river", [1, 2, 3, 4], False),
+            results_record(0, "The rivr runs through the", "misspelled", arm, " rivr rivr rivr rivr", [5, 5, 5, 5],
+                           arm == "kron"),
+            results_record(1, "Blorptastic is a word for", "normal", arm, " a thing", [6, 7], False),
+            results_record(1, "Blorptastic is a wrod for", "misspelled", arm, " words", [8], False),
+            results_record(1, "Blorptastic is a word for", "forced_oov", arm, " Blorptastic again", [9, 10],
+                           arm == "bpe", oov_target="blorptastic")]
+    path = tmp_path / "generation_probe_results.json"
+    path.write_text(json.dumps({"results": records, "sanity": {}, "settings": SETTINGS}))
+    return path
+
+
+def test_the_authors_results_file_gives_each_condition_once_with_its_probe_word(results_file):
+    loaded = generation_prompts.load_prompt_file(results_file, get_encoding(), "{word}")
+    assert [(p["kind"], p["text"], p["word"]) for p in loaded.prompts] == [
+        ("normal", "The river runs through the", "river"), ("misspelled", "The rivr runs through the", "rivr"),
+        ("normal", "Blorptastic is a word for", "word"), ("misspelled", "Blorptastic is a wrod for", "wrod"),
+        ("forced_oov", "Blorptastic is a word for", "Blorptastic")]  # the target as the text spells it
+    forced = loaded.prompts[-1]
+    assert (forced["prefix"], forced["word_bytes"], forced["suffix"]) == ("", "Blorptastic", " is a word for")
+    assert loaded.settings == SETTINGS and len(loaded.reference) == 10
+
+
+def test_probe_words_are_the_words_a_typo_changes():
+    assert generation_prompts.probe_words("Hot tea in a cup.", "Hot tae in a cpu.") == (["tea", "cup"], ["tae", "cpu"])
+    assert generation_prompts.probe_words("New York is big", "NewYork is big") == (["New York"], ["NewYork"])
+    assert generation.echoes(" a cpu and", ["tae", "cpu"]) and not generation.echoes(" a cup", [])
+
+
+def test_the_authors_prompt_list_and_bad_records(tmp_path):
+    enc = get_encoding()
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps([{"normal": "I saw a quokka today", "misspelled": "I saw a qukoka today",
+                                 "oov_target": "quokka"}, {"normal": "Two and two", "misspelled": "Tow and two",
+                                                           "oov_target": None}]))
+    prompts = generation_prompts.load_prompt_file(path, enc, "{word}").prompts
+    assert [(p["kind"], p["word"]) for p in prompts] == [
+        ("normal", "quokka"), ("misspelled", "qukoka"), ("forced_oov", "quokka"), ("normal", "Two"),
+        ("misspelled", "Tow")]
+    assert (prompts[2]["prefix"], prompts[2]["word_bytes"], prompts[2]["suffix"]) == ("I saw a", " quokka", " today")
+    for record, message in (({"prompt_text": "a b", "condition": "typo"}, "condition 'typo' is none of normal"),
+                            ({"prompt_text": "a b", "condition": "forced-OOV", "oov_target": "zz"},
+                             "oov_target 'zz' is not in its prompt 'a b'")):
+        path.write_text(json.dumps({"results": [record]}))
+        with pytest.raises(UserError, match=message):
+            generation_prompts.load_prompt_file(path, enc, "{word}")
+
+
+def test_gibberish_is_a_completion_with_under_half_of_its_tokens_distinct():
+    assert generation.gibberish([5, 5, 5, 5], 0.5) and generation.gibberish([5, 5, 5, 6, 5], 0.5)
+    assert not generation.gibberish([5, 5, 6, 6], 0.5) and not generation.gibberish([], 0.5)
+
+
+def test_generation_cli_runs_the_authors_results_file_by_condition_with_its_settings(ckpts, results_file, tmp_path,
+                                                                                     capsys):
+    argv = ["--ckpt", f"bpe={ckpts['bpe']}", "--ckpt", f"kron={ckpts['kronecker']}", "--prompts", str(results_file),
+            "--max-new-tokens", "4", "--out", str(tmp_path), "--device", "cpu"]
+    assert run_cli(generation.main, argv, capsys)[0] == 0
+    data = json.loads((tmp_path / "generation.json").read_text())
+    settings = data["settings"]  # the file's settings, but the command line's --max-new-tokens
+    assert [settings[k] for k in ("temperature", "top_p", "seed", "max_new_tokens")] == [0.7, 0.9, 42, 4]
+    assert settings["decodings"] == ["sampled"]  # the file's completions are sampled
+    assert {k: v["n"] for k, v in data["echo_counts"]["kron"].items()} == {
+        "normal/sampled": 2, "misspelled/sampled": 2, "forced_oov/sampled": 1}
+    forced = {r["arm"]: r for r in data["completions"] if r["kind"] == "forced_oov"}
+    assert forced["kron"]["forced_single_position"] and not forced["bpe"]["forced_single_position"]
+    # the file's own completions: echo by our rule, gibberish by its flag and by ours
+    assert data["reference_counts"]["kron"]["misspelled"] == dict(echo=1, gibberish_flag=1, gibberish=1, both=1, n=2)
+    assert data["reference_counts"]["bpe"]["forced_oov"] == dict(echo=1, gibberish_flag=1, gibberish=0, both=0, n=1)
+    md = (tmp_path / "generation.md").read_text()
+    assert "temperature 0.7, top_p 0.9, seed 42: the prompt file's settings" in md
+    assert "## The file's own completions" in md
 
 
 @pytest.mark.parametrize("argv, message", [

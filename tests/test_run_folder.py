@@ -12,8 +12,8 @@ import train
 from checkpoint import checkpoint_attempt, load_checkpoint
 from conftest import REPO_ROOT
 from errors import UserError
-from run_folder import (NOT_RUN_DEFINING, RESUMABLE_CHANGES, RunFolder, cut_torn_tail, run_differences,
-                        strict_record)
+from run_folder import (NOT_RUN_DEFINING, RESUMABLE_CHANGES, RunFolder, cut_torn_tail, lr_tag, lr_tags,
+                        run_differences, strict_record)
 from test_train import random_data, read_log, tiny_args  # noqa: F401 (random_data is a fixture)
 from train_config import FIELD_DEFAULTS, load_config
 
@@ -303,3 +303,12 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_no_temp_file(tmp_pat
     with pytest.raises(UserError, match=r"^disk full while writing \S+ckpt_000003.pt; free space"):
         train.main(tiny_args(tmp_path, random_data))
     assert sorted(p.name for p in (tmp_path / "out" / "run").iterdir()) == [".lock"]
+
+
+def test_lr_tag_spells_each_learning_rate_one_way():
+    assert [lr_tag(lr) for lr in (6e-4, 0.0006, 0.0012, 3e-3, 1.0, 1.25e-5)] == [
+        "6e-4", "6e-4", "1.2e-3", "3e-3", "1e0", "1.25e-5"]
+    assert lr_tags(["3e-4", "0.0006", "1.2e-3"]) == ["3e-4", "6e-4", "1.2e-3"]
+    for bad in (["0"], ["-1e-3"], ["2"], ["nan"], ["lr"], ["6e-4", "0.0006"]):
+        with pytest.raises(UserError):
+            lr_tags(bad)

@@ -11,7 +11,7 @@ def test_nulls_written_for_non_finite_values_read_back_as_nan(tmp_path):
     lines = [{"step": 0, "val_loss": 5.0}, {"step": 1, "train_loss": math.inf, "lr": 0.1},
              {"step": 1, "val_loss": math.nan, "emb_fro_norm": 2.0}]
     path.write_text("".join(json.dumps(strict_record(r), allow_nan=False) + "\n" for r in lines))
-    train, evals = read_log(path)
+    train, evals, _ = read_log(path)
     assert math.isinf(train[1]["train_loss"]) is False and math.isnan(train[1]["train_loss"])
     assert math.isnan(evals[1]["val_loss"]) and evals[1]["nonfinite"] == ["val_loss"]
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from eval import stats
+from eval import seed_count, stats
 
 
 def test_mcnemar_exact_p_of_a_fixed_table_is_the_binomial_tail_by_hand():
@@ -81,3 +81,63 @@ def test_fmt_interval_and_p():
     assert stats.fmt_interval(None, None) == "n/a"
     assert stats.fmt_interval(-0.12345, 0.5, 3) == "[-0.123, 0.500]"
     assert stats.fmt_p(None) == "n/a" and stats.fmt_p(0.021484375) == "0.0215"
+
+
+# ----------------------------------------------------------------------------- power of the paired t-test
+
+# Known answers from an independent implementation: statsmodels 0.15.0,
+# TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8, alternative="two-sided") (its own root
+# finder, to about 1e-7), and the published sample sizes for the paired / one-sample t-test at
+# alpha 0.05 two-sided, power 0.80 (Cohen 1988, Table 2.4.1; G*Power): d = 0.5 needs 34 pairs,
+# d = 0.8 needs 15, d = 1.0 needs 10.
+STATSMODELS_DETECTABLE_EFFECT = {2: 11.549889754978167, 3: 3.264043552819638, 5: 1.6819970833232674,
+                                 10: 0.9960019107624178, 30: 0.5292357045238948}
+
+
+@pytest.mark.parametrize("n, effect", sorted(STATSMODELS_DETECTABLE_EFFECT.items()))
+def test_the_smallest_detectable_effect_matches_statsmodels(n, effect):
+    assert stats.detectable_effect(n) == pytest.approx(effect, rel=1e-6)
+    assert stats.paired_t_power(effect, n) == pytest.approx(0.8, abs=1e-6)
+
+
+@pytest.mark.parametrize("effect, pairs", [(0.5, 34), (0.8, 15), (1.0, 10)])
+def test_seeds_needed_matches_the_published_sample_size_table(effect, pairs):
+    assert stats.seeds_needed(effect, 1.0) == pairs
+    assert stats.paired_t_power(effect, pairs) >= 0.8 > stats.paired_t_power(effect, pairs - 1)
+    # the same gap in nats at another spread: only the ratio gap / sd matters
+    assert stats.seeds_needed(0.02 * effect, 0.02) == pairs
+
+
+def test_power_at_the_detectable_gap_is_eighty_percent_in_simulation():
+    """The definition, checked without scipy's noncentral t: draw 4,000 sets of 5 normal per-seed
+    gaps with mean detectable_gap(sd, 5) and run the paired t-test on each: ~80% reject at 5%."""
+    sd, n = 0.03, 5
+    gap = stats.detectable_gap(sd, n)
+    diffs = np.random.default_rng(7).normal(gap, sd, size=(4000, n))
+    t = diffs.mean(axis=1) / (diffs.std(axis=1, ddof=1) / math.sqrt(n))
+    rejected = np.mean(np.abs(t) > 2.7764451)  # t(0.975, 4 df) from a t table
+    assert 0.77 <= rejected <= 0.83  # 4,000 draws: standard error 0.6 points
+
+
+def test_paired_gap_reports_the_detectable_gap_and_the_seeds_the_observed_gap_needs():
+    gap = stats.paired_gap([-0.3, -0.25])  # mean -0.275, sd 0.025 * sqrt(2)
+    sd = 0.025 * math.sqrt(2)
+    assert gap["detectable"] == pytest.approx(sd * STATSMODELS_DETECTABLE_EFFECT[2], rel=1e-6)
+    assert gap["seeds_needed"] == 3  # d = 7.78: under 11.55 (n = 2), over 3.26 (n = 3)
+    assert stats.paired_gap([0.001, -0.001])["seeds_needed"] == "> 10000"  # a zero mean gap, never
+    assert stats.paired_gap([0.5])["detectable"] is None and stats.paired_gap([0.5])["seeds_needed"] is None
+    assert stats.paired_gap([0.5, 0.5])["seeds_needed"] is None  # no spread: nothing to plug in
+
+
+def test_seed_count_works_out_the_paper_gap_under_both_readings_of_its_spread(capsys):
+    """0.083 +- 0.007 nats: +- as the per-seed gap's std (d = 11.86, above the 11.55 that 2 seeds
+    detect) or as each arm's std (the gap's std 0.0099, d = 8.38: 3 seeds)."""
+    seed_count.main([])
+    out = capsys.readouterr().out
+    three = STATSMODELS_DETECTABLE_EFFECT[3]
+    assert (f"| +-0.007 is the std of the per-seed gap | 0.0070 | {0.007 * STATSMODELS_DETECTABLE_EFFECT[2]:.4f} | "
+            f"{0.007 * three:.4f} |") in out
+    assert f"| +-0.007 is each arm's std (independent arms) | 0.0099 | " in out
+    assert f" | {math.sqrt(2) * 0.007 * three:.4f} | " in out
+    assert "| +-0.007 is the std of the per-seed gap | 0.0070 | 2 |" in out
+    assert "| +-0.007 is each arm's std (independent arms) | 0.0099 | 3 |" in out

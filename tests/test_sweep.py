@@ -57,6 +57,42 @@ def test_a_folder_holding_a_different_run_stops_the_sweep_before_any_launch(tmp_
     assert not (tmp_path / "launched").exists()
 
 
+@pytest.mark.slow
+def test_an_lr_sweep_runs_every_arm_at_every_lr_under_names_that_carry_the_lr(tmp_path):
+    """Issue 22 §5: LRS="3e-4 0.0006": runs <arm>_lr<lr>_s<seed>, the lr spelled one way (0.0006 is
+    6e-4), at --max_lr=lr --min_lr=lr/10; the finished 6e-4 run is skipped, the 3e-4 one launched."""
+    lr_args = ["--run_name=bpe_lr6e-4_s7", "--max_lr=6e-4", "--min_lr=6e-5"]
+    record(sweep_config(tmp_path, "config/cpu_tiny.py", *lr_args, arm="bpe", seed=7))
+    env = lr_sweep_env(tmp_path, LRS="3e-4 0.0006")
+    sweep = subprocess.run(["bash", "scripts/sweep.sh"], cwd=REPO_ROOT, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert sweep.returncode == 0, sweep.stderr
+    assert "== bpe_lr6e-4_s7: finished, skipping" in sweep.stdout
+    launched = (tmp_path / "launched").read_text().split()
+    assert "--run_name=bpe_lr3e-4_s7" in launched and launched.count("--seed=7") == 1
+    assert launched[launched.index("--max_lr=3e-4") + 1] == "--min_lr=3e-5"
+    bad = subprocess.run(["bash", "scripts/sweep.sh"], cwd=REPO_ROOT, env={**env, "LRS": "3e-4 fast"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: LRS: 'fast' is not a learning rate")
+    assert len((tmp_path / "launched").read_text().splitlines()) == 1  # the bad sweep launched nothing
+
+
+def test_lrs_and_a_max_lr_argument_together_are_refused_before_anything_runs(tmp_path):
+    both = subprocess.run(["bash", "scripts/sweep.sh", "--max_lr=1e-3"], cwd=REPO_ROOT,
+                          env=lr_sweep_env(tmp_path, LRS="3e-4"), capture_output=True, text=True, timeout=60)
+    assert both.returncode == 2
+    assert both.stderr == "error: --max_lr=1e-3 and LRS both set the learning rate; drop one\n"
+    assert not (tmp_path / "launched").exists()
+
+
+def lr_sweep_env(tmp_path, **env):
+    """sweep.sh over arm bpe, seed 7, with a launcher that only records its arguments."""
+    (tmp_path / "launcher.sh").write_text('echo "$@" >> "$SWEEP_TMP/launched"\n')
+    return dict(os.environ, SEEDS="7", ARMS="bpe", CONFIG="config/cpu_tiny.py", LOG_DIR=str(tmp_path / "runs"),
+                OUT_DIR=str(tmp_path / "out"), LAUNCH=f"bash {tmp_path / 'launcher.sh'}", SWEEP_TMP=str(tmp_path),
+                **env)
+
+
 def start_sweep(script, env, *args):
     """scripts/sweep.sh or scripts/sweep.sbatch in the background, output to files."""
     out = open(Path(env["SWEEP_TMP"]) / "sweep.log", "w")
