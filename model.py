@@ -1,40 +1,26 @@
 """GPT-2 (nanoGPT style) with a switchable input embedding: BPE table (tied or untied) or Kronecker.
 
-The Kronecker embedding (arXiv 2605.29459) replaces the learned (V, d) table by a fixed byte codec
-and one learned Linear(D, d), D = 256 * pos_dim. For a token with UTF-8 bytes b_1..b_L:
-    kappa = (1/sqrt(L)) * sum_p onehot256(b_p) (x) onehot_pos(p)      (flat index byte*pos_dim + p)
-    z     = (kappa - mean(kappa)) / (std(kappa, unbiased) + 1e-6)     (L = 0 gives z = 0)
-    e     = W z
-Three modes compute the same e: "sparse" (default; a gather-sum over the token's L byte columns
-plus a rank-1 correction, never materialising anything of size N x D or V x D, with a sort-free
-scatter-add backward), "dense" (builds the (N, D) codec and multiplies, as the reference code
-does) and "cached" (a (V, D) codec table, a buffer built once). Every mode returns float32
-embeddings under autocast, as nn.Embedding does in the BPE arms.
-The control arm "kronecker_shuffled" is the same codec and projection with the byte strings
-permuted over token ids (shuffled_byte_sources): same sparsity and norms, no byte structure.
+GPTConfig (the network's settings), GPT (the transformer, its blocks, and the arm dispatch: which
+input module config.embedding builds, and whether the head is tied) and sampling. The input
+layers themselves (the BPE table, the Kronecker codec and its modes, the shuffled control) are
+in embeddings.py.
 """
 import inspect
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint
+from embeddings import KRONECKER_MODES, MAX_POS_DIM, KroneckerEmbedding, TokenEmbedding, shuffled_byte_sources
 from errors import UserError
-from tokenizer import GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
+from tokenizer import GPT2_VOCAB, gpt2_token_bytes
 
 EMBEDDINGS = ("bpe", "bpe_untied", "kronecker", "kronecker_shuffled")
 KRONECKER_EMBEDDINGS = ("kronecker", "kronecker_shuffled")  # the byte codec + Linear(D, d), untied head
-KRONECKER_MODES = ("sparse", "dense", "cached")
-ZNORM_EPS = 1e-6
-# GPT-2's longest token is 128 bytes (python -c "import tiktoken; e = tiktoken.get_encoding('gpt2');
-# print(max(len(e.decode_single_token_bytes(i)) for i in range(e.n_vocab)))"); 256 leaves room for
-# other tokenizers while D = 256 * pos_dim stays at most 65,536 inputs to the Linear(D, d).
-MAX_POS_DIM = 256
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most RNG tools take 32 bits
 
 
@@ -67,8 +53,8 @@ class GPTConfig:
                                          "codec + Linear(D, d)")
     pos_dim: int = config_field(16, "Kronecker: bytes kept per token (cut UTF-8-safely); "
                                     "D = 256 * pos_dim")
-    kronecker_mode: str = config_field("sparse", "Kronecker: how W z is computed (same function; "
-                                                 "sparse builds no N x D tensor)")
+    kronecker_mode: str = config_field("auto", "Kronecker: how W z is computed, the same function "
+                                               "(auto: vocab on CUDA, sparse on CPU)")
     wte_init_std: float = config_field(0.02, "BPE arms: std of the token table's init (1.0 = "
                                              "Kronecker's input scale)")
     shuffle_seed: int = config_field(0, "kronecker_shuffled: seed of the byte strings' permutation "
@@ -103,265 +89,6 @@ class GPTConfig:
             raise UserError(f"'shuffle_seed' must be in [0, 2**32 - 1], got {self.shuffle_seed}")
         if self.n_embd % self.n_head:
             raise UserError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-
-
-# ----------------------------------------------------------------------------- sparse kernel
-# W z for many tokens as a custom op: torch.compile sees one opaque node with a known output shape
-# (no graph break, no dynamic shapes), and the backward is a scatter-add (index_add_) of the
-# scaled output gradient into W's byte columns, instead of F.embedding_bag's backward, which sorts
-# all N x (P + 1) bag entries by column with a parallel sort that stalls whenever another process
-# holds one of the cores.
-
-
-@torch.library.custom_op("kronecker_nanogpt::sparse_embed", mutates_args=())
-def sparse_embed(weight: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
-                 shift: torch.Tensor) -> torch.Tensor:
-    """out[n] = scale[n] * sum_k W[:, columns[n, k]] - shift[n] * W.sum(1), skipping columns = D.
-
-    weight W (d, D) float; columns (N, P) int32/int64 in 0..D, D marking padding; scale and shift
-    (N,) in W's dtype. Returns (N, d) in W's dtype. One weighted F.embedding_bag per token over a
-    (D + 2, d) table [W's columns; a zero row for padding, skipped; W's column sum], with the
-    column sum as every bag's last entry: fixed shapes and no host sync on any device.
-    """
-    d, D = weight.shape
-    table = weight.new_empty(D + 2, d)  # one allocation: W transposed, then the two extra rows
-    table[:D].copy_(weight.t())
-    table[D].zero_()
-    torch.sum(weight, dim=1, out=table[D + 1])
-    N, P = columns.shape
-    bag_columns = torch.cat([columns, columns.new_full((N, 1), D + 1)], dim=1)
-    bag_weights = torch.cat([scale.unsqueeze(1).expand(N, P), -shift.unsqueeze(1)], dim=1)
-    return F.embedding_bag(bag_columns, table, mode="sum", per_sample_weights=bag_weights, padding_idx=D)
-
-
-@sparse_embed.register_fake
-def _(weight, columns, scale, shift):
-    return weight.new_empty(columns.shape[0], weight.shape[0])
-
-
-@torch.library.custom_op("kronecker_nanogpt::sparse_embed_backward", mutates_args=())
-def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
-                          shift: torch.Tensor, D: int) -> torch.Tensor:
-    """The gradient of sparse_embed w.r.t. W, (d, D) contiguous, from grad (N, d).
-
-    Column j of the gradient is the sum of scale[n] * grad[n] over the entries columns[n, k] = j,
-    minus shift @ grad (the mean term, the same for every column). The scatter runs into a
-    transposed (D + 1, d) buffer whose last row collects the padding.
-    """
-    grad_t = grad.new_zeros(D + 1, grad.shape[1])
-    scatter = _scatter_prefixes if grad.device.type == "cpu" else _scatter_positions
-    scatter(grad_t, grad, columns, scale)
-    with torch.autocast(grad.device.type, enabled=False):  # a backward called inside autocast
-        mean_term = shift @ grad
-    grad_t = grad_t[:D].sub_(mean_term)
-    return grad_t.t().contiguous()  # a blocked transpose; a strided subtract into (d, D) is 10x slower
-
-
-def _scatter_positions(grad_t, grad, columns, scale):
-    """grad_t[columns[n, k]] += scale[n] * grad[n]: one index_add_ per position k, over all N
-    tokens (CUDA: atomic adds, fixed shapes, no host sync; padding lands in the spare row).
-    Float atomics add in a varying order, so the last bits differ run to run on CUDA unless
-    torch.use_deterministic_algorithms(True), which makes CUDA index_add_ deterministic."""
-    scaled = grad * scale.unsqueeze(1)
-    for k in range(columns.shape[1]):
-        grad_t.index_add_(0, columns[:, k], scaled)
-
-
-def _scatter_prefixes(grad_t, grad, columns, scale):
-    """What _scatter_positions computes, for CPUs, where index_add_ is a serial loop of row adds.
-
-    Tokens are reordered by how many positions they use (a sort of N small integers, not of the
-    N x P entries), so at position k only a prefix of them has a byte there: each index_add_
-    reads a contiguous slice, and the padding (about 3/4 of the positions at GPT-2's lengths)
-    is never touched. Padding inside a token's used positions still goes to the spare row.
-    Keep `columns` int32: with int64 CPU index_add_ becomes a scatter_add with a parallel radix
-    sort, as fast on an idle CPU and 5x slower with one core held by another process.
-    """
-    D, P = grad_t.shape[0] - 1, columns.shape[1]
-    used = ((columns != D) * torch.arange(1, P + 1, device=columns.device)).amax(1)  # last position + 1
-    order = torch.argsort(used, descending=True)
-    scaled = grad.index_select(0, order).mul_(scale.index_select(0, order).unsqueeze(1))
-    columns = columns.index_select(0, order)
-    tokens_at = torch.bincount(used, minlength=P + 1).flip(0).cumsum(0).flip(0)[1:].tolist()  # used > k
-    for k, n in enumerate(tokens_at):
-        if n:
-            grad_t.index_add_(0, columns[:n, k], scaled[:n])
-
-
-@sparse_embed_backward.register_fake
-def _(grad, columns, scale, shift, D):
-    return grad.new_empty(grad.shape[1], D)
-
-
-def _sparse_embed_setup(ctx, inputs, output):
-    weight, columns, scale, shift = inputs
-    ctx.save_for_backward(columns, scale, shift)
-    ctx.D = weight.shape[1]
-
-
-def _sparse_embed_grad(ctx, grad):
-    columns, scale, shift = ctx.saved_tensors
-    return sparse_embed_backward(grad.contiguous(), columns, scale, shift, ctx.D), None, None, None
-
-
-sparse_embed.register_autograd(_sparse_embed_grad, setup_context=_sparse_embed_setup)
-
-
-# ----------------------------------------------------------------------------- Kronecker embedding
-
-def shuffled_byte_sources(token_bytes, seed):
-    """The kronecker_shuffled control's pairing: (V,) int64, the id whose byte string id i gets.
-
-    A permutation seeded by `seed` (numpy's PCG64) of the ids that have bytes (every real id,
-    <|endoftext|> included: its bytes are this repo's spelling, not text, so it is shuffled like
-    any token), and the identity on ids without bytes (padding stays b""). The multiset of byte
-    strings, hence the codec's sparsity, lengths and norms, is kronecker's exactly; only the
-    relation between a token and its bytes is gone. About one id keeps its own bytes by chance
-    (a random permutation has one fixed point on average).
-    """
-    real = np.flatnonzero([len(b) > 0 for b in token_bytes])
-    sources = np.arange(len(token_bytes))
-    sources[real] = real[np.random.default_rng(seed).permutation(len(real))]
-    return torch.from_numpy(sources)
-
-
-class KroneckerEmbedding(nn.Module):
-    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
-
-    The codec of arXiv 2605.29459 (its Eq. 1, kappa, then per-token z-normalisation; module
-    docstring) as the reference package kronecker-embeddings 0.1.1 computes it
-    (codec.kronecker_codec + embedding.KroneckerEmbedding; tests/test_model.py checks equality).
-    token_bytes: V byte strings (index = token id), cut UTF-8-safely to pos_dim bytes; D = 256 *
-    pos_dim. Raises UserError for a mode not in KRONECKER_MODES.
-
-    Buffers: `byte_table` (V, pos_dim) uint8 and `byte_lengths` (V,) uint8 are model state (in
-    the state dict). Derived buffers are kept out of the state dict, computed once and rebuilt
-    on load, so every mode reads the same checkpoints and forward builds nothing (one
-    torch.compile graph, no recompiles, no host-to-device copies): `length_scale` a(L) and
-    `mean_shift` c(L), (pos_dim + 1,) float32 (see _length_coefficients); in "sparse" mode
-    `byte_columns` (V, pos_dim) int32, each byte's column of W (3.2 MB at GPT-2); in "cached"
-    mode `codec_table` (V, D) float32. Outputs are float32 under autocast in every mode.
-    """
-
-    def __init__(self, token_bytes, n_embd, pos_dim=16, mode="sparse"):
-        super().__init__()
-        if mode not in KRONECKER_MODES:
-            raise UserError(f"kronecker mode {mode!r} is not one of {', '.join(KRONECKER_MODES)}")
-        self.pos_dim, self.mode = pos_dim, mode
-        self.D = 256 * pos_dim
-        rows, lengths = self.encode_bytes(token_bytes)
-        # The byte table is model state: a checkpoint alone rebuilds the codec, no tokenizer needed.
-        self.register_buffer("byte_table", rows)
-        self.register_buffer("byte_lengths", lengths)
-        a, c = self._length_coefficients()
-        self.register_buffer("length_scale", a.float(), persistent=False)
-        self.register_buffer("mean_shift", c.float(), persistent=False)
-        for name, derived in self._derived_buffers().items():
-            self.register_buffer(name, derived, persistent=False)
-        self.projection = nn.Linear(self.D, n_embd, bias=False)
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        """The paper's init: N(0, 1/D), so each projection row has L2 norm about 1."""
-        nn.init.normal_(self.projection.weight, mean=0.0, std=1.0 / math.sqrt(self.D))
-
-    def encode_bytes(self, byte_strings):
-        """(n, pos_dim) uint8 rows and (n,) uint8 lengths; longer strings cut UTF-8-safely."""
-        rows = torch.zeros(len(byte_strings), self.pos_dim, dtype=torch.uint8)
-        lengths = torch.zeros(len(byte_strings), dtype=torch.uint8)
-        for i, b in enumerate(byte_strings):
-            b = truncate_utf8(bytes(b), self.pos_dim)
-            rows[i, :len(b)] = torch.tensor(list(b), dtype=torch.uint8)
-            lengths[i] = len(b)
-        return rows, lengths
-
-    def forward(self, ids):
-        """(...) int64 token ids in [0, V) -> (..., n_embd) embeddings e = W z, in W's dtype
-        (float32 in training, also under autocast); every mode computes the same function."""
-        if self.mode == "sparse":
-            flat = ids.reshape(-1)
-            columns = self.byte_columns.index_select(0, flat)
-            return self._sparse(columns, self.byte_lengths.index_select(0, flat)).view(*ids.shape, -1)
-        if self.mode == "cached":
-            return self._project(F.embedding(ids, self.codec_table))
-        return self._project(self.codec(ids))
-
-    def codec(self, ids):
-        """(...) int64 token ids -> (..., D) float32: z, the z-normalised codec vectors, computed
-        literally as the paper writes them (Eq. 1, then z-normalisation; for inspection and tests).
-        A token with no bytes (L = 0) gives z = 0."""
-        return self._codec_rows(self.byte_table[ids], self.byte_lengths[ids])
-
-    def embed_bytes(self, byte_strings):
-        """n byte strings -> (n, n_embd) embeddings in W's dtype, on W's device: the codec of any
-        bytes, e.g. words that have no token id (cut UTF-8-safely to pos_dim bytes)."""
-        rows, lengths = self.encode_bytes(byte_strings)
-        device = self.projection.weight.device
-        rows, lengths = rows.to(device), lengths.to(device)
-        if self.mode == "sparse":
-            return self._sparse(self._byte_columns(rows, lengths), lengths)
-        return self._project(self._codec_rows(rows, lengths))
-
-    def _sparse(self, columns, lengths):
-        """W z without building z: a(L) times the sum of the token's byte columns of W, minus
-        c(L) times W's column sum (the rank-1 mean correction); columns from _byte_columns."""
-        W = self.projection.weight
-        lengths = lengths.long()
-        scale, shift = self.length_scale.index_select(0, lengths), self.mean_shift.index_select(0, lengths)
-        return sparse_embed(W, columns, scale.to(W.dtype), shift.to(W.dtype))
-
-    def _project(self, z):
-        # Outside autocast: the input embedding stays float32 in every mode, as sparse (a custom
-        # op, never autocast) and nn.Embedding (the BPE arms) are; the modes then agree under bf16.
-        with torch.autocast(z.device.type, enabled=False):
-            return self.projection(z)
-
-    def _codec_rows(self, rows, lengths):
-        """kappa then z-normalisation, exactly as written in the paper; rows (..., pos_dim)."""
-        positions = torch.arange(self.pos_dim, device=rows.device)
-        columns = rows.long() * self.pos_dim + positions
-        lengths = lengths.long().unsqueeze(-1)
-        valid = positions < lengths
-        scale = torch.rsqrt(lengths.clamp(min=1).float())
-        kappa = torch.zeros(*rows.shape[:-1], self.D, device=rows.device)
-        kappa.scatter_add_(-1, columns, valid.float() * scale)
-        mean = kappa.mean(-1, keepdim=True)
-        std = kappa.std(-1, keepdim=True)  # unbiased
-        return (kappa - mean) / (std + ZNORM_EPS)
-
-    def _length_coefficients(self):
-        """For each length L in 0..pos_dim: (a, c) float64 with z = a * kappa_support - c.
-
-        kappa has L entries equal to 1/sqrt(L): mean m = sqrt(L)/D, unbiased variance
-        (1[L>0] - L/D)/(D-1). So W z = a * sum_p W[:, col_p] - c * W.sum(1), with
-        a = 1/(sqrt(L) (s + eps)) and c = m/(s + eps); a = c = 0 for L = 0.
-        """
-        L = torch.arange(self.pos_dim + 1, dtype=torch.float64)
-        D = float(self.D)
-        mean = L.sqrt() / D
-        std = (((L > 0).double() - L / D) / (D - 1)).clamp(min=0).sqrt()
-        a = torch.where(L > 0, 1.0 / (L.clamp(min=1).sqrt() * (std + ZNORM_EPS)), torch.zeros_like(L))
-        c = mean / (std + ZNORM_EPS)
-        return a, c
-
-    def _byte_columns(self, rows, lengths):
-        """(N, pos_dim) int32: byte p of a token is column byte * pos_dim + p of W; D past its length."""
-        positions = torch.arange(self.pos_dim, device=rows.device)
-        valid = positions < lengths.long().unsqueeze(1)
-        return torch.where(valid, rows.int() * self.pos_dim + positions, self.D).int()
-
-    def _derived_buffers(self):
-        """What forward reads besides W, computed once from the byte table (see the class doc)."""
-        if self.mode == "sparse":
-            return dict(byte_columns=self._byte_columns(self.byte_table, self.byte_lengths))
-        if self.mode == "cached":
-            return dict(codec_table=self._codec_rows(self.byte_table, self.byte_lengths))
-        return {}
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        for name, derived in self._derived_buffers().items():  # the byte table may have changed
-            getattr(self, name).copy_(derived)
 
 
 # ----------------------------------------------------------------------------- transformer
@@ -455,7 +182,7 @@ class GPT(nn.Module):
     @staticmethod
     def _input_embedding(config, token_bytes):
         if not config.kronecker:
-            return nn.Embedding(config.vocab_size, config.n_embd)
+            return TokenEmbedding(config.vocab_size, config.n_embd)
         if token_bytes is None:
             token_bytes = gpt2_token_bytes(config.vocab_size)
         if len(token_bytes) != config.vocab_size:
@@ -481,18 +208,15 @@ class GPT(nn.Module):
         """The input side alone: (B, T) ids -> (B, T, n_embd), without position embeddings."""
         return self.transformer.wte(idx)
 
-    def input_table(self, chunk=8192):
+    def input_table(self):
         """The effective input table: (vocab_size, n_embd), row i = the input vector of id i, in
-        the input layer's dtype (float32 in training). For the table arms it is the table itself;
-        for the Kronecker arms the codec + projection of every id, computed `chunk` ids at a time
-        (no (V, D) matrix). Differentiable; wrap it in torch.no_grad() to read it. One method for
-        every arm: the neighbour and cross-model probes and the Hugging Face export read it.
+        the input layer's dtype (float32 in training): the input module's input_table()
+        (embeddings.py). For the table arms it is the table itself; for the Kronecker arms the
+        codec + projection of every id as one fixed sparse product (no (V, D) matrix).
+        Differentiable; wrap it in torch.no_grad() to read it. One method for every arm: the
+        neighbour and cross-model probes and the Hugging Face export read it.
         """
-        wte = self.transformer.wte
-        if isinstance(wte, nn.Embedding):
-            return wte.weight
-        ids = torch.arange(self.config.vocab_size, device=wte.projection.weight.device)
-        return torch.cat([wte(part) for part in ids.split(chunk)])
+        return self.transformer.wte.input_table()
 
     def embed_bytes(self, byte_strings):
         """Kronecker arms only: (n, n_embd) embeddings of arbitrary byte strings (through the
@@ -567,13 +291,8 @@ class GPT(nn.Module):
         """
         n_real = min(self.config.vocab_size, GPT2_VOCAB)
         wte = self.transformer.wte
-        if self.config.kronecker:
-            matrix = wte.projection.weight.float()
-            ids = torch.arange(n_real, device=matrix.device)
-            token_norm = torch.cat([wte(chunk).float().norm(dim=1) for chunk in ids.split(8192)]).mean()
-        else:
-            matrix = wte.weight[:n_real].float()
-            token_norm = matrix.norm(dim=1).mean()
+        matrix = (wte.projection.weight if self.config.kronecker else wte.weight[:n_real]).float()
+        token_norm = self.input_table()[:n_real].float().norm(dim=1).mean()
         return dict(emb_row_norm=matrix.norm(dim=1).mean().item(), emb_token_norm=token_norm.item(),
                     emb_fro_norm=matrix.norm().item())
 

@@ -37,7 +37,8 @@ from typing import Optional
 
 from errors import UserError
 from devices import DTYPES
-from model import EMBEDDINGS, KRONECKER_MODES, MAX_SEED, GPTConfig, config_field
+from embeddings import KRONECKER_MODES
+from model import EMBEDDINGS, MAX_SEED, GPTConfig, config_field
 from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
 
 

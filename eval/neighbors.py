@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from devices import resolve_device
+from embeddings import KroneckerEmbedding
 from errors import UserError, run_main
 from eval.probe_common import (add_common_args, arms_markdown, decode, load_arms, md_cell,
                                token_bytes, token_ids_by_bytes, write_report)
 from eval.runs import markdown_table
-from model import KroneckerEmbedding
 from tokenizer import GPT2_VOCAB
 
 FAMILIES = {  # word -> morphological relatives (lower case)

@@ -10,6 +10,7 @@ import gzip
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -71,6 +72,20 @@ def _tokenize_sample(n):
             if len(ids) >= n:
                 break
     return ids
+
+
+def token_bytes(vocab, seed=0):
+    """V byte strings for a Kronecker codec of `vocab` ids: GPT-2's (tokenizer.gpt2_token_bytes),
+    then, past GPT-2's 50,304 ids, random strings whose lengths are drawn from GPT-2's real
+    tokens (seeded): a frontier-sized vocabulary (e.g. 131,072) with GPT-2-like lengths, so its
+    codec has the sparsity of a real one."""
+    from tokenizer import GPT2_VOCAB, gpt2_token_bytes
+    table = gpt2_token_bytes(min(vocab, 50304))
+    real = [b for b in table[:GPT2_VOCAB] if b]
+    rng = random.Random(seed)
+    while len(table) < vocab:
+        table.append(bytes(rng.randrange(256) for _ in range(len(rng.choice(real)))))
+    return table
 
 
 def synchronize(device):

@@ -1,22 +1,25 @@
 """Forward + backward time and memory of the input embedding: nn.Embedding vs Kronecker modes.
 
 Times `emb(ids).sum().backward()` (gradients set to None before each call, as in training) for
-nn.Embedding(V, d) and KroneckerEmbedding in modes sparse, dense and cached, on the token ids
-of real text, interleaving the modes (A B C D A B C D ...) so that load on the machine hits
-them alike; reports the median after warm-up. Memory per mode: parameters, buffers (the
-Kronecker byte table and what derives from it: sparse's byte columns, cached's V x D codec
-table), the gradient, and the peak of new tensors during forward + backward with the largest
-one (see AllocationTracker in bench_common.py; on CUDA the peak is
+nn.Embedding(V, d) and KroneckerEmbedding in modes vocab, sparse, dense and cached (auto is one
+of the first two: embeddings.resolve_kronecker_mode), on the token ids of real text,
+interleaving the modes (A B C D A B C D ...) so that load on the machine hits them alike;
+reports the median after warm-up, each mode's ratio to nn.Embedding and vocab's to sparse, and
+the 1-minute load average before and after. Memory per mode: parameters, buffers (the Kronecker
+byte table and what derives from it: input_table's sparse matrix, sparse's byte columns,
+cached's V x D codec table), the gradient, and the peak of new tensors during forward +
+backward with the largest one (see AllocationTracker in bench_common.py; on CUDA the peak is
 torch.cuda.max_memory_allocated above the memory held before the call) and whether it made a
 (tokens x D) or (V x D) tensor ("NxD/VxD").
 
-Shapes: 124m (V 50,304, d 768, pos_dim 16, 8 x 1024 tokens, GPT-2's byte table) and frontier
-(V 131,072, d 4,096, pos_dim 32, 1 x 1024 tokens; GPT-2's 50,304 byte strings then random byte
-strings whose lengths are drawn from GPT-2's, seeded; the token ids are GPT-2 ids of real text).
-`cached` is skipped where its V x D float table would exceed --max-table-gb.
+Shapes: 124m (V 50,304, d 768, pos_dim 16, 64 x 1024 tokens: the training micro-batch; GPT-2's
+byte table), 124m_b8 (the same at 8 x 1024 tokens) and frontier (V 131,072, d 4,096, pos_dim 32,
+1 x 1024 tokens; bench_common.token_bytes: GPT-2's byte strings, then random ones of GPT-2's
+lengths; the token ids are GPT-2 ids of real text). `cached` is skipped where its V x D float
+table would exceed --max-table-gb.
 
     python scripts/bench_embedding.py                              # both shapes, CUDA if present
-    python scripts/bench_embedding.py --device cpu --shapes 124m --repeats 20 --json out.json
+    python scripts/bench_embedding.py --device cpu --shapes 124m --modes nn.Embedding vocab sparse --json out.json
     python scripts/bench_embedding.py --tokens-file data/gpu_check/val_000000.bin   # no tiktoken
     python scripts/bench_embedding.py --device cpu --shapes 124m --load 1   # one core held by a spinner
 
@@ -24,23 +27,21 @@ strings whose lengths are drawn from GPT-2's, seeded; the token ids are GPT-2 id
 mode degrades on a shared node (the spinners are killed when the run ends, also on errors).
 """
 import argparse
-import random
 import statistics
 from dataclasses import dataclass
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import MB, AllocationTracker, busy_cores, hardware, load_average, timed, token_ids
+from bench_common import MB, AllocationTracker, busy_cores, hardware, load_average, timed, token_bytes, token_ids
 
 import torch
 import torch.nn as nn
 
 from atomic import atomic_write_json
 from devices import resolve_device
+from embeddings import KRONECKER_MODES, KroneckerEmbedding
 from errors import UserError, run_main
-from model import KRONECKER_MODES, KroneckerEmbedding
-from tokenizer import GPT2_VOCAB, gpt2_token_bytes
 
-MODES = ("nn.Embedding", *KRONECKER_MODES)
+MODES = ("nn.Embedding", *(m for m in KRONECKER_MODES if m != "auto"))
 
 
 @dataclass
@@ -57,20 +58,11 @@ class Shape:
 
 
 SHAPES = {
-    "124m": Shape(vocab=50304, n_embd=768, pos_dim=16, batch=8, seq=1024),
+    "124m": Shape(vocab=50304, n_embd=768, pos_dim=16, batch=64, seq=1024),
+    "124m_b8": Shape(vocab=50304, n_embd=768, pos_dim=16, batch=8, seq=1024),
     "frontier": Shape(vocab=131072, n_embd=4096, pos_dim=32, batch=1, seq=1024),
     "tiny": Shape(vocab=50304, n_embd=32, pos_dim=8, batch=2, seq=128),  # tests: seconds
 }
-
-
-def token_bytes(vocab, seed=0):
-    """GPT-2's byte strings, then (past GPT-2's vocabulary) random ones of GPT-2-like lengths."""
-    table = gpt2_token_bytes(min(vocab, 50304))
-    real = [b for b in table[:GPT2_VOCAB] if b]
-    rng = random.Random(seed)
-    while len(table) < vocab:
-        table.append(bytes(rng.randrange(256) for _ in range(len(rng.choice(real)))))
-    return table
 
 
 def build(mode, shape, table):
@@ -145,9 +137,10 @@ def bench_shape(name, shape, ids, args):
     return rows
 
 
-def sparse_vs_dense(rows):
+def ratio(rows, slower, faster):
+    """Median time of mode `slower` over mode `faster`, or None if either did not run."""
     t = {r["mode"]: r["ms"] for r in rows if "ms" in r}
-    return t["dense"] / t["sparse"] if "dense" in t and "sparse" in t else None
+    return t[slower] / t[faster] if slower in t and faster in t else None
 
 
 def print_table(name, shape, rows):
@@ -161,13 +154,16 @@ def print_table(name, shape, rows):
         if "skipped" in r:
             print(f"{r['mode']:13s} skipped: {r['skipped']}")
             continue
-        ratio = f"{r['vs_embedding']:.2f}x" if r["vs_embedding"] else "-"
-        print(f"{r['mode']:13s} {r['ms']:>10.1f} {ratio:>7s} {r['params_mb']:>9.1f} {r['buffers_mb']:>10.2f} "
+        vs_emb = f"{r['vs_embedding']:.2f}x" if r["vs_embedding"] else "-"
+        print(f"{r['mode']:13s} {r['ms']:>10.1f} {vs_emb:>7s} {r['params_mb']:>9.1f} {r['buffers_mb']:>10.2f} "
               f"{r['grad_mb']:>8.1f} {r['peak_mb']:>8.1f} {'yes' if r['big_matrix'] else 'no':>7s}  "
               f"{r['largest_numel'] / 1e6:.2f}M {tuple(r['largest_shape'])}")
-    ratio = sparse_vs_dense(rows)
-    if ratio:
-        print(f"sparse is {ratio:.1f}x faster than dense")
+    dense = ratio(rows, "dense", "sparse")
+    if dense:
+        print(f"sparse is {dense:.1f}x faster than dense")
+    vocab = ratio(rows, "vocab", "sparse")
+    if vocab:
+        print(f"vocab / sparse time: {vocab:.2f}")
 
 
 def get_args(argv):
@@ -195,18 +191,22 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     shapes = {name: SHAPES[name] for name in args.shapes}
     ids = token_ids(max(s.tokens for s in shapes.values()), args.tokens_file)
+    load_before = load_average()
     print(f"device: {hardware(args.device)}; median of {args.repeats} after {args.warmup} warm-up calls; "
-          f"{args.load} other busy process(es); load average before: {load_average()}")
+          f"{args.load} other busy process(es); load average before: {load_before}")
     results = []
     with busy_cores(args.load):
         for name, shape in shapes.items():
             rows = bench_shape(name, shape, ids[:shape.tokens], args)
             print_table(name, shape, rows)
-            results.append(dict(shape=name, **vars(shape), rows=rows, sparse_vs_dense=sparse_vs_dense(rows)))
+            results.append(dict(shape=name, **vars(shape), rows=rows, sparse_vs_dense=ratio(rows, "dense", "sparse"),
+                                vocab_vs_sparse=ratio(rows, "vocab", "sparse")))
+    load_after = load_average()
+    print(f"load average after: {load_after}")
     if args.json:
         atomic_write_json(args.json, dict(hardware=hardware(args.device), device=args.device, repeats=args.repeats,
-                                   warmup=args.warmup, load=args.load, load_average=load_average(),
-                                   results=results))
+                                   warmup=args.warmup, load=args.load, load_average_before=load_before,
+                                   load_average_after=load_after, results=results))
     return results
 
 

@@ -16,10 +16,11 @@ import train
 from checkpoint import save_checkpoint
 from conftest import REPO_ROOT
 from data.shards import write_shard
+from embeddings import shuffled_byte_sources
 from errors import UserError
 from eval import hellaswag, summarize
 from eval.runs import load_runs
-from model import GPT, GPTConfig, shuffled_byte_sources
+from model import GPT, GPTConfig
 from test_eval import read_csv_rows, write_run
 from test_hellaswag import EXAMPLES, write_fixture
 from test_train import tiny_args

@@ -1,5 +1,5 @@
-"""The benchmarks run at toy sizes and print their tables; the sparse Kronecker embedding never
-allocates a (tokens x D) or (V x D) tensor. No timing asserts (gpu_check: tests/test_gpu_check.py)."""
+"""The benchmarks run at toy sizes and print their tables; the sparse and vocab Kronecker modes
+never allocate a (tokens x D) or (V x D) tensor. No timing asserts (gpu_check: tests/test_gpu_check.py)."""
 import json
 import sys
 
@@ -14,7 +14,7 @@ import bench_embedding  # noqa: E402
 import bench_train  # noqa: E402
 import bench_common  # noqa: E402
 from bench_common import AllocationTracker  # noqa: E402
-from model import KRONECKER_MODES, KroneckerEmbedding  # noqa: E402
+from embeddings import KRONECKER_MODES, KroneckerEmbedding  # noqa: E402
 
 
 @pytest.fixture
@@ -32,16 +32,18 @@ def allocations(module, ids):
     return tracker
 
 
-def test_sparse_never_allocates_anything_of_size_tokens_x_D_or_V_x_D():
+def test_sparse_and_vocab_never_allocate_anything_of_size_tokens_x_D_or_V_x_D():
     rng = np.random.default_rng(0)
     token_bytes = [bytes(rng.integers(0, 256, size=rng.integers(0, 9)).tolist()) for _ in range(4096)]
     V, d, pos_dim, N = len(token_bytes), 16, 8, 1024
     D = 256 * pos_dim
     ids = torch.from_numpy(rng.integers(0, V, size=(2, N // 2)))
-    embs = {mode: KroneckerEmbedding(token_bytes, d, pos_dim, mode) for mode in ("sparse", "dense", "cached")}
+    embs = {mode: KroneckerEmbedding(token_bytes, d, pos_dim, mode) for mode in ("sparse", "vocab", "dense", "cached")}
     made = {mode: allocations(emb, ids) for mode, emb in embs.items()}
-    assert not made["sparse"].made_matrix(N, D) and not made["sparse"].made_matrix(V, D)
+    for mode in ("sparse", "vocab"):
+        assert not made[mode].made_matrix(N, D) and not made[mode].made_matrix(V, D), mode
     assert made["sparse"].largest[0] <= (D + 2) * d  # the bag table of W's columns, or W's gradient
+    assert made["vocab"].largest[0] <= max(V, D + 1) * d  # the (V, d) table or its gradient, W's bag table
     assert made["dense"].made_matrix(N, D)  # the check sees the reference way's (tokens x D) codec
     assert made["cached"].made_matrix(N, D)  # and cached's gathered codec rows,
     assert embs["cached"].codec_table.shape == (V, D)  # from its (V x D) table, a buffer built once
@@ -57,12 +59,13 @@ def test_bench_embedding_prints_time_ratio_and_memory_of_every_mode(tokens_file,
     assert "1 other busy process(es)" in printed and json.loads(out.read_text())["load"] == 1
     for mode in bench_embedding.MODES:
         assert mode in printed
-    assert "faster than dense" in printed
+    assert "faster than dense" in printed and "vocab / sparse time" in printed
     rows = {r["mode"]: r for r in json.loads(out.read_text())["results"][0]["rows"]}
     assert rows["nn.Embedding"]["vs_embedding"] == 1.0
-    assert not rows["sparse"]["big_matrix"] and rows["dense"]["big_matrix"]
-    sparse_held = rows["sparse"]["params_mb"] + rows["sparse"]["buffers_mb"]  # W, byte table, byte columns
-    assert rows["nn.Embedding"]["params_mb"] > 2 * sparse_held  # at d = 32; 9x at the 124M shape
+    assert not rows["sparse"]["big_matrix"] and not rows["vocab"]["big_matrix"] and rows["dense"]["big_matrix"]
+    assert rows["nn.Embedding"]["params_mb"] > 20 * rows["sparse"]["params_mb"]  # V x d table vs D x d W
+    # byte table, byte columns and input_table's sparse matrix (7.7 MB here, 9.9 MB at 124M) vs a V x D table
+    assert rows["sparse"]["buffers_mb"] < 10 < 300 < rows["cached"]["buffers_mb"]
     assert all(r["ms"] > 0 and r["peak_mb"] > 0 for r in rows.values())
 
 
@@ -85,21 +88,27 @@ def test_bench_embedding_skips_cached_where_its_table_is_too_big(tokens_file, ca
 
 
 def test_frontier_byte_table_pads_gpt2_with_random_strings_of_gpt2_lengths():
-    table = bench_embedding.token_bytes(60_000)
+    table = bench_common.token_bytes(60_000)
     assert len(table) == 60_000 and table[50256] == b"<|endoftext|>"
     assert all(1 <= len(b) <= 128 for b in table[50304:])
-    assert table[50304:] == bench_embedding.token_bytes(60_000)[50304:]  # seeded
+    assert table[50304:] == bench_common.token_bytes(60_000)[50304:]  # seeded
 
 
 @pytest.mark.slow
 def test_bench_train_times_every_arm_against_bpe(tokens_file, tmp_path, capsys):
     out = tmp_path / "train.json"
     rows = bench_train.main(["--device", "cpu", "--preset", "tiny", "--steps", "2", "--warmup", "1",
+                             "--kronecker-modes", "auto", "sparse", "vocab",
                              "--tokens-file", tokens_file, "--json", str(out)])
-    assert [r["arm"] for r in rows] == ["bpe", "bpe_untied", "kronecker"]
+    assert [r["label"] for r in rows] == ["bpe", "bpe_untied", "kronecker/sparse", "kronecker/vocab"]  # auto = sparse
     assert rows[0]["vs_bpe"] == 1.0 and all(r["tokens_per_s"] > 0 for r in rows)
-    assert "kronecker" in capsys.readouterr().out
-    assert json.loads(out.read_text())["rows"][2]["param_counts"]["input_trainable"] == 32 * 4096
+    assert "kronecker/vocab" in capsys.readouterr().out
+    written = json.loads(out.read_text())
+    assert written["rows"][2]["param_counts"]["input_trainable"] == 32 * 4096
+    assert {"load_average_before", "load_average_after"} <= set(written)
+    table, kron = rows[0]["input_side"], rows[3]["input_side"]
+    assert table["params_mb"] == 50304 * 32 * 4 / 2**20 and table["optimizer_mb"] >= 2 * table["params_mb"]  # AdamW
+    assert kron["params_mb"] == 32 * 4096 * 4 / 2**20 and kron["buffers_mb"] > 0  # W; the byte table and its matrix
 
 
 @pytest.mark.slow
@@ -111,8 +120,9 @@ def test_kronecker_model_compiles_without_graph_breaks_or_recompiles(tokens_file
     assert rows[0]["recompiles_during_timed_steps"] == 0
 
 
-def test_the_benches_take_their_modes_from_model_py():
-    assert bench_embedding.MODES == ("nn.Embedding", *KRONECKER_MODES)
-    assert bench_train.get_args(["--device=cpu", "--kronecker-mode=cached"]).kronecker_mode == "cached"
-    with pytest.raises(SystemExit):  # argparse's choices: exactly model.KRONECKER_MODES
-        bench_train.get_args(["--device=cpu", "--kronecker-mode=fast"])
+def test_the_benches_take_their_modes_from_embeddings_py():
+    assert bench_embedding.MODES == ("nn.Embedding", *(m for m in KRONECKER_MODES if m != "auto"))
+    assert bench_train.get_args(["--device=cpu", "--kronecker-modes=cached"]).kronecker_modes == ["cached"]
+    with pytest.raises(SystemExit):  # argparse's choices: exactly embeddings.KRONECKER_MODES
+        bench_train.get_args(["--device=cpu", "--kronecker-modes=fast"])
+    assert bench_train.PRESETS["frontier"]["vocab_size"] == 2**17 and bench_train.PRESETS["frontier"]["pos_dim"] == 32

@@ -6,14 +6,15 @@ import torch
 import torch._dynamo
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from model import GPT, KRONECKER_MODES, GPTConfig
+from embeddings import KRONECKER_MODES
+from model import GPT, GPTConfig
 from tokenizer import gpt2_token_bytes
 
 TINY = dict(block_size=16, vocab_size=512, n_layer=1, n_head=2, n_embd=32, pos_dim=4)
-ARMS_AND_MODES = [("bpe", "sparse"), ("bpe_untied", "sparse")] + [("kronecker", m) for m in KRONECKER_MODES]
+ARMS_AND_MODES = [("bpe", "auto"), ("bpe_untied", "auto")] + [("kronecker", m) for m in KRONECKER_MODES]
 
 
-def tiny_model(embedding, mode="sparse"):
+def tiny_model(embedding, mode="auto"):
     torch.manual_seed(0)
     config = GPTConfig(**TINY, embedding=embedding, kronecker_mode=mode)
     return GPT(config, token_bytes=gpt2_token_bytes(512) if embedding == "kronecker" else None)
@@ -56,9 +57,10 @@ def test_one_graph_and_one_recompile_for_eval_across_train_eval_train(embedding,
 
 
 @pytest.mark.slow
-def test_inductor_compiles_the_kronecker_model_to_eager_loss_and_gradients():
+@pytest.mark.parametrize("mode", ["sparse", "vocab"])  # auto's choice on the CPU and on CUDA
+def test_inductor_compiles_the_kronecker_model_to_eager_loss_and_gradients(mode):
     torch._dynamo.reset()
-    model = tiny_model("kronecker")
+    model = tiny_model("kronecker", mode)
     x, y = batch()
     eager_loss, eager_grads = loss_and_grads(model, model, x, y)
     loss, grads = loss_and_grads(model, torch.compile(model, fullgraph=True), x, y)

@@ -10,7 +10,8 @@ import train
 from conftest import REPO_ROOT
 from devices import DTYPES
 from errors import UserError
-from model import EMBEDDINGS, KRONECKER_MODES, GPTConfig
+from embeddings import KRONECKER_MODES
+from model import EMBEDDINGS, GPTConfig
 from train_config import (ARM_SETTINGS, ARMS, CHOICES, FIELD_TYPES, TrainConfig, default_text, help_text,
                           load_config, read_config_file, type_name)
 

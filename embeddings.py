@@ -1,0 +1,461 @@
+"""The input layers: token ids -> (..., n_embd) vectors, one module per kind of input.
+
+- TokenEmbedding: a learned (V, n_embd) table, nn.Embedding (the BPE arms).
+- KroneckerEmbedding: the byte codec of arXiv 2605.29459 and one learned Linear(D, n_embd),
+  D = 256 * pos_dim. For a token with UTF-8 bytes b_1..b_L:
+      kappa = (1/sqrt(L)) * sum_p onehot256(b_p) (x) onehot_pos(p)      (flat index byte*pos_dim + p)
+      z     = (kappa - mean(kappa)) / (std(kappa, unbiased) + 1e-6)     (L = 0 gives z = 0)
+      e     = W z
+  Its modes (KRONECKER_MODES) compute the same e: "vocab" (the (V, n_embd) table of every id
+  through one fixed sparse matrix product, then a lookup: deterministic, no host sync; the CUDA
+  default), "sparse" (a gather-sum over each token's byte columns; the CPU default), "dense"
+  (the (N, D) codec times W, as the reference code) and "cached" (a (V, D) codec buffer); "auto"
+  picks vocab or sparse by device (docs/performance.md says why). Every mode returns float32
+  under autocast, as nn.Embedding does in the BPE arms.
+- shuffled_byte_sources: the kronecker_shuffled control's permutation of byte strings over ids.
+
+Every input module has `input_table()`: the effective (V, n_embd) table, row i = the vector id i
+gets, differentiable and built without a (V, D) matrix. The probes, the export and a tied head
+(logits = h E^T) read it; F.embedding(ids, module.input_table()) equals module(ids).
+FixedSparseMatrix (M @ table for a fixed sparse M, deterministic backward) is the shared kernel
+for inputs whose rows are fixed sums of learned rows (the Kronecker vocab table; hashed n-grams).
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from errors import UserError
+from tokenizer import truncate_utf8
+
+# "auto" first: the default. The rest compute the same function (tests/test_embeddings.py).
+KRONECKER_MODES = ("auto", "vocab", "sparse", "dense", "cached")
+ZNORM_EPS = 1e-6
+# GPT-2's longest token is 128 bytes (python -c "import tiktoken; e = tiktoken.get_encoding('gpt2');
+# print(max(len(e.decode_single_token_bytes(i)) for i in range(e.n_vocab)))"); 256 leaves room for
+# other tokenizers while D = 256 * pos_dim stays at most 65,536 inputs to the Linear(D, d).
+MAX_POS_DIM = 256
+
+
+def resolve_kronecker_mode(mode, device_type):
+    """The mode KroneckerEmbedding runs on a device type ("cpu", "cuda", ...): `mode` itself, or
+    for "auto" "sparse" on the CPU and "vocab" elsewhere. On CUDA vocab is deterministic, reads
+    no padding and needs no atomics; on the CPU sparse's per-token work is smaller at the batch
+    sizes a CPU trains (docs/performance.md, "Choosing the Kronecker mode")."""
+    if mode != "auto":
+        return mode
+    return "sparse" if device_type == "cpu" else "vocab"
+
+
+# ----------------------------------------------------------------------------- fixed sparse matrix
+# E = M @ T for a sparse (rows, cols) matrix M fixed at build time (the Kronecker vocab table:
+# row v of M holds a(L_v) at v's byte columns and -c(L_v) at the column-sum row). Forward: one
+# F.embedding_bag, row r a bag of its nonzeros. Backward: dT = M^T dE, again bags (M's columns
+# in CSR form), never embedding_bag's own backward: that sorts every entry and then sums each
+# column's partial sums serially, and one column (a leading space, 33,135 GPT-2 tokens) would be
+# one long serial loop. Every bag is summed in a fixed order by one thread (CPU and CUDA): no
+# atomics, no sort, no host sync, the same bits every run. Long columns are cut into chunks of at
+# most ~sqrt(longest column) entries, summed in two levels, so no thread loops long.
+
+
+@torch.library.custom_op("kronecker_nanogpt::fixed_sparse_matmul", mutates_args=())
+def fixed_sparse_matmul(table: torch.Tensor, row_columns: torch.Tensor, row_offsets: torch.Tensor,
+                        row_values: torch.Tensor, column_rows: torch.Tensor, chunk_offsets: torch.Tensor,
+                        column_values: torch.Tensor, column_chunks: torch.Tensor) -> torch.Tensor:
+    """M @ table: (cols, d) float -> (rows, d) in table's dtype; M as FixedSparseMatrix stores it.
+
+    row_columns, row_values (nnz,): M's nonzeros ordered by row, row r at
+    row_offsets[r]:row_offsets[r + 1] (int32, rows + 1 entries). column_rows, column_values: the
+    same nonzeros ordered by column, cut into chunks at chunk_offsets; column j's chunks are
+    column_chunks[j]:column_chunks[j + 1]. Index tensors int32 or int64, one dtype.
+    """
+    return _bag_sums(table, row_columns, row_offsets, row_values)
+
+
+def _bag_sums(table, indices, offsets, weights=None):
+    """out[b] = sum over k in offsets[b]:offsets[b + 1] of weights[k] * table[indices[k]]."""
+    weights = None if weights is None else weights.to(table.dtype)
+    # detach: the embedding_bag variant that keeps no bookkeeping for a backward (we write our own)
+    return F.embedding_bag(indices, table.detach(), offsets, mode="sum", per_sample_weights=weights,
+                           include_last_offset=True)
+
+
+@fixed_sparse_matmul.register_fake
+def _(table, row_columns, row_offsets, row_values, column_rows, chunk_offsets, column_values, column_chunks):
+    return table.new_empty(row_offsets.shape[0] - 1, table.shape[1])
+
+
+def _fixed_sparse_matmul_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[4:])
+
+
+def _fixed_sparse_matmul_grad(ctx, grad):
+    column_rows, chunk_offsets, column_values, column_chunks = ctx.saved_tensors
+    partial = _bag_sums(grad.contiguous(), column_rows, chunk_offsets, column_values)  # one row per chunk
+    chunk_ids = torch.arange(partial.shape[0], device=partial.device, dtype=column_chunks.dtype)
+    return (_bag_sums(partial, chunk_ids, column_chunks),) + (None,) * 7
+
+
+fixed_sparse_matmul.register_autograd(_fixed_sparse_matmul_grad, setup_context=_fixed_sparse_matmul_setup)
+
+
+def _stable_order(keys):
+    """torch.argsort(keys, stable=True) for CPU int64 keys, through numpy's single-threaded radix
+    sort: torch's parallel sort of the 370K GPT-2 entries stalls for seconds on a loaded CPU."""
+    return torch.from_numpy(np.argsort(keys.numpy(), kind="stable"))
+
+
+def _offsets(keys, n):
+    """(n + 1,) int64 CSR offsets: where key k's entries start once entries are ordered by key
+    (keys: int64 in 0..n-1)."""
+    return torch.cat([keys.new_zeros(1), torch.bincount(keys, minlength=n).cumsum(0)])
+
+
+class FixedSparseMatrix(nn.Module):
+    """A fixed sparse (rows, cols) matrix M; module(table) = M @ table, (cols, d) -> (rows, d).
+
+    Built once on the CPU from its nonzeros, in any order: rows, cols (nnz,) int64 and values
+    (nnz,) float; move it with .to(). Its buffers are derived state (not in the state dict:
+    rebuild the matrix when what it derives from changes): M by row for the forward, M by column
+    for the backward, int32 indices and float32 values (8 bytes per nonzero each way).
+    Differentiable in `table` only, through the custom op fixed_sparse_matmul (one torch.compile
+    node, deterministic backward).
+    """
+
+    def __init__(self, rows, cols, values, shape):
+        super().__init__()
+        n_rows, n_cols = shape
+        device = rows.device
+        by_row = _stable_order(rows)
+        self._store("row_columns", cols[by_row])
+        self._store("row_offsets", _offsets(rows, n_rows))
+        self._store("row_values", values[by_row])
+        by_column = _stable_order(cols)
+        counts = torch.bincount(cols, minlength=n_cols)
+        longest = int(counts.max()) if n_cols else 0
+        chunk = math.isqrt(max(longest - 1, 0)) + 1  # at most ~sqrt(longest) entries per level
+        chunks = (counts + chunk - 1) // chunk  # per column
+        chunk_column = torch.repeat_interleave(torch.arange(n_cols, device=device), chunks)
+        first_chunk = chunks.cumsum(0) - chunks
+        chunk_rank = torch.arange(len(chunk_column), device=device) - first_chunk[chunk_column]
+        chunk_starts = (counts.cumsum(0) - counts)[chunk_column] + chunk_rank * chunk
+        self._store("column_rows", rows[by_column])
+        self._store("chunk_offsets", torch.cat([chunk_starts, chunk_starts.new_tensor([len(rows)])]))
+        self._store("column_values", values[by_column])
+        self._store("column_chunks", _offsets(chunk_column, n_cols))
+
+    def _store(self, name, tensor):
+        dtype = torch.float32 if tensor.is_floating_point() else torch.int32
+        self.register_buffer(name, tensor.to(dtype), persistent=False)
+
+    def forward(self, table):
+        """table (cols, d) float -> (rows, d), M @ table, in table's dtype."""
+        return fixed_sparse_matmul(table, self.row_columns, self.row_offsets, self.row_values,
+                                   self.column_rows, self.chunk_offsets, self.column_values, self.column_chunks)
+
+
+# ----------------------------------------------------------------------------- per-token sparse kernel
+# Mode "sparse": W z for many tokens as a custom op: torch.compile sees one opaque node with a
+# known output shape (no graph break, no dynamic shapes), and the backward is a scatter-add
+# (index_add_) of the scaled output gradient into W's byte columns, instead of F.embedding_bag's
+# backward, which sorts all N x (P + 1) bag entries by column with a parallel sort that stalls
+# whenever another process holds one of the cores.
+
+
+@torch.library.custom_op("kronecker_nanogpt::sparse_embed", mutates_args=())
+def sparse_embed(weight: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
+                 shift: torch.Tensor) -> torch.Tensor:
+    """out[n] = scale[n] * sum_k W[:, columns[n, k]] - shift[n] * W.sum(1), skipping columns = D.
+
+    weight W (d, D) float; columns (N, P) int32/int64 in 0..D, D marking padding; scale and shift
+    (N,) in W's dtype. Returns (N, d) in W's dtype. One weighted F.embedding_bag per token over a
+    (D + 2, d) table [W's columns; a zero row for padding, skipped; W's column sum], with the
+    column sum as every bag's last entry: fixed shapes and no host sync on any device.
+    """
+    d, D = weight.shape
+    table = weight.new_empty(D + 2, d)  # one allocation: W transposed, then the two extra rows
+    table[:D].copy_(weight.t())
+    table[D].zero_()
+    torch.sum(weight, dim=1, out=table[D + 1])
+    N, P = columns.shape
+    bag_columns = torch.cat([columns, columns.new_full((N, 1), D + 1)], dim=1)
+    bag_weights = torch.cat([scale.unsqueeze(1).expand(N, P), -shift.unsqueeze(1)], dim=1)
+    return F.embedding_bag(bag_columns, table, mode="sum", per_sample_weights=bag_weights, padding_idx=D)
+
+
+@sparse_embed.register_fake
+def _(weight, columns, scale, shift):
+    return weight.new_empty(columns.shape[0], weight.shape[0])
+
+
+@torch.library.custom_op("kronecker_nanogpt::sparse_embed_backward", mutates_args=())
+def sparse_embed_backward(grad: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor,
+                          shift: torch.Tensor, D: int) -> torch.Tensor:
+    """The gradient of sparse_embed w.r.t. W, (d, D) contiguous, from grad (N, d).
+
+    Column j of the gradient is the sum of scale[n] * grad[n] over the entries columns[n, k] = j,
+    minus shift @ grad (the mean term, the same for every column). The scatter runs into a
+    transposed (D + 1, d) buffer whose last row collects the padding.
+    """
+    grad_t = grad.new_zeros(D + 1, grad.shape[1])
+    scatter = _scatter_prefixes if grad.device.type == "cpu" else _scatter_positions
+    scatter(grad_t, grad, columns, scale)
+    with torch.autocast(grad.device.type, enabled=False):  # a backward called inside autocast
+        mean_term = shift @ grad
+    grad_t = grad_t[:D].sub_(mean_term)
+    return grad_t.t().contiguous()  # a blocked transpose; a strided subtract into (d, D) is 10x slower
+
+
+def _scatter_positions(grad_t, grad, columns, scale):
+    """grad_t[columns[n, k]] += scale[n] * grad[n]: one index_add_ per position k, over all N
+    tokens (CUDA: atomic adds, fixed shapes, no host sync; padding lands in the spare row).
+    Float atomics add in a varying order, so the last bits differ run to run on CUDA unless
+    torch.use_deterministic_algorithms(True), which makes CUDA index_add_ deterministic."""
+    scaled = grad * scale.unsqueeze(1)
+    for k in range(columns.shape[1]):
+        grad_t.index_add_(0, columns[:, k], scaled)
+
+
+def _scatter_prefixes(grad_t, grad, columns, scale):
+    """What _scatter_positions computes, for CPUs, where index_add_ is a serial loop of row adds.
+
+    Tokens are reordered by how many positions they use (a sort of N small integers, not of the
+    N x P entries), so at position k only a prefix of them has a byte there: each index_add_
+    reads a contiguous slice, and the padding (about 3/4 of the positions at GPT-2's lengths)
+    is never touched. Padding inside a token's used positions still goes to the spare row.
+    Keep `columns` int32: with int64 CPU index_add_ becomes a scatter_add with a parallel radix
+    sort, as fast on an idle CPU and 5x slower with one core held by another process.
+    """
+    D, P = grad_t.shape[0] - 1, columns.shape[1]
+    used = ((columns != D) * torch.arange(1, P + 1, device=columns.device)).amax(1)  # last position + 1
+    order = torch.argsort(used, descending=True)
+    scaled = grad.index_select(0, order).mul_(scale.index_select(0, order).unsqueeze(1))
+    columns = columns.index_select(0, order)
+    tokens_at = torch.bincount(used, minlength=P + 1).flip(0).cumsum(0).flip(0)[1:].tolist()  # used > k
+    for k, n in enumerate(tokens_at):
+        if n:
+            grad_t.index_add_(0, columns[:n, k], scaled[:n])
+
+
+@sparse_embed_backward.register_fake
+def _(grad, columns, scale, shift, D):
+    return grad.new_empty(grad.shape[1], D)
+
+
+def _sparse_embed_setup(ctx, inputs, output):
+    weight, columns, scale, shift = inputs
+    ctx.save_for_backward(columns, scale, shift)
+    ctx.D = weight.shape[1]
+
+
+def _sparse_embed_grad(ctx, grad):
+    columns, scale, shift = ctx.saved_tensors
+    return sparse_embed_backward(grad.contiguous(), columns, scale, shift, ctx.D), None, None, None
+
+
+sparse_embed.register_autograd(_sparse_embed_grad, setup_context=_sparse_embed_setup)
+
+
+# ----------------------------------------------------------------------------- the shuffled control
+
+def shuffled_byte_sources(token_bytes, seed):
+    """The kronecker_shuffled control's pairing: (V,) int64, the id whose byte string id i gets.
+
+    A permutation seeded by `seed` (numpy's PCG64) of the ids that have bytes (every real id,
+    <|endoftext|> included: its bytes are this repo's spelling, not text, so it is shuffled like
+    any token), and the identity on ids without bytes (padding stays b""). The multiset of byte
+    strings, hence the codec's sparsity, lengths and norms, is kronecker's exactly; only the
+    relation between a token and its bytes is gone. About one id keeps its own bytes by chance
+    (a random permutation has one fixed point on average).
+    """
+    real = np.flatnonzero([len(b) > 0 for b in token_bytes])
+    sources = np.arange(len(token_bytes))
+    sources[real] = real[np.random.default_rng(seed).permutation(len(real))]
+    return torch.from_numpy(sources)
+
+
+# ----------------------------------------------------------------------------- the input modules
+
+class TokenEmbedding(nn.Embedding):
+    """The BPE arms' learned table: nn.Embedding(V, n_embd) (same state dict keys), whose
+    effective table is its weight."""
+
+    def input_table(self):
+        """(V, n_embd): the weight itself (shared with the head in the tied `bpe` arm)."""
+        return self.weight
+
+
+class KroneckerEmbedding(nn.Module):
+    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
+
+    The codec of arXiv 2605.29459 (its Eq. 1, kappa, then per-token z-normalisation; module
+    docstring) as the reference package kronecker-embeddings 0.1.1 computes it
+    (codec.kronecker_codec + embedding.KroneckerEmbedding; tests/test_embeddings.py checks
+    equality). token_bytes: V byte strings (index = token id), cut UTF-8-safely to pos_dim bytes;
+    D = 256 * pos_dim. mode: one of KRONECKER_MODES (module docstring; resolve_kronecker_mode
+    says what "auto" runs). Raises UserError for another mode.
+
+    Buffers: `byte_table` (V, pos_dim) uint8 and `byte_lengths` (V,) uint8 are model state (in
+    the state dict), built on the CPU from the bytes. Derived buffers are kept out of the state
+    dict, computed once and rebuilt on load, so every mode reads the same checkpoints and forward
+    builds nothing (one torch.compile graph, no recompiles, no host-to-device copies):
+    `length_scale` a(L) and `mean_shift` c(L), (pos_dim + 1,) float32 (see _length_coefficients);
+    `vocab_matrix`, the FixedSparseMatrix M of input_table (every mode; 8 bytes per nonzero each
+    way, V * (mean length + 1) nonzeros: 5.9 MB at GPT-2); in "sparse" and "auto" mode
+    `byte_columns` (V, pos_dim) int32, each byte's column of W (3.2 MB at GPT-2); in "cached"
+    mode `codec_table` (V, D) float32. Outputs are float32 under autocast in every mode.
+    """
+
+    def __init__(self, token_bytes, n_embd, pos_dim=16, mode="auto"):
+        super().__init__()
+        if mode not in KRONECKER_MODES:
+            raise UserError(f"kronecker mode {mode!r} is not one of {', '.join(KRONECKER_MODES)}")
+        self.pos_dim, self.mode = pos_dim, mode
+        self.D = 256 * pos_dim
+        rows, lengths = self.encode_bytes(token_bytes)
+        # The byte table is model state: a checkpoint alone rebuilds the codec, no tokenizer needed.
+        self.register_buffer("byte_table", rows)
+        self.register_buffer("byte_lengths", lengths)
+        a, c = self._length_coefficients()
+        self.register_buffer("length_scale", a.float(), persistent=False)
+        self.register_buffer("mean_shift", c.float(), persistent=False)
+        self._build_derived()
+        self.projection = nn.Linear(self.D, n_embd, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """The paper's init: N(0, 1/D), so each projection row has L2 norm about 1."""
+        nn.init.normal_(self.projection.weight, mean=0.0, std=1.0 / math.sqrt(self.D))
+
+    def encode_bytes(self, byte_strings):
+        """(n, pos_dim) uint8 rows and (n,) uint8 lengths on the CPU (also inside a meta-device
+        context: they hold data); longer strings cut UTF-8-safely."""
+        rows = np.zeros((len(byte_strings), self.pos_dim), dtype=np.uint8)
+        lengths = np.zeros(len(byte_strings), dtype=np.uint8)
+        for i, b in enumerate(byte_strings):
+            b = truncate_utf8(bytes(b), self.pos_dim)
+            rows[i, :len(b)] = np.frombuffer(b, dtype=np.uint8)
+            lengths[i] = len(b)
+        return torch.from_numpy(rows), torch.from_numpy(lengths)
+
+    def forward(self, ids):
+        """(...) int64 token ids in [0, V) -> (..., n_embd) embeddings e = W z, in W's dtype
+        (float32 in training, also under autocast); every mode computes the same function."""
+        mode = resolve_kronecker_mode(self.mode, ids.device.type)
+        if mode == "vocab":
+            return F.embedding(ids, self.input_table())
+        if mode == "sparse":
+            flat = ids.reshape(-1)
+            columns = self.byte_columns.index_select(0, flat)
+            return self._sparse(columns, self.byte_lengths.index_select(0, flat)).view(*ids.shape, -1)
+        if mode == "cached":
+            return self._project(F.embedding(ids, self.codec_table))
+        return self._project(self.codec(ids))
+
+    def input_table(self):
+        """(V, n_embd) in W's dtype: row v = e(v), W z of id v, for all ids at once (any mode).
+
+        E = M [W^T; W.sum(1)]: M's row v holds a(L_v) at v's L_v byte columns and -c(L_v) at
+        the column sum (see _sparse), so E costs one bag of L_v + 1 rows per id and its backward
+        dW one bag per column; no (V, D) matrix, no atomics (FixedSparseMatrix). Differentiable
+        in W; wrap it in torch.no_grad() to read it.
+        """
+        W = self.projection.weight
+        # .contiguous(): a blocked transpose; cat reading W.t() directly is ~8x slower on a CPU
+        return self.vocab_matrix(torch.cat([W.t().contiguous(), W.sum(1).unsqueeze(0)]))
+
+    def codec(self, ids):
+        """(...) int64 token ids -> (..., D) float32: z, the z-normalised codec vectors, computed
+        literally as the paper writes them (Eq. 1, then z-normalisation; for inspection and tests).
+        A token with no bytes (L = 0) gives z = 0."""
+        return self._codec_rows(self.byte_table[ids], self.byte_lengths[ids])
+
+    def embed_bytes(self, byte_strings):
+        """n byte strings -> (n, n_embd) embeddings in W's dtype, on W's device: the codec of any
+        bytes, e.g. words that have no token id (cut UTF-8-safely to pos_dim bytes)."""
+        rows, lengths = self.encode_bytes(byte_strings)
+        device = self.projection.weight.device
+        rows, lengths = rows.to(device), lengths.to(device)
+        if self.mode in ("dense", "cached"):
+            return self._project(self._codec_rows(rows, lengths))
+        return self._sparse(self._byte_columns(rows, lengths), lengths)
+
+    def _sparse(self, columns, lengths):
+        """W z without building z: a(L) times the sum of the token's byte columns of W, minus
+        c(L) times W's column sum (the rank-1 mean correction); columns from _byte_columns."""
+        W = self.projection.weight
+        lengths = lengths.long()
+        scale, shift = self.length_scale.index_select(0, lengths), self.mean_shift.index_select(0, lengths)
+        return sparse_embed(W, columns, scale.to(W.dtype), shift.to(W.dtype))
+
+    def _project(self, z):
+        # Outside autocast: the input embedding stays float32 in every mode, as sparse and vocab
+        # (custom ops, never autocast) and nn.Embedding (the BPE arms) are; the modes then agree
+        # under bf16.
+        with torch.autocast(z.device.type, enabled=False):
+            return self.projection(z)
+
+    def _codec_rows(self, rows, lengths):
+        """kappa then z-normalisation, exactly as written in the paper; rows (..., pos_dim)."""
+        positions = torch.arange(self.pos_dim, device=rows.device)
+        columns = rows.long() * self.pos_dim + positions
+        lengths = lengths.long().unsqueeze(-1)
+        valid = positions < lengths
+        scale = torch.rsqrt(lengths.clamp(min=1).float())
+        kappa = torch.zeros(*rows.shape[:-1], self.D, device=rows.device)
+        kappa.scatter_add_(-1, columns, valid.float() * scale)
+        mean = kappa.mean(-1, keepdim=True)
+        std = kappa.std(-1, keepdim=True)  # unbiased
+        return (kappa - mean) / (std + ZNORM_EPS)
+
+    def _length_coefficients(self):
+        """For each length L in 0..pos_dim: (a, c) float64 with z = a * kappa_support - c.
+
+        kappa has L entries equal to 1/sqrt(L): mean m = sqrt(L)/D, unbiased variance
+        (1[L>0] - L/D)/(D-1). So W z = a * sum_p W[:, col_p] - c * W.sum(1), with
+        a = 1/(sqrt(L) (s + eps)) and c = m/(s + eps); a = c = 0 for L = 0.
+        """
+        L = torch.arange(self.pos_dim + 1, dtype=torch.float64, device="cpu")
+        D = float(self.D)
+        mean = L.sqrt() / D
+        std = (((L > 0).double() - L / D) / (D - 1)).clamp(min=0).sqrt()
+        a = torch.where(L > 0, 1.0 / (L.clamp(min=1).sqrt() * (std + ZNORM_EPS)), torch.zeros_like(L))
+        c = mean / (std + ZNORM_EPS)
+        return a, c
+
+    def _byte_columns(self, rows, lengths):
+        """(N, pos_dim) int32: byte p of a token is column byte * pos_dim + p of W; D past its length."""
+        positions = torch.arange(self.pos_dim, device=rows.device)
+        valid = positions < lengths.long().unsqueeze(1)
+        return torch.where(valid, rows.int() * self.pos_dim + positions, self.D).int()
+
+    def _vocab_matrix(self):
+        """input_table's M, (V, D + 1), built on the CPU from the byte table."""
+        rows, lengths = self.byte_table.cpu(), self.byte_lengths.cpu().long()
+        columns = self._byte_columns(rows, lengths).long()
+        V = len(lengths)
+        a, c = (coefficient.float()[lengths] for coefficient in self._length_coefficients())
+        mean_column = torch.full((V, 1), self.D, dtype=torch.long, device="cpu")
+        cols = torch.cat([columns, mean_column], 1)
+        values = torch.cat([a.unsqueeze(1).expand(columns.shape), -c.unsqueeze(1)], 1)
+        nonzero = torch.cat([columns != self.D, (lengths > 0).unsqueeze(1)], 1)  # L = 0: e = 0
+        ids = torch.arange(V, device="cpu").unsqueeze(1).expand(cols.shape)
+        return FixedSparseMatrix(ids[nonzero], cols[nonzero], values[nonzero], shape=(V, self.D + 1))
+
+    def _build_derived(self):
+        """What forward and input_table read besides W, from the byte table (see the class doc),
+        on the byte table's device."""
+        device = self.byte_table.device
+        self.vocab_matrix = self._vocab_matrix().to(device)
+        if self.mode in ("sparse", "auto"):
+            self.register_buffer("byte_columns", self._byte_columns(self.byte_table, self.byte_lengths),
+                                 persistent=False)
+        if self.mode == "cached":
+            self.register_buffer("codec_table", self._codec_rows(self.byte_table, self.byte_lengths),
+                                 persistent=False)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._build_derived()  # the byte table may have changed
