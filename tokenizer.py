@@ -47,9 +47,9 @@ VOCAB_MULTIPLE = 64  # vocab_size is padded to a multiple of 64 for efficient ma
 EOT_ID = 50256  # GPT-2's <|endoftext|>
 GPT2_VOCAB = 50257  # GPT-2's ids; ids >= this are padding
 # The token put before every document, in order of preference: end-of-text, then BOS tokens
-# (Llama 3, Llama 2/Mistral, Gemma), then end-of-sequence tokens.
-DOC_SEPARATORS = ("<|endoftext|>", "<|begin_of_text|>", "<s>", "<bos>", "<|end_of_text|>", "</s>",
-                  "<eos>")
+# (Llama 3, Llama 2/Mistral, Gemma, DeepSeek V3 with its full-width bars), then end-of-sequence tokens.
+DOC_SEPARATORS = ("<|endoftext|>", "<|begin_of_text|>", "<s>", "<bos>", "<\uff5cbegin\u2581of\u2581sentence\uff5c>",
+                  "<|end_of_text|>", "</s>", "<eos>", "<\uff5cend\u2581of\u2581sentence\uff5c>")
 DOWNLOAD_TIMEOUT_S = 10
 SPIECE_SPACE = "\u2581"  # SentencePiece's "▁"
 

@@ -17,14 +17,13 @@ z-normalised codec vectors themselves) as a reference. Writes <out>/neighbors.{j
     python -m eval.neighbors --ckpt bpe=PATH --ckpt kronecker=PATH --layers 0 1 --k 10
 """
 import argparse
-import re
 
 import torch
-import torch.nn.functional as F
 
 from devices import resolve_device
 from embeddings import KroneckerEmbedding
 from errors import UserError, run_main
+from eval.geometry import CHUNK, CLASSES, classify, nearest, pair_cosines, vocabulary_stats
 from eval.probe_common import (add_common_args, arms_markdown, decode, load_arms, md_cell,
                                token_bytes, token_ids_by_bytes, write_report)
 from eval.runs import markdown_table
@@ -49,26 +48,11 @@ BYTE_SIMILAR_PAIRS = (("compute", "commute"), ("nation", "notion"), ("form", "fr
                       ("diary", "dairy"), ("later", "latter"), ("lose", "loose"), ("accept", "except"),
                       ("bread", "break"), ("card", "cart"), ("house", "horse"), ("marital", "martial"),
                       ("price", "prize"), ("cloud", "could"), ("plant", "plane"))
-CLASSES = ("typographic", "morphological", "other")
 CODEC_SPACE = "codec (untrained)"
-CHUNK = 4096
 MAX_CODEC_POS_DIM = 128  # the longest GPT-2 token is 128 bytes; more slots would stay empty
 
 
-# ----------------------------------------------------------------------------- words and classes
-
-def normalise(text):
-    """Lower case, without leading/trailing characters that are not letters or digits."""
-    return re.sub(r"^[^0-9a-z]+|[^0-9a-z]+$", "", text.lower())
-
-
-def classify(neighbour, word, relatives):
-    """'typographic', 'morphological' or 'other' for a neighbour token's text."""
-    norm = normalise(neighbour)
-    if norm == word:
-        return "typographic"
-    return "morphological" if norm in relatives else "other"
-
+# ----------------------------------------------------------------------------- words
 
 def single_token_id(text):
     return token_ids_by_bytes().get(text.encode("utf-8"))
@@ -111,37 +95,19 @@ def codec_vectors(codec):
     return vectors
 
 
-def unit_centred(x, mean):
-    return F.normalize(x.float() - mean, dim=-1)
-
-
 def centred_geometry(vectors, query_ids, pair_ids, k, device, n_vocab=GPT2_VOCAB, chunk=CHUNK):
     """Top-k cosine neighbours (self excluded) of each query over ids < n_vocab, and pair cosines,
     after subtracting the vocabulary mean; one result per tensor that `vectors(ids)` returns.
 
-    Two passes over the vocabulary in chunks (mean, then neighbours), so no (V, D) matrix is held.
+    Two passes over the vocabulary in chunks (mean, then neighbours; eval/geometry.py), so no
+    (V, D) matrix is held.
     """
     all_ids = torch.arange(n_vocab, device=device)
-    sums = None
-    for ids in all_ids.split(chunk):
-        parts = [v.sum(0, dtype=torch.float64) for v in vectors(ids)]
-        sums = parts if sums is None else [s + p for s, p in zip(sums, parts)]
-    means = [(s / n_vocab).float() for s in sums]
+    means = [s["mean"] for s in vocabulary_stats(vectors, all_ids, chunk)]
     q_ids = torch.tensor(query_ids, device=device)
-    queries = [unit_centred(v, m) for v, m in zip(vectors(q_ids), means)]
-    best = [(torch.full((len(query_ids), k), -2.0, device=device),
-             torch.zeros((len(query_ids), k), dtype=torch.long, device=device)) for _ in means]
-    for ids in all_ids.split(chunk):
-        for s, (v, m) in enumerate(zip(vectors(ids), means)):
-            sims = queries[s] @ unit_centred(v, m).T
-            sims = sims.masked_fill(q_ids[:, None] == ids[None, :], float("-inf"))
-            values = torch.cat([best[s][0], sims], dim=1)
-            candidates = torch.cat([best[s][1], ids.expand(len(query_ids), -1)], dim=1)
-            top = values.topk(k, dim=1)
-            best[s] = (top.values, candidates.gather(1, top.indices))
+    best = nearest(vectors, vectors(q_ids), all_ids, k, means=means, exclude=q_ids, chunk=chunk)
     a_ids, b_ids = (torch.tensor([p[i] for p in pair_ids], device=device) for i in (0, 1))
-    pairs = [(unit_centred(a, m) * unit_centred(b, m)).sum(-1)
-             for a, b, m in zip(vectors(a_ids), vectors(b_ids), means)]
+    pairs = [pair_cosines(a, b, m) for a, b, m in zip(vectors(a_ids), vectors(b_ids), means)]
     return [dict(neighbour_ids=i.cpu().tolist(), neighbour_cos=v.cpu().tolist(), pair_cos=p.cpu().tolist())
             for (v, i), p in zip(best, pairs)]
 

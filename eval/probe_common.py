@@ -67,9 +67,10 @@ def parse_ckpt_spec(spec):
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def load_arm(spec, device):
+def load_arm(spec, device, flag="--ckpt"):
+    """The Arm of one 'ARM=PATH' value; UserError messages name it as `flag` gives it."""
     name, path = parse_ckpt_spec(spec)
-    where = f"--ckpt {spec}"
+    where = f"{flag} {spec}"
     if not path.is_file():
         raise UserError(f"{where}: checkpoint not found; pass a ckpt_*.pt written by train.py")
     try:

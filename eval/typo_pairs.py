@@ -97,24 +97,26 @@ def to_pair(record, where):
                 flags=pair_flags(clean, typo))
 
 
-def read_text(path):
-    """The file's text; UserError for a missing, binary or non-UTF-8 file."""
+def read_text(path, what="pair file", usage=f"pass --pairs with a {FORMAT_HINT}"):
+    """The file's text; UserError for a missing, binary or non-UTF-8 file. `what` names the file
+    and `usage` the fix in those messages (another file kind: `what="probe file"`, its own usage)."""
     if not path.is_file():
-        raise UserError(f"pair file not found: {path}; pass --pairs with a {FORMAT_HINT}")
+        raise UserError(f"{what} not found: {path}; {usage}")
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise UserError(f"cannot read pair file {path}: {err.strerror}") from None
+        raise UserError(f"cannot read {what} {path}: {err.strerror}") from None
     if b"\0" in data:
-        raise UserError(f"{path} is a binary file, not text; pass --pairs with a {FORMAT_HINT}")
+        raise UserError(f"{path} is a binary file, not text; {usage}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8 and retry") from None
 
 
-def records(path, text):
-    """[(where, record)]: the items of a JSON document, else one per non-blank JSONL line."""
+def records(path, text, hint=FORMAT_HINT):
+    """[(where, record)]: the items of a JSON document, else one per non-blank JSONL line (a line
+    that is not JSON is a UserError saying the file must be `hint`)."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
@@ -133,7 +135,7 @@ def records(path, text):
         try:
             found.append((f"{path}:{n}", json.loads(line)))
         except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{n}: not valid JSON ({err.msg}); the file must be {FORMAT_HINT}") from None
+            raise UserError(f"{path}:{n}: not valid JSON ({err.msg}); the file must be {hint}") from None
     return found
 
 

@@ -51,9 +51,10 @@ if [ "$STEP" = tables ]; then
 fi
 
 # Probes. Spelling robustness on every seed's final checkpoint (an arm's values are averaged over
-# its seeds; McNemar's test pairs arms by seed); generation and neighbours on seed 1337.
+# its seeds; McNemar's test pairs arms by seed); generation, neighbours and the cross-model probe
+# (each arm's input table vs a random table vs the codec) on seed 1337.
 latest() { ls "$CKPT_DIR/$1"/ckpt_*.pt 2>/dev/null | tail -n 1; }
-every_seed=() seed_1337=()
+every_seed=() seed_1337=() models_1337=()
 for arm in $ARMS; do
   for seed in $SEEDS; do
     if [ -z "$(latest "${arm}_s$seed")" ]; then  # the committed runs keep their logs, not checkpoints
@@ -66,8 +67,10 @@ done
 for arm in $ARMS; do
   for seed in $SEEDS; do every_seed+=(--ckpt "$arm=$(latest "${arm}_s$seed")"); done
   seed_1337+=(--ckpt "$arm=$(latest "${arm}_s1337")")
+  models_1337+=("$arm=$(latest "${arm}_s1337")")
 done
 python -m eval.robustness "${every_seed[@]}" --out "$R/probes"
 python -m eval.generation "${seed_1337[@]}" --out "$R/probes"
 python -m eval.neighbors "${seed_1337[@]}" --layers 0 1 --out "$R/probes"
-echo "tables and plots in $R, probe reports in $R/probes"
+python -m eval.cross_model --models "${models_1337[@]}" --out "$R/cross_model"
+echo "tables and plots in $R, probe reports in $R/probes and $R/cross_model"
