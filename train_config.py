@@ -37,8 +37,8 @@ from typing import Optional
 
 from errors import UserError
 from devices import DTYPES
-from embeddings import KRONECKER_MODES
-from model import EMBEDDINGS, MAX_SEED, GPTConfig, config_field
+from embeddings import KRONECKER_MODES, PROJECTIONS
+from model import EMBEDDINGS, INPUT_KINDS, INPUT_KNOBS, MAX_SEED, REMOVED_FIELDS, GPTConfig, config_field
 from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
 
 
@@ -109,23 +109,30 @@ class TrainConfig(GPTConfig):
         pass  # no model checks yet: vocab_size may still be None; validate() runs them
 
 
-# The named arms and what each sets beyond TrainConfig's defaults (docs/embedding.md, "Control arms").
-# bpe_untied_scaled starts the BPE table at the Kronecker arm's input scale: e = W z with W ~ N(0, 1/D)
-# and z of D entries with unit (unbiased) variance gives each coordinate of e variance (D - 1)/D ~ 1,
-# so |e| ~ sqrt(n_embd) (27.7 at 768); a table row drawn N(0, std^2) has norm std * sqrt(n_embd), so
-# std 1.0 matches (0.02 gives 0.55). tests/test_arms.py measures both on the 124M shape.
+# The named arms and what each sets beyond TrainConfig's defaults (docs/embedding.md, "The arms").
+# bpe_untied_scaled feeds bpe_untied's N(0, 0.02^2) table into the network at the Kronecker arm's
+# input scale: e = W z with W ~ N(0, 1/D) and z of D entries with unit (unbiased) variance gives
+# each coordinate of e variance (D - 1)/D ~ 1, so |e| ~ sqrt(n_embd) (27.7 at 768); a table row has
+# norm 0.02 sqrt(n_embd), so wte_scale 1/0.02 = 50 matches at every width, while Adam moves the table
+# at its usual relative rate (lr/0.02 per step; a table drawn at N(0, 1) barely moved, issue 22).
+# tests/test_arms.py measures both norms on the 124M shape and that the scaled table learns.
 ARMS = {
     "bpe": dict(embedding="bpe"),
     "bpe_untied": dict(embedding="bpe_untied"),
+    "bpe_factorized": dict(embedding="bpe_factorized"),
+    "bpe_untied_scaled": dict(embedding="bpe_untied", wte_scale=50.0),
     "kronecker": dict(embedding="kronecker"),
+    "kronecker_tied": dict(embedding="kronecker_tied"),
     "kronecker_shuffled": dict(embedding="kronecker_shuffled"),
-    "bpe_untied_scaled": dict(embedding="bpe_untied", wte_init_std=1.0),
 }
-ARM_SETTINGS = ("embedding", "wte_init_std", "projection_weight_decay", "token_bytes")  # what an arm name stands for
+# What an arm name stands for: the input, its scale and knobs (model.INPUT_KNOBS, so a new input's
+# knob is one entry there) but the shuffle's seed (a seed, like `seed`), and the codec's bytes.
+ARM_SETTINGS = ("embedding", "wte_scale", *(k for k in INPUT_KNOBS if k != "shuffle_seed"), "token_bytes")
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CHOICES = {
     "embedding": EMBEDDINGS,
     "kronecker_mode": KRONECKER_MODES,
+    "projection": PROJECTIONS,
     "dtype": DTYPES,
     "token_bytes": TOKEN_BYTES_MODES,
     "dist_backend": ("auto", "nccl", "gloo"),
@@ -147,6 +154,8 @@ _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 
 
 def unknown_key_error(name, source):
+    if name in REMOVED_FIELDS:
+        return UserError(f"config key '{name}' ({source}) was removed: {REMOVED_FIELDS[name]}; drop it")
     close = difflib.get_close_matches(name, FIELD_TYPES, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "`python train.py --help` lists the keys"
     return UserError(f"unknown config key '{name}' ({source}); {hint}")
@@ -391,13 +400,16 @@ def check_arm(cfg):
 
 
 def check_knobs(cfg):
-    """Each arm knob acts on this embedding (UserError)."""
-    if cfg.kronecker and cfg.wte_init_std != FIELD_DEFAULTS["wte_init_std"]:
-        raise UserError(f"'wte_init_std' sets the BPE token table's init; embedding={cfg.embedding} has "
-                        "no table (its projection starts at N(0, 1/D)); drop wte_init_std")
-    if not cfg.kronecker and not cfg.projection_weight_decay:
-        raise UserError(f"'projection_weight_decay' is about the Kronecker projection; embedding="
-                        f"{cfg.embedding} has none (its table is decayed, as in build-nanogpt); drop it")
+    """Each input knob set away from its default acts on this embedding: one of its
+    INPUT_KINDS entry's knobs (UserError naming the embeddings that read it)."""
+    for knob in INPUT_KNOBS:
+        if getattr(cfg, knob) != FIELD_DEFAULTS[knob] and knob not in INPUT_KINDS[cfg.embedding].knobs:
+            readers = ", ".join(e for e, kind in INPUT_KINDS.items() if knob in kind.knobs)
+            raise UserError(f"'{knob}' acts on embedding {readers} only; embedding={cfg.embedding} does not "
+                            f"read it: drop {knob}")
+    if cfg.projection_hidden and cfg.projection != "mlp":
+        raise UserError(f"'projection_hidden' is the width of projection=mlp; projection={cfg.projection} "
+                        "has no hidden layer: drop projection_hidden or set --projection=mlp")
 
 
 def arm_settings(arm):

@@ -3,7 +3,7 @@
 A run is a folder `<runs_dir>/<run_name>/` holding config.json, log.jsonl and (once finished)
 summary.json, as written by train.py. `load_runs(dir)` reads them all into `Run` objects; arm and
 seed come from config.json, never from the folder name: the arm is its `arm` field (train_config's
-named arms, e.g. bpe_untied_scaled = bpe_untied at wte_init_std 1.0), or `embedding` for runs
+named arms, e.g. bpe_untied_scaled = bpe_untied at wte_scale 50), or `embedding` for runs
 written before arms had names; its learning rate is `max_lr` (an lr sweep has several runs of
 one arm and seed, one per lr). In log.jsonl, later lines for the same step win (a resumed run
 may repeat steps); HellaSwag lines (hellaswag_* fields) are kept too. Also here: pairing runs by

@@ -31,8 +31,10 @@ def closed_form(embedding, n_layer, n_embd, vocab_size, pos_dim=16, block_size=1
     d = n_embd
     block = (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d) + 2 * (2 * d)
     body = n_layer * block + 2 * d  # blocks + ln_f
-    input_side = 256 * pos_dim * d if embedding == "kronecker" else vocab_size * d
-    head = 0 if embedding == "bpe" else vocab_size * d
+    rank = round(256 * pos_dim * d / (vocab_size + d))  # bpe_factorized: the parameter-matched rank
+    input_side = {"kronecker": 256 * pos_dim * d, "kronecker_tied": 256 * pos_dim * d,
+                  "bpe_factorized": rank * (vocab_size + d)}.get(embedding, vocab_size * d)
+    head = 0 if embedding in ("bpe", "kronecker_tied") else vocab_size * d
     position = block_size * d
     return dict(input_trainable=input_side, output_head=head, body=body, position=position,
                 total=input_side + head + body + position)
@@ -63,10 +65,10 @@ def test_tokens_are_20_per_parameter_of_the_tied_bpe_model_for_every_arm(size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_the_three_arms_of_a_size_differ_only_in_embedding(size):
+def test_the_arms_of_a_size_differ_only_in_embedding(size):
     files = {arm: read_config_file(REPO_ROOT / "config" / f"{arm}_{size}.py") for arm in ARMS}
     assert {arm: values.pop("embedding") for arm, values in files.items()} == {a: a for a in ARMS}
-    assert files["bpe"] == files["bpe_untied"] == files["kronecker"]
+    assert all(values == files["bpe"] for values in files.values())
 
 
 def test_frontier_config_is_the_papers_4_5_mb_setting():
@@ -79,13 +81,22 @@ def test_frontier_config_is_the_papers_4_5_mb_setting():
 
 def test_committed_ladder_table_has_the_closed_form_counts_of_every_config():
     rows = json.loads((REPO_ROOT / "results" / "ladder.json").read_text())["rows"]
-    assert len(rows) == 3 * (len(SIZES) + 2)  # 124M, the ladder, the frontier
+    assert len(rows) == len(ARMS) * (len(SIZES) + 2)  # 124M, the ladder, the frontier
     for r in rows:
         want = closed_form(r["embedding"], r["n_layer"], r["n_embd"], r["vocab_size"],
                            pos_dim=32 if "frontier" in r["label"] else 16)
         assert (r["input_side"], r["head"], r["body"], r["position"], r["total"]) == \
             (want["input_trainable"], want["output_head"], want["body"], want["position"], want["total"])
         assert r["fits"]
+
+
+def test_the_factorised_arm_has_kroneckers_parameter_count_within_1_percent_at_every_size():
+    rows = {r["label"]: r for r in json.loads((REPO_ROOT / "results" / "ladder.json").read_text())["rows"]}
+    factorised = [label for label in rows if label.endswith(" bpe_factorized")]
+    assert len(factorised) == len(SIZES) + 2
+    for label in factorised:
+        kronecker = rows[label.removesuffix("bpe_factorized") + "kronecker"]
+        assert abs(rows[label]["total"] / kronecker["total"] - 1) < 0.01, label
 
 
 @pytest.mark.parametrize("size, arm", [("350m", a) for a in ARMS] + [("1558m", "bpe_untied")])

@@ -237,9 +237,9 @@ def test_ladder_sizes_of_one_run_name_are_different_runs(tmp_path):
 def test_every_excluded_key_is_a_config_key_and_records_older_than_a_key_take_its_default():
     assert set(NOT_RUN_DEFINING) | set(RESUMABLE_CHANGES) <= set(FIELD_DEFAULTS)
     cfg = load_config(["--vocab_size=256"])
-    old = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("arm", "wte_init_std")}
+    old = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("arm", "wte_scale")}
     assert run_differences(old, cfg) == []
-    assert run_differences(old, dataclasses.replace(cfg, wte_init_std=1.0)) == ["wte_init_std 0.02 != 1.0"]
+    assert run_differences(old, dataclasses.replace(cfg, wte_scale=50.0)) == ["wte_scale 1.0 != 50.0"]
     assert run_differences(dict(old, save_steps=[3]), dataclasses.replace(cfg, save_steps=(3,))) == []
 
 

@@ -64,7 +64,7 @@ def test_file_then_command_line_with_types_coerced(tmp_path):
     (["--max_steps=1.5"], "bad value '1.5' for 'max_steps' (from --max_steps=1.5): expected int"),
     (["--bias=maybe"], "bad value 'maybe' for 'bias'"),
     (["--max_lr=fast"], "bad value 'fast' for 'max_lr'"),
-    (["--embedding=kron"], "choose one of bpe, bpe_untied, kronecker"),
+    (["--embedding=kron"], "choose one of bpe, bpe_untied, bpe_factorized, kronecker, kronecker_tied"),
     (["--max_steps"], "must look like --key=value"),
     (["--total_batch_tokens=1000"], "must be a multiple of block_size"),
     (["--min_lr=1", "--max_lr=0.1"], "min_lr (1.0) must not exceed max_lr"),
@@ -154,7 +154,8 @@ def test_help_lists_every_key_with_its_default_type_and_meaning():
         assert line.startswith(f"  --{f.name}={default_text(f.default)} ")
         assert type_name(FIELD_TYPES[f.name]) in line and f.metadata["help"].split()[0] in line
     assert "  --vocab_size=None" in help_text() and "  --max_lr=0.0006" in help_text()
-    assert "[bpe | bpe_untied | kronecker | kronecker_shuffled]" in help_text()
+    assert "[bpe | bpe_untied | bpe_factorized | kronecker | kronecker_tied | kronecker_shuffled]" in \
+        " ".join(help_text().split())  # the choices, wrapped over lines
 
 
 def test_help_and_h_print_the_help_and_return_before_reading_anything(capsys):
@@ -198,7 +199,7 @@ def test_a_model_field_is_declared_once_in_gptconfig():
     (dict(n_head=0), "'n_head' must be positive, got 0"),
     (dict(pos_dim=0), "'pos_dim' must be positive, got 0"),
     (dict(block_size=-1), "'block_size' must be positive, got -1"),
-    (dict(wte_init_std=0.0), "'wte_init_std' must be positive, got 0.0"),
+    (dict(wte_scale=0.0), "'wte_scale' must be positive, got 0.0"),
     (dict(dropout=1.0), "'dropout' must be in [0, 1), got 1.0"),
     (dict(shuffle_seed=-1), "'shuffle_seed' must be in [0, 2**32 - 1], got -1"),
     (dict(pos_dim=300), "'pos_dim' (300) is above 256"),
