@@ -113,6 +113,38 @@ def test_kronecker_model_compiles_without_graph_breaks_or_recompiles(tokens_file
 
 def test_the_benches_take_their_modes_from_model_py():
     assert bench_embedding.MODES == ("nn.Embedding", *KRONECKER_MODES)
-    assert bench_train.get_args(["--device=cpu", "--kronecker-mode=cached"]).kronecker_mode == "cached"
+    assert bench_train.get_args(["--device=cpu", "--kronecker-mode=cached"]).kronecker_modes == ["cached"]
+    assert bench_train.get_args(["--device=cpu", "--kronecker-modes=all"]).kronecker_modes == list(KRONECKER_MODES)
     with pytest.raises(SystemExit):  # argparse's choices: exactly model.KRONECKER_MODES
         bench_train.get_args(["--device=cpu", "--kronecker-mode=fast"])
+
+
+@pytest.mark.slow
+def test_bench_train_runs_every_mode_at_every_batch_size_and_profiles_the_first(tmp_path):
+    """gpu_check's ratio, micro-batch and paper-shape phases, at toy size: one arm per Kronecker
+    mode, arms built afresh per batch size, a profile per arm naming the input side's ops."""
+    tokens_file = tmp_path / "ids.npy"  # ids of a 1,024-token vocabulary: a small cached table
+    np.save(tokens_file, np.random.default_rng(0).integers(0, 1024, size=2_000, dtype=np.uint16))
+    rows = bench_train.main(["--device", "cpu", "--preset", "tiny", "--vocab-size", "1024", "--pos-dim", "4",
+                             "--arms", "bpe", "kronecker",
+                             "--kronecker-modes", "all", "--batch-sizes", "1", "2", "--steps", "1", "--warmup", "0",
+                             "--profile", "1", "--profile-dir", str(tmp_path), "--tokens-file", str(tokens_file)])
+    labels = ["bpe", *(f"kronecker[{m}]" for m in KRONECKER_MODES)]
+    assert [(r["label"], r["batch_size"]) for r in rows] == [(l, b) for b in (1, 2) for l in labels]
+    first = rows[:len(labels)]
+    assert all(0 <= r["profile"]["input_side_share"] <= 1 and r["profile"]["top"] for r in first)
+    assert "profile" not in rows[-1] and len(list(tmp_path.glob("profile_*_b1.txt"))) == len(labels)
+    sparse = next(r for r in first if r["label"] == "kronecker[sparse]")
+    assert any("sparse_embed" in k["name"] for k in sparse["profile"]["input_side"])
+    assert first[0]["input_side_bytes"]["weights"] == 1024 * 32 * 4  # the table (also the tied head)
+    assert sparse["input_side_bytes"]["weights"] == 256 * 4 * 32 * 4  # W: D x d float32
+    assert sparse["input_side_bytes"]["training"] == 4 * sparse["input_side_bytes"]["weights"] \
+        + sparse["input_side_bytes"]["buffers"]
+    assert all(r["max_memory_allocated_gib"] is None for r in rows)  # measured on CUDA only
+
+
+def test_bench_train_changes_the_preset_to_the_frontier_shape():
+    args = bench_train.get_args(["--device=cpu", "--preset=124m", "--n-layer=2", "--vocab-size=131072",
+                                 "--pos-dim=32"])
+    assert bench_train.model_config(args) == dict(n_layer=2, n_head=12, n_embd=768, block_size=1024,
+                                                  vocab_size=131072, pos_dim=32)
