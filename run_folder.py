@@ -55,7 +55,7 @@ from train_config import FIELD_DEFAULTS, MAX_LR, load_config
 RECORDS = ("log.jsonl", "summary.json", "config.json")
 # TrainConfig keys that do not define a run, so records that differ only in them are the same
 # run: where its files are (out_dir, log_dir, run_name, hellaswag_dir), how it starts (resume),
-# where and how fast it executes the same mathematics (device, compile, dist_backend,
+# where and how fast it executes the same mathematics (device, compile, dist_backend, dist_timeout,
 # kronecker_mode: one function three ways; micro_batch_size: the same total batch in other
 # micro-steps; activation_checkpointing: recomputation), what is printed or kept on disk
 # (log_interval: log.jsonl has every step either way; ckpt_interval, keep_checkpoints,
@@ -64,7 +64,7 @@ RECORDS = ("log.jsonl", "summary.json", "config.json")
 # cosine ends there), dtype, and what the recorded curve holds (eval_interval, val_tokens,
 # hellaswag_interval). A key added to TrainConfig counts unless it is listed here.
 NOT_RUN_DEFINING = ("out_dir", "log_dir", "run_name", "hellaswag_dir", "resume", "device", "compile",
-                    "dist_backend", "kronecker_mode", "micro_batch_size", "activation_checkpointing",
+                    "dist_backend", "dist_timeout", "kronecker_mode", "micro_batch_size", "activation_checkpointing",
                     "log_interval", "ckpt_interval", "keep_checkpoints", "save_steps", "peak_flops",
                     "wandb_log", "wandb_project")
 # what train.py may change when it resumes a run: a larger max_steps extends a finished run

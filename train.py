@@ -11,6 +11,7 @@ SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exit
 (errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
 """
 import dataclasses
+import datetime
 import gc
 import inspect
 import math
@@ -70,9 +71,13 @@ class DistContext:
 def setup_distributed(cfg):
     """Rank, world size and device from torchrun's environment, and the process group of
     cfg.dist_backend (auto: nccl on CUDA, gloo on CPU). Rank r of a node takes cuda:LOCAL_RANK;
-    under gloo, ranks beyond the GPU count share GPUs (gpu_check runs 2 ranks on one GPU so).
+    under gloo, ranks beyond the GPU count share GPUs (gpu_check's 2-process phase where NCCL
+    refuses 2 ranks on one GPU).
     Under torchrun (WORLD_SIZE set) the process group and DDP are used even for one process, so
-    a one-GPU run goes the multi-GPU path (gpu_check's nccl phase).
+    a one-GPU run goes the multi-GPU path.
+
+    A collective that waits longer than cfg.dist_timeout seconds (a rank that died or hangs)
+    stops the run with an error (torch's own default: 10 minutes under NCCL).
 
     Raises UserError for an explicit cuda:N with several processes, a device devices.resolve_device
     refuses (not cpu or cuda, or CUDA absent), nccl without CUDA, and more ranks per node than GPUs
@@ -101,7 +106,7 @@ def setup_distributed(cfg):
         torch.set_float32_matmul_precision("high")
     distributed = "WORLD_SIZE" in os.environ
     if distributed:  # device_id binds NCCL's communicator to our GPU at once (gloo has no use for it)
-        dist.init_process_group(backend=backend,
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=cfg.dist_timeout),
                                 device_id=torch.device(device) if backend == "nccl" else None)
     return DistContext(rank, local, world, device, distributed)
 
@@ -219,11 +224,56 @@ def compiled_graphs():
     return counters["stats"]["unique_graphs"]
 
 
-def device_batch(batches, step, micro, cfg, dist_ctx):
-    """Micro-batch (x, y) of `step` on the device, int64 (micro_batch_size, block_size); on CUDA
-    copied from pinned memory without blocking (devices.host_to_device)."""
-    x, y = batches.micro_batch(step, micro, dist_ctx.rank, dist_ctx.world_size, cfg.micro_batch_size)
-    return host_to_device(x, dist_ctx.device), host_to_device(y, dist_ctx.device)
+class DeviceBatches:
+    """This rank's training micro-batches on the device, each read one micro-step ahead.
+
+    take(step, micro) is micro-step `micro` of optimiser step `step` as (x, y), int64
+    (micro_batch_size, block_size), on CUDA copied from pinned memory without blocking
+    (devices.host_to_device). read_ahead(step, micro), called once that micro-step's forward is
+    queued, reads the micro-batch after it (the step's next, or the next step's first) while the
+    device computes: with one micro-step per step (124M on 8 GPUs) the next step's batch is read
+    during this step instead of after its host sync. A batch depends only on (step, micro)
+    (data/sampler.py), so one read ahead and never taken (a stop signal) changes nothing.
+    """
+
+    def __init__(self, batches, cfg, dist_ctx, grad_accum):
+        self.batches, self.cfg, self.dist_ctx, self.grad_accum = batches, cfg, dist_ctx, grad_accum
+        self.ahead = None  # ((step, micro), (x, y)) of the micro-batch read ahead
+
+    def _read(self, step, micro):
+        x, y = self.batches.micro_batch(step, micro, self.dist_ctx.rank, self.dist_ctx.world_size,
+                                        self.cfg.micro_batch_size)
+        return host_to_device(x, self.dist_ctx.device), host_to_device(y, self.dist_ctx.device)
+
+    def take(self, step, micro):
+        """(x, y) of micro-step `micro` of step `step`: the one read ahead, else read now."""
+        ahead, self.ahead = self.ahead, None
+        return ahead[1] if ahead is not None and ahead[0] == (step, micro) else self._read(step, micro)
+
+    def read_ahead(self, step, micro):
+        """Read the micro-batch after (step, micro), unless that is past max_steps."""
+        following = (step, micro + 1) if micro + 1 < self.grad_accum else (step + 1, 0)
+        if following[0] < self.cfg.max_steps:
+            self.ahead = (following, self._read(*following))
+
+
+def gradient_groups(raw_model):
+    """The trainable parameters by part, for the per-group gradient norms: {"input": the token
+    embedding's (the BPE table, or the Kronecker projection W), "head": the output head's own,
+    "body": all others (blocks, ln_f, the position table wpe)}, empty parts left out.
+
+    Each tensor is in one group, the first that holds it: a head tied to the input table (bpe)
+    counts as "input" (as in GPT.param_counts), and the gradient of that one tensor, input and
+    output roles together, is in grad_norm_input; such a model has no "head" group.
+    """
+    seen, groups = set(), {}
+    for name, params in (("input", raw_model.transformer.wte.parameters()),
+                         ("head", raw_model.lm_head.parameters()), ("body", raw_model.parameters())):
+        own = [p for p in params if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if own:
+            groups[name] = own
+    return groups
 
 
 def build_model(cfg, ckpt, ckpt_path):
@@ -290,28 +340,30 @@ def combine_hellaswag(parts):
     return fields
 
 
-def train_step(step, model, raw_model, optimizer, batches, cfg, dist_ctx, grad_accum, autocast_ctx, stop):
+def train_step(step, model, raw_model, optimizer, feed, cfg, dist_ctx, grad_accum, autocast_ctx, stop):
     """One optimiser step; returns (mean train loss over the whole step in nats per token, the
-    gradient norm before clipping, lr, the stop signal any rank has received by now or None).
+    gradient norms before clipping {"grad_norm": all parameters, "grad_norm_<group>": each of
+    gradient_groups}, lr, the stop signal any rank has received by now or None).
 
-    The host waits for the device once per step: loss, grad norm and the ranks' agreed stop
+    The host waits for the device once per step: loss, gradient norms and the ranks' agreed stop
     signal come back in one .tolist() (the all-reduces before it do not block the host). The
-    next micro-batch is read while the current one computes. The update is skipped when the loss
-    or the gradient norm is not finite.
+    next micro-batch, of this step or the next, is read while the current one computes (feed: a
+    DeviceBatches). Under DDP the gradients are all-reduced before the norms, so every rank
+    computes the global norms. The update is skipped when the loss or the gradient norm is not
+    finite.
     """
     lr = get_lr(step, cfg)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     loss_sum = torch.zeros((), device=dist_ctx.device)
-    x, y = device_batch(batches, step, 0, cfg, dist_ctx)
     for micro in range(grad_accum):
+        x, y = feed.take(step, micro)
         if dist_ctx.distributed:  # all-reduce the gradients only on the last micro-step
             model.require_backward_grad_sync = micro == grad_accum - 1
         with autocast_ctx:
             _, loss = model(x, y)
-        if micro + 1 < grad_accum:  # the forward is queued: read and copy the next batch meanwhile
-            x, y = device_batch(batches, step, micro + 1, cfg, dist_ctx)
+        feed.read_ahead(step, micro)  # the forward is queued: read and copy the next batch meanwhile
         loss = loss / grad_accum
         loss_sum += loss.detach()
         loss.backward()
@@ -320,11 +372,18 @@ def train_step(step, model, raw_model, optimizer, batches, cfg, dist_ctx, grad_a
         dist.all_reduce(loss_sum)
         loss_sum /= dist_ctx.world_size
         dist.all_reduce(stop_flag, op=dist.ReduceOp.MAX)
-    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)
-    train_loss, grad_norm, stop_number = torch.stack([loss_sum, grad_norm.float(), stop_flag]).tolist()
+    groups = gradient_groups(raw_model)
+    # clip_grad_norm_ split in two: the total norm from the groups' norms, so each group's is kept
+    group_norms = torch.stack([torch.nn.utils.get_total_norm([p.grad for p in params])
+                               for params in groups.values()])
+    grad_norm = torch.linalg.vector_norm(group_norms)
+    torch.nn.utils.clip_grads_with_norm_(raw_model.parameters(), cfg.grad_clip or math.inf, grad_norm)
+    train_loss, grad_norm, stop_number, *per_group = \
+        torch.cat([torch.stack([loss_sum, grad_norm, stop_flag]), group_norms]).tolist()
     if math.isfinite(train_loss) and math.isfinite(grad_norm):
         optimizer.step()
-    return train_loss, grad_norm, lr, signal_name(stop_number)
+    norms = dict(grad_norm=grad_norm, **{f"grad_norm_{name}": v for name, v in zip(groups, per_group)})
+    return train_loss, norms, lr, signal_name(stop_number)
 
 
 def speed_figures(steady_dts, raw_model, cfg, grad_accum):
@@ -363,6 +422,10 @@ class TrainingRun:
     val_loss: Optional[float] = None    # the last eval's, nats per token
     ckpt_path: Optional[Path] = None    # the last good checkpoint
     steady_dts: list = dataclasses.field(default_factory=list)  # seconds of steps that compiled nothing
+    feed: DeviceBatches = dataclasses.field(init=False)  # batches on the device, read ahead
+
+    def __post_init__(self):
+        self.feed = DeviceBatches(self.batches, self.cfg, self.dist_ctx, self.grad_accum)
 
     def wall_time_s(self):
         """Seconds this run has trained, over all its launches."""
@@ -592,9 +655,10 @@ def train_and_log(run, stop):
     gradient norm is not finite, naming the last good checkpoint."""
     cfg, step = run.cfg, run.step
     t0, graphs_before = time.time(), compiled_graphs()
-    train_loss, grad_norm, lr, stop_signal = train_step(step, run.model, run.raw_model, run.optimizer,
-                                                        run.batches, cfg, run.dist_ctx, run.grad_accum,
-                                                        run.autocast_ctx, stop)
+    train_loss, grad_norms, lr, stop_signal = train_step(step, run.model, run.raw_model, run.optimizer,
+                                                         run.feed, cfg, run.dist_ctx, run.grad_accum,
+                                                         run.autocast_ctx, stop)
+    grad_norm = grad_norms["grad_norm"]
     if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
         raise UserError(f"non-finite training loss {train_loss} (grad norm {grad_norm}) at step "
                         f"{step + 1}; stopped without updating; the last good checkpoint is "
@@ -603,7 +667,7 @@ def train_and_log(run, stop):
     step = run.step = step + 1
     mfu = run.raw_model.estimate_mfu(cfg.micro_batch_size * run.grad_accum, dt, cfg.peak_flops)
     record = dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
-                  grad_norm=grad_norm, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
+                  **grad_norms, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
     if compiled_graphs() > graphs_before:  # compilation inside the step: not a speed figure
         record["compile_step"] = True
     else:

@@ -101,6 +101,9 @@ class TrainConfig(GPTConfig):
     compile: Optional[bool] = config_field(None, "torch.compile the model; None -> on CUDA only")
     dist_backend: str = config_field("auto", "auto: nccl on CUDA, gloo on CPU (gloo lets ranks share "
                                              "a GPU)")
+    dist_timeout: int = config_field(1800, "seconds a rank waits in a collective (e.g. while rank 0 "
+                                           "writes a checkpoint) before the run stops with an error "
+                                           "(docs/training.md, The GPU path)")
     peak_flops: float = config_field(989e12, "per-device peak FLOP/s for MFU (H100/H200 dense bf16)")
     wandb_log: bool = config_field(False, "also log to Weights & Biases (pip install -r requirements-wandb.txt)")
     wandb_project: str = config_field("kronecker-nanogpt", "the W&B project")
@@ -132,7 +135,7 @@ CHOICES = {
 }
 # The run's own ranges; the model's fields are checked by GPTConfig.check
 POSITIVE = ("total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
-            "log_interval", "keep_checkpoints")
+            "log_interval", "keep_checkpoints", "dist_timeout")
 NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval",
                 "hellaswag_interval")
 UNIT_INTERVAL = ("beta1", "beta2")  # each in [0, 1)

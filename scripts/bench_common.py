@@ -47,6 +47,18 @@ def token_ids(n, tokens_file=None, minimum=None):
     return torch.from_numpy(np.asarray(ids[:n], dtype=np.int64))
 
 
+def token_bytes(vocab, seed=0):
+    """A Kronecker byte table of `vocab` entries: GPT-2's byte strings, then (past GPT-2's 50,304
+    ids, e.g. at the frontier shape V 131,072) random ones of GPT-2-like lengths, seeded."""
+    from tokenizer import GPT2_VOCAB, gpt2_token_bytes
+    table = gpt2_token_bytes(min(vocab, 50304))
+    real = [b for b in table[:GPT2_VOCAB] if b]
+    rng = random.Random(seed)
+    while len(table) < vocab:
+        table.append(bytes(rng.randrange(256) for _ in range(len(rng.choice(real)))))
+    return table
+
+
 def _read_tokens_file(path):
     if not path.is_file():
         raise UserError(f"--tokens-file {path} not found; prepare one with "

@@ -1,4 +1,5 @@
 """train.py end to end on CPU with tiny models: learning, exact resume, DDP equivalence, errors."""
+import datetime
 import json
 import math
 import os
@@ -7,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import train
 from conftest import FINEWEB_EDU_SAMPLE, REPO_ROOT
@@ -74,8 +76,8 @@ def test_a_run_writes_config_log_summary_and_checkpoints(tmp_path, random_data):
     log = read_log(tmp_path)
     assert sorted(s for s, kind in log if kind == "eval") == [0, 3, 6]
     assert sorted(s for s, kind in log if kind == "train") == [1, 2, 3, 4, 5, 6]
-    assert set(log[(6, "train")]) == {"step", "tokens", "train_loss", "lr", "grad_norm", "step_ms",
-                                      "tok_per_s", "mfu"}
+    assert set(log[(6, "train")]) == {"step", "tokens", "train_loss", "lr", "grad_norm", "grad_norm_input",
+                                      "grad_norm_body", "step_ms", "tok_per_s", "mfu"}  # tied: no head
     assert set(log[(3, "eval")]) == {"step", "tokens", "val_loss", "emb_row_norm", "emb_token_norm",
                                      "emb_fro_norm"}
     assert log[(6, "train")]["tokens"] == 6 * 128
@@ -116,9 +118,9 @@ def test_two_gloo_processes_equal_one_with_twice_the_accumulation(tmp_path, rand
     one, two = read_log(tmp_path, "one"), read_log(tmp_path, "two")
     assert one.keys() == two.keys()
     for key, rec in one.items():
-        for field in ("train_loss", "val_loss"):
-            if field in rec:
-                assert two[key][field] == pytest.approx(rec[field], abs=1e-5), (key, field)
+        for field in ("train_loss", "val_loss", "grad_norm", "grad_norm_input", "grad_norm_body"):
+            if field in rec:  # the gradient norms: of the all-reduced gradient, on every rank
+                assert two[key][field] == pytest.approx(rec[field], rel=1e-5, abs=1e-5), (key, field)
 
 
 @pytest.mark.slow
@@ -231,3 +233,76 @@ def test_buffered_log_records_survive_a_crash_between_flushes(tmp_path, random_d
     with pytest.raises(KeyboardInterrupt):  # log_interval 100: no periodic flush would come
         train.main(tiny_args(tmp_path, random_data, max_steps=8, eval_interval=8, log_interval=100))
     assert sorted(read_log(tmp_path)) == [(0, "eval")] + [(s, "train") for s in range(1, 6)]
+
+
+@pytest.mark.parametrize("embedding, groups", [("bpe", ["input", "body"]),
+                                               ("bpe_untied", ["input", "head", "body"])])
+def test_gradient_norms_per_group_are_logged_every_step_and_make_up_the_total(tmp_path, random_data, embedding,
+                                                                              groups):
+    """Issue 22: whether clipping acts on one part more than another. The tied table (input and head
+    at once) is counted once, under input; the groups' norms add up (in squares) to grad_norm."""
+    train.main(tiny_args(tmp_path, random_data, embedding=embedding, max_steps=3))
+    for step in (1, 2, 3):
+        rec = read_log(tmp_path)[(step, "train")]
+        norms = [rec[f"grad_norm_{g}"] for g in groups]
+        assert "grad_norm_head" in rec if "head" in groups else "grad_norm_head" not in rec
+        assert math.sqrt(sum(n * n for n in norms)) == pytest.approx(rec["grad_norm"], rel=1e-5)
+        assert all(n > 0 for n in norms)
+
+
+def test_gradient_groups_hold_every_trainable_tensor_once():
+    for embedding in ("bpe", "bpe_untied", "kronecker"):
+        vocab = [] if embedding == "kronecker" else ["--vocab_size=256"]  # kronecker: GPT-2's bytes
+        cfg = train.load_config(["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16",
+                                 f"--embedding={embedding}", *vocab])
+        model, _ = train.build_model(cfg, None, None)
+        groups = train.gradient_groups(model)
+        ids = [id(p) for params in groups.values() for p in params]
+        assert sorted(ids) == sorted(id(p) for p in model.parameters()) and len(set(ids)) == len(ids)
+        assert groups["input"] == list(model.transformer.wte.parameters())
+        assert model.transformer.wpe.weight in groups["body"]
+        assert ("head" in groups) == (embedding != "bpe")
+
+
+def test_the_next_steps_batch_is_read_ahead_and_taken_without_a_second_read(random_data):
+    """One micro-step per step (the 8-GPU case): while step s computes, step s + 1's batch is read."""
+    cfg = train.load_config([f"--data_dir={random_data}", "--vocab_size=256", "--block_size=16",
+                             "--micro_batch_size=2", "--total_batch_tokens=32", "--max_steps=3", "--warmup_steps=1"])
+    batches = train.TrainBatches(cfg.data_dir, cfg.block_size, cfg.total_batch_tokens, cfg.data_seed)
+    reads = []
+    read = batches.micro_batch
+    batches.micro_batch = lambda step, micro, *rest: reads.append((step, micro)) or read(step, micro, *rest)
+    feed = train.DeviceBatches(batches, cfg, train.DistContext(0, 0, 1, "cpu", False), grad_accum=1)
+    feed.take(0, 0)
+    feed.read_ahead(0, 0)
+    assert reads == [(0, 0), (1, 0)]
+    x, y = feed.take(1, 0)
+    assert reads == [(0, 0), (1, 0)]  # the batch read ahead, not read again
+    assert torch.equal(x, read(1, 0, 0, 1, 2)[0]) and torch.equal(y, read(1, 0, 0, 1, 2)[1])
+    feed.read_ahead(1, 0)
+    feed.read_ahead(2, 0)  # step 3 would be past max_steps: nothing read
+    assert reads == [(0, 0), (1, 0), (2, 0)]
+    feed.take(0, 0)  # not the one read ahead: read now
+    assert reads[-1] == (0, 0)
+
+
+def test_reading_ahead_changes_no_loss(tmp_path, random_data, monkeypatch):
+    train.main(tiny_args(tmp_path, random_data, run_name="ahead", total_batch_tokens=32, max_steps=3))
+    monkeypatch.setattr(train.DeviceBatches, "read_ahead", lambda self, step, micro: None)
+    train.main(tiny_args(tmp_path, random_data, run_name="plain", total_batch_tokens=32, max_steps=3))
+    ahead, plain = read_log(tmp_path, "ahead"), read_log(tmp_path, "plain")
+    assert ahead.keys() == plain.keys()
+    for key, rec in ahead.items():
+        assert rec.get("train_loss") == plain[key].get("train_loss") and rec.get("val_loss") == plain[key].get("val_loss")
+
+
+def test_dist_timeout_reaches_the_process_group(monkeypatch):
+    for key, value in dict(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0").items():
+        monkeypatch.setenv(key, value)
+    started = {}
+    monkeypatch.setattr(train.dist, "init_process_group", lambda **kwargs: started.update(kwargs))
+    train.setup_distributed(train.load_config(["--device=cpu", "--dist_timeout=42"]))
+    assert started["timeout"] == datetime.timedelta(seconds=42) and started["backend"] == "gloo"
+    assert train.load_config(["--device=cpu"]).dist_timeout == 1800
+    with pytest.raises(UserError, match="'dist_timeout' must be positive, got 0"):
+        train.load_config(["--dist_timeout=0"])
