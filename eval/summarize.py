@@ -9,7 +9,9 @@ input-embedding row norm. Per arm against each baseline (bpe, and bpe_untied whe
 interval when n >= 5 seeds, the paired t-test p-value and what n allows one to conclude (see
 eval/stats.py), and steps-to-target (see eval/steps_to_target.py). Next to each, the paper's value from results/paper_reference.json; rows
 whose runs differ from the paper's setting (fewer seeds, fewer tokens, smaller model) are marked.
-Partial results are fine: what is missing is listed at the end.
+Partial results are fine: what is missing is listed at the end. When lm-evaluation-harness
+results exist (--lm-eval, default <out>/lm_eval, written by scripts/lm_eval.sh), summary.md also
+gets the downstream table of eval/downstream.py.
 
     python -m eval.summarize                            # results/runs -> results/summary.{md,csv}
     python -m eval.summarize --runs DIR --out DIR --baseline bpe --baseline bpe_untied
@@ -20,7 +22,8 @@ import io
 import math
 from pathlib import Path
 
-from errors import run_main
+from errors import UserError, run_main
+from eval.downstream import downstream_section
 from eval.log_values import load_numeric_runs
 from eval.norm_drift import arm_drifts
 from eval.outputs import write_text
@@ -180,6 +183,7 @@ def parse_args(argv):
     p.add_argument("--out", help="folder for summary.md and summary.csv (default: the --runs folder's parent)")
     p.add_argument("--baseline", action="append",
                    help="baseline arm for the gaps; repeat for several (default: bpe, and bpe_untied when present)")
+    p.add_argument("--lm-eval", help="folder of lm-eval results for the downstream table (default: <out>/lm_eval)")
     return p.parse_args(argv)
 
 
@@ -191,6 +195,11 @@ def main(argv=None):
     rows = summary_rows(runs, baselines, ref)
     out = Path(args.out) if args.out else default_out_dir(args.runs)
     markdown = to_markdown(rows, runs, args.runs, baselines, ref)
+    if args.lm_eval and not Path(args.lm_eval).is_dir():
+        raise UserError(f"--lm-eval {args.lm_eval} is not a folder; give the OUT of scripts/lm_eval.sh "
+                        f"(default results/lm_eval)")
+    downstream = downstream_section(args.lm_eval or out / "lm_eval")
+    markdown += "\n" + downstream if downstream else ""
     write_text(out / "summary.md", markdown)
     write_text(out / "summary.csv", to_csv(rows))
     print(markdown)
