@@ -91,7 +91,10 @@ def input_and_head(model):
     """(table, head, tied): the effective input table GPT.input_table() and lm_head's weight, both
     (V, d) float32; tied when they are equal (a shared tensor, or a head computed from the table)."""
     table = model.input_table().detach().float().contiguous()
-    head = model.lm_head.weight.detach().float().contiguous()
+    head = getattr(getattr(model, "lm_head", None), "weight", None)
+    if not isinstance(head, torch.Tensor):
+        raise UserError("this model's output head has no lm_head.weight; its arm needs its own export (docs/export.md)")
+    head = head.detach().float().contiguous()
     return table, head, head.shape == table.shape and torch.equal(head, table)
 
 
