@@ -1,5 +1,7 @@
 """User-facing errors and exit codes: one exception type whose message is printed alone (exit
-code 2), and the stop-signal exit (75) that means "checkpointed, rerun the same command"."""
+code 2), the stop-signal exit (75) that means "checkpointed, rerun the same command", and the
+one-line error for a missing optional package (`require`)."""
+import importlib
 import os
 import sys
 import time
@@ -30,6 +32,17 @@ def one_line(err, limit=200):
     UserError quotes a library's exception (a network error, an unreadable file)."""
     first = (str(err).strip().splitlines() or [""])[0][:limit]
     return f"{type(err).__name__}: {first}"
+
+
+def require(module, requirements, who):
+    """Import an optional package (e.g. "transformers") for script `who`, or raise UserError
+    naming the requirements file that installs it: optional packages are imported only by the
+    scripts that need them, never by training."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise UserError(f"{who} needs the {module} package ({one_line(err)}); "
+                        f"pip install -r {requirements}") from None
 
 
 def launcher_rank():

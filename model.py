@@ -358,8 +358,9 @@ class GPT(nn.Module):
             raise UserError("not a train.py checkpoint: it lacks 'model_config' and 'model'")
         try:
             config = GPTConfig(**checkpoint["model_config"])
-        except TypeError as err:
-            raise UserError(f"checkpoint model_config does not fit this model.py: {err}")
+        except (TypeError, UserError) as err:  # a field or an arm (embedding) of another version
+            raise UserError(f"checkpoint model_config does not fit this model.py ({err}); "
+                            f"load it with the code (branch or commit) that trained it")
         placeholder_bytes = [b""] * config.vocab_size  # the real byte table comes from the state dict
         model = cls(config, token_bytes=placeholder_bytes if config.kronecker else None)
         try:

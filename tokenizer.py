@@ -83,11 +83,13 @@ class Tokenizer:
     decode_single_token_bytes, n_vocab, eot_token), whatever library reads it.
 
     name: the spec it was loaded from; n_vocab: ids 0..n_vocab-1 (gaps included);
-    eot_id: the end-of-text/BOS id the preparer puts before every document; eot_text: its text.
+    eot_id: the end-of-text/BOS id the preparer puts before every document; eot_text: its text;
+    backend: the library object behind it (a tiktoken.Encoding for kind "tiktoken", else a
+    tokenizers.Tokenizer), which export_hf.py turns into Hugging Face tokenizer files.
     """
 
-    def __init__(self, name, kind, n_vocab, special, exact, encode, decode, literal_ids=()):
-        self.name, self.kind, self.n_vocab = name, kind, n_vocab
+    def __init__(self, name, kind, n_vocab, special, exact, encode, decode, literal_ids=(), backend=None):
+        self.name, self.kind, self.n_vocab, self.backend = name, kind, n_vocab, backend
         self.special = special  # {text: id}
         self._exact = exact  # exact bytes by id (list, b"" where the tokenizer has no id)
         # ids whose bytes the reference package also takes as they are: specials, <0xNN>
@@ -167,7 +169,8 @@ def from_tiktoken(name, enc):
             exact.append(enc.decode_single_token_bytes(i))
         except KeyError:  # a gap in the ids (cl100k_base has some before its specials)
             exact.append(b"")
-    return Tokenizer(name, "tiktoken", enc.n_vocab, special, exact, enc.encode_ordinary, enc.decode)
+    return Tokenizer(name, "tiktoken", enc.n_vocab, special, exact, enc.encode_ordinary, enc.decode,
+                     backend=enc)
 
 
 def load_ranks_file(path):
@@ -227,7 +230,7 @@ def from_hf(name, tok):
     special = {t["content"]: t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
     return Tokenizer(name, "hf-byte-level" if byte_level else "hf-spm", n_vocab, special, exact,
                      lambda text: tok.encode(text, add_special_tokens=False).ids,
-                     lambda ids: tok.decode(ids, skip_special_tokens=False), fallback_ids)
+                     lambda ids: tok.decode(ids, skip_special_tokens=False), fallback_ids, backend=tok)
 
 
 @functools.lru_cache(maxsize=8)
