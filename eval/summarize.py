@@ -24,8 +24,8 @@ from errors import run_main
 from eval.log_values import load_numeric_runs
 from eval.norm_drift import arm_drifts
 from eval.outputs import write_text
-from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, fmt_mean_std, fmt_tokens,
-                       markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
+from eval.runs import (DEFAULT_RUNS_DIR, by_arm, change_notes, compared_arms, default_out_dir, fmt_mean_std,
+                       fmt_tokens, markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
                        setting_differences, setting_label)
 from eval.stats import fmt_interval, fmt_p, paired_gap
 from eval.steps_to_target import compare, ratio_text
@@ -145,7 +145,8 @@ def to_markdown(rows, runs, runs_dir, baselines, ref):
     table = markdown_table(["arm", "metric", "seeds", "ours (mean ± std)", "paper", "setting"],
                            [(r["arm"], r["metric"], r["seeds"], r["ours"], r["paper"],
                              setting_mark(r, marks)) for r in rows])
-    notes = notes_text(missing_notes(runs, [*baselines, *by_arm(runs)]))
+    notes = "\n\n".join(filter(None, [notes_text(missing_notes(runs, [*baselines, *by_arm(runs)])),
+                                       notes_text(change_notes(runs), "changed on resume (a mixed schedule)")]))
     baseline = " or ".join(baselines)
     return "\n\n".join(filter(None, [
         f"# Summary of {len(runs)} runs in {runs_dir}",

@@ -75,7 +75,8 @@ train_phase() {  # train_phase PHASE RUN_NAME NPROC BACKEND MAX_STEPS BUDGET: on
   TORCH_LOGS=recompiles timeout "$limit" "$PYTHON" -m torch.distributed.run --standalone \
     --nproc_per_node="$3" train.py config/kronecker_124m.py "${MODEL[@]}" --compile=true \
     --dtype=bfloat16 --dist_backend="$4" --max_steps="$5" --eval_interval=$((STEPS[0] / 2)) \
-    --log_interval=5 --keep_checkpoints=1 --data_dir="$DATA" --run_name="$2" \
+    --ckpt_interval=$((STEPS[0] / 2)) \
+    --log_interval=5 --keep_checkpoints=1 --allow_change=max_steps --data_dir="$DATA" --run_name="$2" \
     --log_dir="$WORK/runs" --out_dir="$WORK/out" > "$WORK/$1.stdout" 2> "$WORK/$1.stderr"
   record "$1" $? "$start" "$limit"
   tail -n 2 "$WORK/$1.stdout"
