@@ -469,8 +469,11 @@ def train(cfg, dist_ctx, stop, folder, on_exit):
     run = start_run(cfg, dist_ctx, folder, on_exit)
     if run is None:
         return
-    run_loop(run, stop)
-    finish(run)
+    try:
+        run_loop(run, stop)
+        finish(run)
+    finally:  # however the run ends, a checkpoint being written is finished before the folder unlocks
+        run.writer.close()
 
 
 def start_run(cfg, dist_ctx, folder, on_exit):
@@ -508,7 +511,6 @@ def start_run(cfg, dist_ctx, folder, on_exit):
     log = RunLog(folder, cfg, run_config, enabled=dist_ctx.master)
     on_exit.callback(log.flush)  # a crash or Ctrl-C keeps the records logged so far
     writer = CheckpointWriter(last_good=start.checkpoint)
-    on_exit.callback(writer.close)  # however the run ends, a checkpoint being written is finished
     run = TrainingRun(cfg, dist_ctx, folder, log, batches, val_tokens, hellaswag, raw_model, model_config,
                       compiled_model, model, optimizer, autocast_context(dist_ctx.device, dtype), grad_accum,
                       start.attempt, data, writer, t_start)
