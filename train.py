@@ -5,10 +5,12 @@
 
 Settings: TrainConfig in train_config.py (defaults = build-nanogpt's 124M recipe), then the config
 file, then --key=value; `python train.py --help` lists every key with its default and meaning. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
-summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt; resume="auto" (default)
-continues from the latest checkpoint, reproducing an uninterrupted run's losses exactly.
-SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exits with code 75
-(errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
+summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt (written in the background);
+resume="auto" (default) continues from the latest checkpoint, reproducing an uninterrupted run's
+losses exactly; --resume=PATH of an older one rewinds (run_folder.py's rules; --allow_change
+for changed optimiser settings). SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the
+current step and exits with code 75 (errors.PREEMPTED_EXIT_CODE); rerunning with --resume=auto
+resumes. Ctrl-C exits at once.
 """
 import dataclasses
 import datetime
@@ -32,16 +34,16 @@ import torch.distributed as dist
 from torch._dynamo.utils import counters
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from checkpoint import CheckpointWriter, load_checkpoint, to_cpu
 from data.sampler import TrainBatches
-from data.shards import check_data_dir
+from data.shards import check_data_dir, data_identity
 from devices import autocast_context, device_type, host_to_device, resolve_device, resolve_dtype
 from errors import Preempted, UserError, run_main
 from model import GPT, GPTConfig
-from run_folder import RunFolder, RunLog
+from run_folder import RunFolder, RunLog, config_changes, utc_stamp
 from stop_signals import StopSignals, signal_name
 from tokenizer import get_tokenizer
-from train_config import HELP_FLAGS, TrainConfig, gpt_config, help_text, load_config
+from train_config import HELP_FLAGS, TrainConfig, allowed_changes, gpt_config, help_text, load_config
 from validation import evaluate, load_val_tokens
 
 REPO = Path(__file__).resolve().parent
@@ -134,10 +136,10 @@ def get_lr(step, cfg):
 
 
 def is_checkpoint_step(step, cfg):
-    """Whether the state after `step` steps is checkpointed: every ckpt_interval (0: eval_interval)
-    steps, at max_steps and at each of save_steps."""
-    interval = cfg.ckpt_interval or cfg.eval_interval
-    return step % interval == 0 or step == cfg.max_steps or step in cfg.save_steps
+    """Whether the state after `step` steps is checkpointed: every ckpt_interval steps (0: never
+    on an interval), at max_steps and at each of save_steps."""
+    periodic = cfg.ckpt_interval and step % cfg.ckpt_interval == 0
+    return bool(periodic) or step == cfg.max_steps or step in cfg.save_steps
 
 
 def gather(obj, dist_ctx):
@@ -415,12 +417,13 @@ class TrainingRun:
     autocast_ctx: AbstractContextManager
     grad_accum: int
     attempt: str                   # the start-from-scratch this launch belongs to (run_folder.py)
+    data_identity: dict            # what the data is (data.shards.data_identity), kept in checkpoints
+    writer: CheckpointWriter       # rank 0's background checkpoint writer (its last_good: the newest written)
     t_start: float                 # time.time() when this launch started
     wall_before: float = 0.0       # seconds trained by earlier launches (from the checkpoint)
     step: int = 0                  # optimiser steps done
     resumed_step: Optional[int] = None  # the checkpoint's step: its eval is logged, its checkpoint exists
     val_loss: Optional[float] = None    # the last eval's, nats per token
-    ckpt_path: Optional[Path] = None    # the last good checkpoint
     steady_dts: list = dataclasses.field(default_factory=list)  # seconds of steps that compiled nothing
     feed: DeviceBatches = dataclasses.field(init=False)  # batches on the device, read ahead
 
@@ -431,31 +434,56 @@ class TrainingRun:
         """Seconds this run has trained, over all its launches."""
         return self.wall_before + time.time() - self.t_start
 
+    def last_good_checkpoint(self):
+        """The newest checkpoint written in full (None: none yet), once every rank's wait for the
+        write in flight is over: a collective; a failed write raises its UserError on every rank."""
+        rank0_decides(self.dist_ctx, self.writer.wait)
+        return self.writer.last_good
 
-def checkpoint(run):
-    """Checkpoint run.step (a collective: every rank calls it); rank 0 flushes the log first (so it
-    covers every step up to the checkpoint), writes, prunes; run.ckpt_path becomes the new path.
+
+def checkpoint(run, wait=False):
+    """Checkpoint run.step (a collective: every rank calls it): rank 0 flushes the log first (so it
+    covers every step up to the checkpoint), copies the state to the CPU (checkpoint.to_cpu) and
+    hands it to its background writer, which writes it atomically and then prunes; the ranks
+    train on meanwhile (wait=True: until it is written, for stop signals). A failed earlier write
+    (e.g. disk full) raises its UserError here, on every rank.
 
     Raises UserError, writing nothing, when a weight is not finite (a finite loss does not rule
-    it out: one huge update can overflow), naming run.ckpt_path as the last good checkpoint.
+    it out: one huge update can overflow), naming the last good checkpoint.
     """
-    cfg, dist_ctx, step, last_path = run.cfg, run.dist_ctx, run.step, run.ckpt_path
+    cfg, dist_ctx, step = run.cfg, run.dist_ctx, run.step
     run.log.flush()
     if not all(torch.isfinite(p).all() for p in run.raw_model.parameters()):
+        last = run.last_good_checkpoint()
         raise UserError(f"the weights became non-finite by step {step} (the loss was still finite); "
-                        f"not checkpointing them; the last checkpoint (finite weights) is "
-                        f"{last_path or 'none'} (try a lower max_lr, then --resume={last_path or 'never'})")
+                        f"not checkpointing them; the last checkpoint (finite weights) is {last or 'none'}; "
+                        + lower_lr_advice(cfg, last))
     rng = rng_states(dist_ctx)
-    if dist_ctx.master:
-        save_checkpoint(dict(
+
+    def hand_over():  # rank 0
+        state = to_cpu(dict(
             model=run.raw_model.state_dict(), model_config=dataclasses.asdict(run.model_config),
             train_config=dataclasses.asdict(cfg), step=step, optimizer=run.optimizer.state_dict(),
             data_state=run.batches.state(step), rng=rng, wall_time_s=run.wall_time_s(),
-            val_loss=run.val_loss, attempt=run.attempt), run.folder.ckpt_dir)
-        run.folder.prune(run.attempt, cfg.keep_checkpoints, cfg.save_steps)
-    if dist_ctx.world_size > 1:
-        dist.barrier()
-    run.ckpt_path = checkpoint_path(run.folder.ckpt_dir, step)
+            val_loss=run.val_loss, attempt=run.attempt, data_identity=run.data_identity))
+        run.writer.submit(state, run.folder.ckpt_dir, then=lambda path: run.folder.prune(
+            run.attempt, cfg.keep_checkpoints, cfg.save_steps, step))
+        if wait:
+            run.writer.wait()
+    rank0_decides(dist_ctx, hand_over)
+
+
+def lower_lr_advice(cfg, last_checkpoint):
+    """The way on after a divergence, as flags that work: half the max_lr (min_lr with it when it
+    would exceed it), continued from the last good checkpoint with the change allowed and recorded
+    (run_folder.py), or from scratch when there is none."""
+    lr = cfg.max_lr / 2
+    flags = f"--max_lr={lr:g}" + (f" --min_lr={lr / 10:g}" if cfg.min_lr > lr else "")
+    if last_checkpoint is None:
+        return f"try a lower learning rate from scratch: {flags} --resume=never"
+    keys = ",".join(dict.fromkeys([*allowed_changes(cfg), "max_lr", *(["min_lr"] if "min_lr" in flags else [])]))
+    return (f"to continue from it with a lower learning rate, rerun with {flags} --allow_change={keys} "
+            f"--resume=auto (the change is recorded in log.jsonl and config.json)")
 
 
 def release_frames(err):
@@ -504,8 +532,11 @@ def train(cfg, dist_ctx, stop, folder, on_exit):
     run = start_run(cfg, dist_ctx, folder, on_exit)
     if run is None:
         return
-    run_loop(run, stop)
-    finish(run)
+    try:
+        run_loop(run, stop)
+        finish(run)
+    finally:  # however the run ends, a checkpoint being written is finished before the folder unlocks
+        run.writer.close()
 
 
 def start_run(cfg, dist_ctx, folder, on_exit):
@@ -516,14 +547,16 @@ def start_run(cfg, dist_ctx, folder, on_exit):
     grad_accum = grad_accum_steps(cfg, dist_ctx.world_size)
     rank0_decides(dist_ctx, folder.lock)  # one process per run; a read-only or full folder stops here
     batches, val_tokens, hellaswag = load_data(cfg, dist_ctx)
-    start = rank0_decides(dist_ctx, lambda: folder.start(cfg))
+    data = data_identity(cfg.data_dir)  # the data by content: a moved or linked folder is the same run
+    reading, reading_fields = batches.reading_plan(cfg.max_steps, cfg.max_epochs)  # max_epochs refuses here
+    start = rank0_decides(dist_ctx, lambda: folder.start(cfg, data))
     if start.nothing_to_do:
         if dist_ctx.master:
             print(f"run {cfg.run_name} is already finished at step {cfg.max_steps} "
                   f"({folder.log_dir / 'summary.json'}); nothing to do. To train it again use "
                   "--resume=never (the old records are kept, moved aside) or another run_name")
         return None
-    ckpt = read_resume_checkpoint(cfg, start.checkpoint, batches, folder)
+    ckpt = read_resume_checkpoint(cfg, start.checkpoint, batches, folder, data)
     dtype = resolve_dtype(cfg.dtype, dist_ctx.device)
     use_compile = cfg.compile if cfg.compile is not None else dist_ctx.device_type == "cuda"
     raw_model, model_config, optimizer = build_training(cfg, dist_ctx, ckpt, start.checkpoint, folder)
@@ -533,25 +566,61 @@ def start_run(cfg, dist_ctx, folder, on_exit):
                 if dist_ctx.device_type == "cuda" else None,
                 **no_forward_buffer_sync()) if dist_ctx.distributed else compiled_model
     param_counts = raw_model.param_counts()
+    change, history = resume_branch(cfg, dist_ctx, folder, ckpt, start.checkpoint)
     run_config = dict(dataclasses.asdict(cfg), **provenance(dist_ctx), world_size=dist_ctx.world_size,
                       grad_accum_steps=grad_accum, param_counts=param_counts,
-                      resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt)
-    if dist_ctx.master and ckpt is not None:
-        folder.retire_summary()  # unfinished again until it finishes: no stale "finished": true
+                      resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt,
+                      data_identity=data, **reading_fields, config_changes=history)
     log = RunLog(folder, cfg, run_config, enabled=dist_ctx.master)
     on_exit.callback(log.flush)  # a crash or Ctrl-C keeps the records logged so far
+    writer = CheckpointWriter(last_good=start.checkpoint)
     run = TrainingRun(cfg, dist_ctx, folder, log, batches, val_tokens, hellaswag, raw_model, model_config,
                       compiled_model, model, optimizer, autocast_context(dist_ctx.device, dtype), grad_accum,
-                      start.attempt, t_start, ckpt_path=start.checkpoint)
+                      start.attempt, data, writer, t_start)
     if ckpt is not None:
         run.step = run.resumed_step = ckpt["step"]
         run.wall_before, run.val_loss = ckpt.get("wall_time_s", 0.0), ckpt.get("val_loss")
+    if change:
+        log.write(change)
+        log.flush()
     if dist_ctx.master:
         print(f"run {cfg.run_name}: {cfg.embedding}, world size {dist_ctx.world_size}, grad accum "
               f"{grad_accum}, {dtype}, compile {use_compile}, device {dist_ctx.device}")
         print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in param_counts.items()))
+        print(reading)
         print(f"resuming from {start.checkpoint} at step {run.step}" if ckpt else "starting from scratch")
+        if change:
+            print(f"changed from step {change['step']} on (recorded in log.jsonl and config.json): " +
+                  ", ".join(f"{k} {old} -> {new}" for k, (old, new) in change["config_change"].items()) +
+                  f"; the next step's lr {change['next_lr'][0]:.3g} -> {change['next_lr'][1]:.3g}")
     return run
+
+
+def resume_branch(cfg, dist_ctx, folder, ckpt, ckpt_path):
+    """Rank 0, after every resume check has passed: what lies past the checkpoint's step moves
+    aside (RunFolder.resume_at: a rewind's abandoned future, a crash's lost steps, the old
+    summary), and the settings that differ from the checkpoint's under --allow_change become one
+    record (run_folder.config_changes) for log.jsonl and config.json: {"step", "tokens",
+    "config_change": {key: [old, new]}, "next_lr": [old, new] (the lr of the next step under
+    each), "utc"}. Returns (that record or None, the branch's change history for config.json:
+    the earlier records of config.json's config_changes, then this one); (None, []) with no
+    resume or off rank 0."""
+    if ckpt is None:
+        return None, []
+
+    def decide():
+        step = ckpt["step"]
+        folder.resume_at(step, ckpt_path)
+        history = folder.change_history(step)
+        changed = config_changes(ckpt.get("train_config") or folder.recorded_config() or {}, cfg)
+        if not changed:
+            return None, history
+        old = dataclasses.replace(cfg, **{k: v[0] for k, v in changed.items()})
+        change = dict(step=step, tokens=step * cfg.total_batch_tokens, config_change=changed,
+                      next_lr=[get_lr(step, old), get_lr(step, cfg)], utc=utc_stamp())
+        return change, history + [change]
+    change, history = rank0_decides(dist_ctx, decide)
+    return (change, history) if dist_ctx.master else (None, [])
 
 
 def load_data(cfg, dist_ctx):
@@ -566,15 +635,17 @@ def load_data(cfg, dist_ctx):
     return batches, val_tokens, hellaswag_evaluator(cfg, dist_ctx)
 
 
-def read_resume_checkpoint(cfg, ckpt_path, batches, folder):
+def read_resume_checkpoint(cfg, ckpt_path, batches, folder, data):
     """The checkpoint dict to resume from (None: from scratch), after checking that it continues
-    this run: the same run (RunFolder.check_same_run: every run-defining key), the same data
-    order (TrainBatches.check_resume), a step within max_steps. Raises UserError otherwise."""
+    this run: the same run (RunFolder.check_same_run: every run-defining key but those of
+    allow_change, the data by content), the same data order (TrainBatches.check_resume), a step
+    within max_steps. Raises UserError otherwise."""
     if not ckpt_path:
         return None
     ckpt = load_checkpoint(ckpt_path)
     # a checkpoint of another run is refused as such, before any one key (e.g. the data order)
-    folder.check_same_run(ckpt.get("train_config"), cfg, f"checkpoint {ckpt_path}")
+    recorded = ckpt.get("train_config") and dict(ckpt["train_config"], data_identity=ckpt.get("data_identity"))
+    folder.check_same_run(recorded, cfg, f"checkpoint {ckpt_path}", data)
     batches.check_resume(ckpt["data_state"], ckpt_path)
     if ckpt["step"] > cfg.max_steps:
         raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
@@ -590,7 +661,8 @@ def build_training(cfg, dist_ctx, ckpt, ckpt_path, folder):
     raw_model.to(dist_ctx.device)
     # weights + AdamW's two moments, 4 bytes each in float32 checkpoints, plus 10% for the rest
     checkpoint_bytes = int(1.1 * 3 * sum(p.numel() * p.element_size() for p in raw_model.parameters()))
-    rank0_decides(dist_ctx, lambda: folder.check_space(checkpoint_bytes))
+    rank0_decides(dist_ctx, lambda: folder.check_space(checkpoint_bytes, cfg.keep_checkpoints, cfg.save_steps,
+                                                       ckpt["step"] if ckpt is not None else 0))
     optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.max_lr, (cfg.beta1, cfg.beta2),
                                                dist_ctx.device_type)
     if ckpt is not None:
@@ -604,7 +676,7 @@ def build_training(cfg, dist_ctx, ckpt, ckpt_path, folder):
 def run_loop(run, stop):
     """Steps until max_steps: at each step the evaluations and checkpoint due, then one optimiser
     step. A stop signal (agreed by all ranks in the last train_step, or at start-up) checkpoints
-    the current step and raises Preempted."""
+    the current step, waits until it is written, and raises Preempted."""
     stop_signal = stop.agreed(run.dist_ctx.device, run.dist_ctx.world_size)  # one during start-up
     while True:
         last = run.step == run.cfg.max_steps
@@ -615,9 +687,24 @@ def run_loop(run, stop):
             run.log.flush()
             if not saved_here:
                 checkpoint(run)
-            raise Preempted(f"stopped by {stop_signal} at step {run.step}; checkpoint {run.ckpt_path}; "
-                            "rerun the same command to resume" if run.dist_ctx.master else "")
+            path = run.last_good_checkpoint()
+            # a rerun of a --resume=PATH or --resume=never command would rewind or start over
+            how = "rerun the same command" if run.cfg.resume == "auto" else "rerun with --resume=auto"
+            raise Preempted(f"stopped by {stop_signal} at step {run.step}; checkpoint {path}; {how} to "
+                            "resume" if run.dist_ctx.master else "")
+        log_new_pass(run)
         stop_signal = train_and_log(run, stop)
+
+
+def log_new_pass(run):
+    """When the next step starts a new pass over the train set (data/sampler.py), say so: one line
+    printed and {"step", "tokens", "data_pass"} in log.jsonl (pass p begins with step + 1)."""
+    new_pass = run.batches.pass_starting(run.step)
+    if new_pass is None:
+        return
+    run.log.write(dict(step=run.step, tokens=run.step * run.cfg.total_batch_tokens, data_pass=new_pass))
+    if run.dist_ctx.master:
+        print(f"step {run.step:6d} | pass {new_pass} over the train set begins (a new order)")
 
 
 def evaluate_and_checkpoint(run, last):
@@ -660,9 +747,10 @@ def train_and_log(run, stop):
                                                          run.autocast_ctx, stop)
     grad_norm = grad_norms["grad_norm"]
     if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+        last = run.last_good_checkpoint()
         raise UserError(f"non-finite training loss {train_loss} (grad norm {grad_norm}) at step "
                         f"{step + 1}; stopped without updating; the last good checkpoint is "
-                        f"{run.ckpt_path or 'none'} (try a lower max_lr, then --resume=auto)")
+                        f"{last or 'none'}; {lower_lr_advice(cfg, last)}")
     dt = time.time() - t0  # train_step's one sync: this step's compute (and the last update)
     step = run.step = step + 1
     mfu = run.raw_model.estimate_mfu(cfg.micro_batch_size * run.grad_accum, dt, cfg.peak_flops)
@@ -682,11 +770,15 @@ def train_and_log(run, stop):
 
 
 def finish(run):
-    """summary.json (finished: true) with the final loss, tokens, wall time and speed figures."""
+    """summary.json (finished: true) with the final loss, tokens, wall time and speed figures, once
+    the final checkpoint is written; config_changes (run_folder.py) when settings changed on resume."""
     cfg, step = run.cfg, run.step
+    run.last_good_checkpoint()  # a failed final write stops here (one line), before "finished"
+    changes = run.folder.change_history(step + 1) if run.dist_ctx.master else []
     run.log.finish(dict(final_step=step, final_val_loss=run.val_loss, tokens=step * cfg.total_batch_tokens,
                         wall_time_s=run.wall_time_s(), finished=True,
-                        **speed_figures(run.steady_dts, run.raw_model, cfg, run.grad_accum)))
+                        **speed_figures(run.steady_dts, run.raw_model, cfg, run.grad_accum),
+                        **({"config_changes": changes} if changes else {})))
     if run.dist_ctx.master:
         print(f"done: step {step}, val loss {run.val_loss:.4f}; logs in {run.log.dir}")
 

@@ -73,6 +73,8 @@ class TrainConfig(GPTConfig):
                                                    "2.5B tokens: build-nanogpt's recipe)")
     micro_batch_size: int = config_field(64, "sequences per GPU per micro-step (64 fits 80 GB at 124M)")
     max_steps: int = config_field(4768, "optimiser steps of the run")
+    max_epochs: Optional[float] = config_field(None, "refuse to start a run that reads more passes "
+                                                     "over the train set; None -> any (said at start)")
     warmup_steps: int = config_field(715, "steps of linear learning-rate warmup")
     max_lr: float = config_field(6e-4, "peak learning rate (after warmup)")
     min_lr: float = config_field(6e-5, "learning rate at max_steps (cosine decay)")
@@ -85,12 +87,16 @@ class TrainConfig(GPTConfig):
     val_tokens: int = config_field(10485760, "size of the fixed validation set: the first tokens of "
                                              "the val shard")
     log_interval: int = config_field(10, "print every N steps (log.jsonl gets every step)")
-    ckpt_interval: int = config_field(0, "checkpoint every N steps; 0 -> at every eval step (and at "
-                                         "the end)")
+    ckpt_interval: int = config_field(1000, "checkpoint every N steps (written in the background), "
+                                            "at the end, at save_steps and at a stop signal; 0 -> only "
+                                            "those (1000: < 2% of a 124M run's time, docs/training.md)")
     keep_checkpoints: int = config_field(2, "newest checkpoints kept, plus those in save_steps")
     save_steps: tuple[int, ...] = config_field((), "steps whose checkpoints are always written and "
                                                    "kept, e.g. 1000,2000")
     resume: str = config_field("auto", "auto (latest in out_dir/run_name) | never | a checkpoint path")
+    allow_change: str = config_field("", "comma-separated keys that may differ from the resumed "
+                                         "checkpoint's, recorded with their step, e.g. max_lr,min_lr,"
+                                         "max_steps (docs/training.md)")
     hellaswag_interval: int = config_field(0, ">0: HellaSwag acc_norm into log.jsonl every N steps "
                                               "and at the end")
     hellaswag_dir: str = config_field("data/hellaswag", "where hellaswag_val.jsonl is (downloaded "
@@ -133,6 +139,10 @@ CHOICES = {
     "token_bytes": TOKEN_BYTES_MODES,
     "dist_backend": ("auto", "nccl", "gloo"),
 }
+# What a resumed run may change with --allow_change (run_folder.py records it with its step): the
+# optimiser and its schedule. Not the model, data, batch, seeds or evaluation: those make another run.
+CHANGEABLE = ("max_lr", "min_lr", "warmup_steps", "max_steps", "weight_decay", "beta1", "beta2",
+              "grad_clip")
 # The run's own ranges; the model's fields are checked by GPTConfig.check
 POSITIVE = ("total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
             "log_interval", "keep_checkpoints", "dist_timeout")
@@ -358,6 +368,13 @@ def validate(cfg):
     if cfg.warmup_steps > cfg.max_steps:
         raise UserError(f"warmup_steps ({cfg.warmup_steps}) exceeds max_steps ({cfg.max_steps}): the "
                         "learning rate would never reach max_lr; lower warmup_steps")
+    if cfg.max_epochs is not None and cfg.max_epochs <= 0:
+        raise UserError(f"'max_epochs' must be positive (or None), got {cfg.max_epochs}")
+    unknown = [k for k in allowed_changes(cfg) if k not in CHANGEABLE]
+    if unknown:
+        raise UserError(f"'allow_change' names {', '.join(unknown)}, which a resumed run may not change; "
+                        f"it may change {', '.join(CHANGEABLE)} (other keys make another run: use "
+                        "another run_name)")
     check_knobs(cfg)
     check_wandb(cfg)
     check_arm(cfg)
@@ -367,6 +384,11 @@ def validate(cfg):
     if cfg.total_batch_tokens % cfg.block_size:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) must be a multiple of "
                         f"block_size ({cfg.block_size})")
+
+
+def allowed_changes(cfg):
+    """The keys of cfg.allow_change ("max_lr, min_lr" -> ["max_lr", "min_lr"])."""
+    return [k.strip() for k in cfg.allow_change.split(",") if k.strip()]
 
 
 def check_wandb(cfg):

@@ -36,8 +36,8 @@ from eval.learning_rates import at_lrs, best_lrs, default_shared_lr, fmt_lr, lr_
 from eval.log_values import load_numeric_runs
 from eval.norm_drift import arm_drifts
 from eval.outputs import write_text
-from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, fmt_mean_std, fmt_tokens,
-                       markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
+from eval.runs import (DEFAULT_RUNS_DIR, by_arm, change_notes, compared_arms, default_out_dir, fmt_mean_std,
+                       fmt_tokens, markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
                        setting_differences, setting_label)
 from eval.stats import ALPHA, POWER, fmt_interval, fmt_p, paired_gap
 from eval.steps_to_target import compare, ratio_text
@@ -266,7 +266,8 @@ def to_markdown(tables, lr_table, runs, runs_dir, baselines, ref, unigram_lines)
     (tables: [(name, heading, rows)]) with its paired gaps, the legend and what is missing."""
     s = ref["setting"]
     marks, footnotes = setting_footnotes([r for _, _, rows in tables for r in rows])
-    notes = notes_text(missing_notes(runs, [*baselines, *by_arm(runs)]))
+    notes = "\n\n".join(filter(None, [notes_text(missing_notes(runs, [*baselines, *by_arm(runs)])),
+                                       notes_text(change_notes(runs), "changed on resume (a mixed schedule)")]))
     baseline = " or ".join(baselines)
     body = []
     for _, heading, rows in tables:

@@ -102,7 +102,8 @@ DEADLINE=$((SCALE * 345)) KILL_AFTER=5 MIN_PHASE=5
 # min_lr = max_lr: the lr after warm-up does not depend on max_steps, so a (30 steps) and b (20,
 # then resumed to 30) train the same schedule; evals only at step 0 and the last step
 TRAIN=("$PYTHON" train.py config/kronecker_124m.py "${MODEL[@]}" --device="$DEVICE" --compile="$COMPILE"
-       --dtype=bfloat16 --eval_interval=1000 --log_interval=10 --keep_checkpoints=1 --data_dir="$DATA"
+       --dtype=bfloat16 --eval_interval=1000 --log_interval=10 --keep_checkpoints=1 --allow_change=max_steps
+       --data_dir="$DATA"
        --log_dir="$WORK/runs" --out_dir="$WORK/out")
 
 wants() {  # wants GROUP: whether --only (default all) names it

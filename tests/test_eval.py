@@ -383,6 +383,16 @@ def test_every_paper_number_names_where_it_comes_from():
     assert ref["values"]["input_trainable_params"]["source"] == "package_readme"
 
 
+def test_summarize_names_runs_whose_settings_changed_on_resume(sweep, tmp_path):
+    """Issue 21 item 2: a run continued with --allow_change is a mixed schedule, and says so."""
+    change = {"step": 200, "config_change": {"max_lr": [0.0006, 0.0003]}, "next_lr": [5e-4, 2.5e-4]}
+    write_run(sweep, "kronecker", 2, [10, 4.1, 3.3, 2.9, 2.8], config_changes=[change],
+              extra_lines=[{**change, "tokens": 200 * 1024}])
+    summarize.main(["--runs", str(sweep), "--out", str(tmp_path / "report")])
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "changed on resume (a mixed schedule):\n- kronecker_s2: max_lr 0.0006 -> 0.0003 at step 200" in md
+
+
 # ----------------------------------------------------------------------------- plots
 
 def test_plot_curves_writes_non_empty_pngs(sweep, tmp_path):

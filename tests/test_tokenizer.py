@@ -218,7 +218,8 @@ def test_a_tokenizer_goes_end_to_end(tmp_path, which, request):
         assert max(e["max_token_id"] for e in manifest["shards"]) > 65_535
     for embedding in ("kronecker", "bpe"):
         train.main(train_args(tmp_path, data, spec, embedding))
-        train.main(train_args(tmp_path, data, spec, embedding, max_steps=3))  # resumes at step 2
+        train.main(train_args(tmp_path, data, spec, embedding, max_steps=3,
+                              allow_change="max_steps"))  # resumes at step 2, the change recorded
         log = [json.loads(line) for line in (tmp_path / "runs" / embedding / "log.jsonl").open()]
         assert log[-1]["step"] == 3
     ckpt = torch.load(tmp_path / "out" / "kronecker" / "ckpt_000003.pt", weights_only=False)

@@ -22,17 +22,20 @@ def tiny_args(tmp_path, data_dir, **overrides):
     args = dict(data_dir=data_dir, out_dir=tmp_path / "out", log_dir=tmp_path / "runs", run_name="run",
                 n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=256, micro_batch_size=2,
                 total_batch_tokens=128, max_steps=6, warmup_steps=2, max_lr=1e-2, min_lr=1e-3,
-                eval_interval=3, val_tokens=256, device="cpu", compile=False)
+                eval_interval=3, ckpt_interval=3, val_tokens=256, device="cpu", compile=False)
     args.update(overrides)
     return [f"--{k}={v}" for k, v in args.items()]
 
 
 def read_log(tmp_path, run_name="run"):
-    """{(step, 'train' | 'eval'): record}; later lines for the same step win."""
+    """{(step, 'train' | 'eval'): record} of the train_loss and val_loss lines; later lines for the
+    same step win."""
     records = {}
     for line in (tmp_path / "runs" / run_name / "log.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        records[(rec["step"], "eval" if "val_loss" in rec else "train")] = rec
+        for key, kind in (("train_loss", "train"), ("val_loss", "eval")):
+            if key in rec:
+                records[(rec["step"], kind)] = rec
     return records
 
 
@@ -160,11 +163,13 @@ def test_command_line_errors_exit_2_with_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr == "error: unknown config key 'max_step' (from --max_step=3); " \
-                            "did you mean max_steps, save_steps, warmup_steps?\n"
+                            "did you mean max_steps, save_steps, max_epochs?\n"
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, random_data, monkeypatch):
-    train.main(tiny_args(tmp_path, random_data, max_steps=3))  # a good checkpoint at step 3
+def test_non_finite_loss_stops_keeps_the_last_good_checkpoint_and_its_advice_works(tmp_path, random_data,
+                                                                                   monkeypatch):
+    """Issue 21 item 2: the advice after a divergence is a command that continues the run, with the
+    lower learning rate recorded as a change at the checkpoint's step."""
     real_step = train.train_step
 
     def poisoned(step, model, raw_model, *args):
@@ -174,11 +179,28 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, rand
 
     monkeypatch.setattr(train, "train_step", poisoned)
     with pytest.raises(UserError, match=r"non-finite training loss nan .* at step 5; stopped without "
-                                        r"updating; the last good checkpoint is .*ckpt_000003.pt"):
+                                        r"updating; the last good checkpoint is .*ckpt_000003.pt; to continue "
+                                        r"from it with a lower learning rate, rerun with (.*) \(the change") as err:
         train.main(tiny_args(tmp_path, random_data, max_steps=10))
     ckpt_dir = tmp_path / "out" / "run"
     assert [p.name for p in ckpt_dir.glob("ckpt_*")] == ["ckpt_000003.pt"]
     assert train.load_checkpoint(ckpt_dir / "ckpt_000003.pt")["step"] == 3
+    advice = str(err.value).split("rerun with ")[1].split(" (the change")[0].split()
+    assert advice == ["--max_lr=0.005", "--allow_change=max_lr", "--resume=auto"]
+    monkeypatch.undo()
+    train.main(tiny_args(tmp_path, random_data, max_steps=10) + advice)  # the advice, followed literally
+    change = dict(step=3, tokens=3 * 128, config_change={"max_lr": [0.01, 0.005]})
+    changes = [json.loads(l) for l in (tmp_path / "runs" / "run" / "log.jsonl").read_text().splitlines()
+               if "config_change" in l]
+    assert [{k: c[k] for k in change} for c in changes] == [change]
+    assert changes[0]["next_lr"] == [pytest.approx(train.get_lr(3, train.load_config(tiny_args(tmp_path, random_data, max_steps=10)))),
+                                     pytest.approx(train.get_lr(3, train.load_config(tiny_args(tmp_path, random_data, max_steps=10) + advice)))]
+    for name in ("config.json", "summary.json"):
+        recorded = json.loads((tmp_path / "runs" / "run" / name).read_text())["config_changes"]
+        assert recorded == changes
+    log = read_log(tmp_path)
+    assert log[(4, "train")]["lr"] == pytest.approx(train.get_lr(3, train.load_config(
+        tiny_args(tmp_path, random_data, max_steps=10, max_lr=0.005))))  # the new schedule from step 4
 
 
 @pytest.mark.slow
@@ -306,3 +328,25 @@ def test_dist_timeout_reaches_the_process_group(monkeypatch):
     assert train.load_config(["--device=cpu"]).dist_timeout == 1800
     with pytest.raises(UserError, match="'dist_timeout' must be positive, got 0"):
         train.load_config(["--dist_timeout=0"])
+
+
+def test_a_run_longer_than_its_data_says_so_logs_each_new_pass_and_max_epochs_refuses_it(
+        tmp_path, random_data, monkeypatch, capsys):
+    """Issue 21 item 8: 6 steps of 8 blocks on a 37-block train set are 1.3 passes."""
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / "val_000000.bin").write_bytes((random_data / "val_000000.bin").read_bytes())
+    write_shard(short / "train_000001.bin", np.arange(600, dtype=np.uint16) % 256)  # 37 blocks of 16
+    train.main(tiny_args(tmp_path, short))
+    out = capsys.readouterr().out
+    assert ("data: 6 steps x 128 tokens = 768 tokens, 1.3 passes over the train set (592 tokens): it repeats, "
+            "in a new order each pass; pass 2 begins after step 4 (max_epochs=1 would refuse this)") in out
+    assert "step      4 | pass 2 over the train set begins (a new order)" in out
+    config = json.loads((tmp_path / "runs" / "run" / "config.json").read_text())
+    assert (config["train_tokens_read"], config["train_set_tokens"], config["data_passes"]) == (768, 592, 48 / 37)
+    passes = [json.loads(l) for l in (tmp_path / "runs" / "run" / "log.jsonl").read_text().splitlines()
+              if "data_pass" in l]
+    assert passes == [dict(step=4, tokens=512, data_pass=2)]
+    monkeypatch.setattr(train, "GPT", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(UserError, match=r"1.3 passes over the train set \(592 tokens\), more than max_epochs=1"):
+        train.main(tiny_args(tmp_path, short, run_name="once", max_epochs=1))
