@@ -5,7 +5,7 @@ optimiser steps in alternation (A B C A B C ...), so that load on the machine hi
 alike. Reports each arm's median step time, tokens/s and ratio to `bpe` (tied), and with
 --compile (fullgraph=True: a graph break is an error) the graphs compiled in the warm-up steps
 and the recompiles during the timed steps. On CUDA: bf16 autocast, torch.compile and MFU from
-GPT.estimate_mfu against the device's peak (bench_common.PEAK_BF16_FLOPS) by default.
+GPT.estimate_mfu against the device's peak (devices.PEAK_BF16_FLOPS) by default.
 
 Presets: tiny (tests), cpu (2 layers, width 128, 8 x 128 tokens) and 124m (GPT-2 124M, 16 x 1024
 tokens per step; a GPU run).
@@ -19,13 +19,13 @@ import math
 import statistics
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import hardware, peak_flops, timed, token_ids
+from bench_common import hardware, timed, token_ids
 
 import torch
 from torch._dynamo.utils import counters
 
 from atomic import atomic_write_json
-from devices import DTYPES, autocast_context, device_type, resolve_device, resolve_dtype
+from devices import DTYPES, autocast_context, device_type, peak_flops, resolve_device, resolve_dtype
 from errors import UserError, run_main
 from model import EMBEDDINGS, KRONECKER_MODES, GPT, GPTConfig
 
@@ -137,7 +137,7 @@ def get_args(argv):
     p.add_argument("--compile-backend", default="inductor", help="e.g. aot_eager: traces without codegen")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bf16 on CUDA")
     p.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU (default: the CUDA device's "
-                   "dense bf16 peak from bench_common.PEAK_BF16_FLOPS; none on CPU)")
+                   "dense bf16 peak from devices.PEAK_BF16_FLOPS; none on CPU)")
     p.add_argument("--tokens-file", help=".bin shard or .npy of token ids (default: tokenise the FineWeb sample)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--json", help="also write the results here")

@@ -28,7 +28,7 @@ import bench_common  # noqa: F401 (first: it puts the repo root on sys.path)
 import torch
 
 from atomic import atomic_write_json
-from bench_common import peak_flops
+from devices import peak_flops
 from errors import run_main
 from eval.runs import read_json
 
@@ -78,7 +78,7 @@ def run_figures(run_dir, first_step, final_step):
         steady_steps=len(steady),
         step_ms=statistics.median(r["step_ms"] for r in steady) if steady else None,
         tok_per_s=statistics.median(r["tok_per_s"] for r in steady) if steady else None,
-        mfu=statistics.median(r["mfu"] for r in steady) if steady else None,
+        mfu=statistics.median(r["mfu"] for r in steady) if steady and steady[0]["mfu"] is not None else None,
         finished_at_last_step=bool(summary.get("finished")) and summary.get("final_step") == final_step)
 
 
