@@ -914,6 +914,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not SAMPLE.exists():
         sys.exit(f"error: the shared sample {SAMPLE} is missing")
+    # Started in the background (`... &`, nohup, a CI runner), this process and every child would
+    # ignore SIGINT, and the Ctrl-C cases would test nothing: the default again, for the children
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cases = [c for c in CASES if args.k in c.name]
     rows, t0 = [], time.time()
     with tempfile.TemporaryDirectory(prefix="fault_drill_") as tmp:
