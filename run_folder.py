@@ -42,7 +42,8 @@ makes a new one. Rules (docs/training.md, "Reliability"):
 
     python run_folder.py checkpoint --log_dir results/runs --out_dir out --run_name bpe_s1337
     python run_folder.py finished --log_dir results/runs --run_name bpe_s1337   # exit 0 if so
-    python run_folder.py skip -- config/bpe_124m.py --seed=1337 ...   # the sweep: 0 skip, 1 launch
+    python run_folder.py skip -- config/bpe_124m.py --seed=1337 ...   # the sweep: 0 skip, 10 launch
+    python run_folder.py wait -- config/bpe_124m.py --seed=1337 ...   # until no process trains it
     python run_folder.py lr_tag 3e-4 0.0006 1.2e-3    # "3e-4 6e-4 1.2e-3": the lr sweep's spelling
 
 An lr sweep (scripts/sweep.sh LRS=...) names its runs <arm>_lr<tag>_s<seed>, the tag spelling
@@ -56,6 +57,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -85,6 +87,12 @@ NOT_RUN_DEFINING = ("out_dir", "log_dir", "run_name", "hellaswag_dir", "data_dir
                     "device", "compile", "dist_backend", "dist_timeout", "kronecker_mode", "micro_batch_size",
                     "activation_checkpointing", "log_interval", "ckpt_interval", "keep_checkpoints",
                     "save_steps", "max_epochs", "peak_flops", "wandb_log", "wandb_project")
+# `run_folder.py skip` answers the sweep by its exit code. "Launch" is not 1 (an uncaught
+# exception's) nor 2 (a UserError's): a check that crashes (a wrong interpreter, a bug) must stop
+# the sweep, never launch over a finished run. Any code but these three stops it.
+SKIP_EXIT_CODE = 0      # finished with this config: skip it
+LAUNCH_EXIT_CODE = 10   # train.py has work to do (nothing recorded, unfinished, --resume=never)
+IN_USE_EXIT_CODE = 11   # another process is training it now: come back to it later
 
 
 def run_differences(recorded, cfg, allowed=(), data=None):
@@ -273,6 +281,28 @@ class RunFolder:
     def unlock(self):
         while self.lock_fds:
             os.close(self.lock_fds.pop())
+
+    def lock_files(self):
+        """The .lock files of the run's folders that exist (lock() creates them)."""
+        paths = dict.fromkeys(p.resolve() / ".lock" for p in (self.log_dir, self.ckpt_dir))
+        return [p for p in paths if p.is_file()]
+
+    def in_use(self, wait=False):
+        """Whether another process holds the run's lock (lock()), without taking it or writing
+        anything; wait=True first waits until none does (the sweep, deferring a run that another
+        sweep is training). A shared flock, held only for the probe: it conflicts with lock()'s
+        exclusive one."""
+        for path in self.lock_files():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return True
+            except OSError:  # a file system without flock: lock() goes without it too
+                pass
+            finally:
+                os.close(fd)
+        return False
 
     def start(self, cfg, data=None):
         """Decide how the run of cfg (a TrainConfig; its resume, max_steps, allow_change) on
@@ -539,6 +569,13 @@ class RunLog:
     """<log_dir>/<run_name>/: config.json, log.jsonl (appended, one strict-JSON object per line),
     summary.json. Only rank 0 writes (enabled). wandb is imported only when cfg.wandb_log.
 
+    W&B: one W&B run per attempt, however many launches it takes. Its id, recorded in
+    config.json as wandb_run_id, is <run_name>-<attempt> (characters W&B refuses as "_"); every
+    launch of the attempt (a resume after a preemption) passes it with resume="allow", and every
+    record is logged at its own `step`, so the W&B run continues where it was. Steps W&B already
+    has (recomputed after a crash since the last checkpoint, with the same values) are dropped by
+    W&B with a warning; log.jsonl has them.
+
     write() only buffers a record (no file I/O on the training step's path); flush() appends the
     buffered lines in one write. train.py flushes every log_interval steps, after each eval,
     before each checkpoint (so a checkpoint's steps are on disk before it exists: a kill -9
@@ -552,10 +589,15 @@ class RunLog:
             return
         self.path = self.dir / "log.jsonl"
         cut_torn_tail(self.path)
+        if cfg.wandb_log:
+            # W&B refuses some characters in ids (: ; , # ? / '): a run_name may hold them
+            wandb_id = re.sub(r"[^\w.-]", "_", f"{cfg.run_name}-{run_config['attempt']}")
+            run_config = dict(run_config, wandb_run_id=wandb_id)
         atomic_write_json(self.dir / "config.json", run_config)
         if cfg.wandb_log:
             import wandb
-            self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_name, config=run_config)
+            self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_name, config=run_config,
+                                    id=run_config["wandb_run_id"], resume="allow")
 
     def write(self, record):
         """Buffer one record (a dict of JSON values; NaN / Infinity become null); see flush()."""
@@ -563,7 +605,7 @@ class RunLog:
             return
         self.pending.append(json.dumps(strict_record(record), allow_nan=False) + "\n")
         if self.wandb is not None:
-            self.wandb.log(record)
+            self.wandb.log(record, step=record["step"])
 
     def flush(self):
         """Append the buffered records to log.jsonl. Raises UserError on a full disk (the lines
@@ -613,14 +655,15 @@ def cut_torn_tail(path, chunk=1 << 16):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Ask a run folder what train.py would decide.")
-    p.add_argument("question", choices=("checkpoint", "finished", "skip", "lr_tag"),
+    p.add_argument("question", choices=("checkpoint", "finished", "skip", "wait", "lr_tag"),
                    help="checkpoint: print the current attempt's newest checkpoint (exit 1 if none); "
                         "finished: exit 0 if summary.json says finished, else 1; "
-                        "skip -- TRAIN_ARGS: exit 0 if the run of `train.py TRAIN_ARGS` is recorded "
-                        "finished with that config, 1 if it has work to do, 2 (one line) if its "
-                        "folder holds a different run; "
-                        "lr_tag LR...: print the learning rates as run names spell them (exit 2 for "
-                        "a bad one)")
+                        f"skip -- TRAIN_ARGS: exit {SKIP_EXIT_CODE} if the run of `train.py TRAIN_ARGS` "
+                        f"is recorded finished with that config, {LAUNCH_EXIT_CODE} if it has work to "
+                        f"do, {IN_USE_EXIT_CODE} if another process trains it now, 2 (one line) if its "
+                        "folder holds a different run; wait -- TRAIN_ARGS: return once no process "
+                        "trains that run; lr_tag LR...: print the learning rates as run names spell "
+                        "them (exit 2 for a bad one)")
     p.add_argument("--log_dir", default="results/runs")
     p.add_argument("--out_dir", default="out")
     p.add_argument("--run_name", help="(checkpoint, finished)")
@@ -630,9 +673,14 @@ def main(argv=None):
     if args.question == "lr_tag":
         print(" ".join(lr_tags(args.train_args)))
         return 0
-    if args.question == "skip":  # the config train.py would run, so the same folders and keys
+    if args.question in ("skip", "wait"):  # the config train.py would run: the same folders and keys
         cfg = load_config(args.train_args)
-        return 0 if RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name).skip(cfg) else 1
+        folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
+        if args.question == "wait":
+            return int(folder.in_use(wait=True))
+        if folder.in_use():  # its records may be mid-rewrite: judged once it is free
+            return IN_USE_EXIT_CODE
+        return SKIP_EXIT_CODE if folder.skip(cfg) else LAUNCH_EXIT_CODE
     if args.run_name is None or args.train_args:
         p.error(f"{args.question} takes --run_name (and --log_dir, --out_dir), no train.py arguments")
     folder = RunFolder(args.log_dir, args.out_dir, args.run_name)

@@ -9,6 +9,11 @@ A tokenizer is named by one string (`--tokenizer` of the preparer, `tokenizer` o
 - a Hugging Face `tokenizer.json` (or a folder holding one), read with the `tokenizers` library;
 - a Hugging Face hub name such as meta-llama/Meta-Llama-3-8B (downloaded into the hub cache).
 
+tiktoken's files are read from TIKTOKEN_CACHE_DIR; when it is unset and a `shared/tiktoken_cache`
+folder sits beside the repo (`../shared/tiktoken_cache`, the offline cache the quickstart uses),
+that folder is used: every entry point (train.py, the preparer, the eval scripts, the sweep and
+probes) finds it, wherever it is run from.
+
 The Kronecker embedding reads a token's bytes, so this module decides what they are
 (`token_bytes`, mode "exact", the default):
 - tiktoken: `decode_single_token_bytes` (partial UTF-8 fragments stay raw bytes, never U+FFFD);
@@ -51,6 +56,9 @@ GPT2_VOCAB = 50257  # GPT-2's ids; ids >= this are padding
 DOC_SEPARATORS = ("<|endoftext|>", "<|begin_of_text|>", "<s>", "<bos>", "<\uff5cbegin\u2581of\u2581sentence\uff5c>",
                   "<|end_of_text|>", "</s>", "<eos>", "<\uff5cend\u2581of\u2581sentence\uff5c>")
 DOWNLOAD_TIMEOUT_S = 10
+# The offline tiktoken cache beside the repo (../shared/tiktoken_cache), used when
+# TIKTOKEN_CACHE_DIR is unset: the one place that looks for it
+SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parent.parent / "shared" / "tiktoken_cache"
 SPIECE_SPACE = "\u2581"  # SentencePiece's "▁"
 
 
@@ -249,14 +257,24 @@ def get_tokenizer(name=DEFAULT_TOKENIZER):
         socket.setdefaulttimeout(old)
 
 
+def use_shared_tiktoken_cache():
+    """Point tiktoken at SHARED_TIKTOKEN_CACHE when TIKTOKEN_CACHE_DIR is unset and the folder
+    exists (tiktoken reads the variable on every load; child processes inherit it). An explicit
+    TIKTOKEN_CACHE_DIR, even empty (tiktoken's "no cache"), is left alone."""
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and SHARED_TIKTOKEN_CACHE.is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED_TIKTOKEN_CACHE)
+
+
 def _load(name):
     path = Path(name)
     if name in tiktoken.list_encoding_names():
+        use_shared_tiktoken_cache()
         try:
             enc = tiktoken.get_encoding(name)
         except Exception as err:  # requests' ConnectionError, a timeout, an unreadable cache
             cache = os.environ.get("TIKTOKEN_CACHE_DIR")
-            where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else "tiktoken's default cache"
+            where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else \
+                f"tiktoken's default cache (and there is no {SHARED_TIKTOKEN_CACHE})"
             shown = "GPT-2" if name == "gpt2" else name
             raise UserError(f"cannot load the {shown} tokenizer: its files are not in {where} and the "
                             f"download failed ({type(err).__name__}); set TIKTOKEN_CACHE_DIR to a "

@@ -37,9 +37,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import CheckpointWriter, load_checkpoint, to_cpu
 from data.sampler import TrainBatches
 from data.shards import check_data_dir, data_identity
-from devices import autocast_context, device_type, host_to_device, resolve_device, resolve_dtype
+from devices import autocast_context, device_type, host_to_device, peak_flops, resolve_device, resolve_dtype
 from errors import Preempted, UserError, run_main
 from model import GPT, GPTConfig
+from ranks import StartupSync
 from run_folder import RunFolder, RunLog, config_changes, utc_stamp
 from stop_signals import StopSignals, signal_name
 from tokenizer import get_tokenizer
@@ -59,6 +60,7 @@ class DistContext:
     world_size: int
     device: str
     distributed: bool  # a process group and DDP: launched by torchrun, even with one process
+    sync: StartupSync  # the ranks' start-up rounds (rank0_decides; ranks.py)
 
     @property
     def master(self):
@@ -70,13 +72,14 @@ class DistContext:
         return device_type(self.device)
 
 
-def setup_distributed(cfg):
+def setup_distributed(cfg, sync):
     """Rank, world size and device from torchrun's environment, and the process group of
     cfg.dist_backend (auto: nccl on CUDA, gloo on CPU). Rank r of a node takes cuda:LOCAL_RANK;
     under gloo, ranks beyond the GPU count share GPUs (gpu_check's 2-process phase where NCCL
     refuses 2 ranks on one GPU).
     Under torchrun (WORLD_SIZE set) the process group and DDP are used even for one process, so
-    a one-GPU run goes the multi-GPU path.
+    a one-GPU run goes the multi-GPU path (gpu_check's nccl phase). The group is made on sync's
+    store, after a round in which every rank says its config and device are good (ranks.py).
 
     A collective that waits longer than cfg.dist_timeout seconds (a rank that died or hangs)
     stops the run with an error (torch's own default: 10 minutes under NCCL).
@@ -107,10 +110,12 @@ def setup_distributed(cfg):
         torch.cuda.set_device(device)
         torch.set_float32_matmul_precision("high")
     distributed = "WORLD_SIZE" in os.environ
+    sync.round()  # a rank whose config or device failed says so here, before the group waits for it
     if distributed:  # device_id binds NCCL's communicator to our GPU at once (gloo has no use for it)
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=cfg.dist_timeout),
+        dist.init_process_group(backend=backend, store=sync.store, rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=cfg.dist_timeout),
                                 device_id=torch.device(device) if backend == "nccl" else None)
-    return DistContext(rank, local, world, device, distributed)
+    return DistContext(rank, local, world, device, distributed, sync)
 
 
 def grad_accum_steps(cfg, world_size):
@@ -175,19 +180,9 @@ def restore_rng(rng, dist_ctx, cfg, step):
 
 def rank0_decides(dist_ctx, decide):
     """decide() on rank 0, its result (or its UserError) on every rank: the run folder is
-    rank 0's, and a refusal must stop all ranks, not leave them waiting in a collective."""
-    outcome = [None]
-    if dist_ctx.master:
-        try:
-            outcome = [("ok", decide())]
-        except UserError as err:
-            outcome = [("error", str(err))]
-    if dist_ctx.world_size > 1:
-        dist.broadcast_object_list(outcome, src=0)
-    kind, value = outcome[0]
-    if kind == "error":
-        raise UserError(value)
-    return value
+    rank 0's, and a refusal must stop all ranks, not leave them waiting in a collective. One
+    start-up round (ranks.py): another rank's error met since the last round is raised here."""
+    return dist_ctx.sync.round(decide if dist_ctx.master else None)
 
 
 def git(*args):
@@ -388,14 +383,20 @@ def train_step(step, model, raw_model, optimizer, feed, cfg, dist_ctx, grad_accu
     return train_loss, norms, lr, signal_name(stop_number)
 
 
-def speed_figures(steady_dts, raw_model, cfg, grad_accum):
+def speed_figures(steady_dts, raw_model, cfg, grad_accum, peak):
     """Median step time, tokens/s and MFU of this process's steps that compiled nothing (the
     compile steps are marked "compile_step" in the log), for summary.json; {} if there were none."""
     if not steady_dts:
         return {}
     dt = statistics.median(steady_dts)
     return dict(steady_steps=len(steady_dts), step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt,
-                mfu=raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, cfg.peak_flops))
+                mfu=mfu_of(raw_model, cfg, grad_accum, dt, peak))
+
+
+def mfu_of(raw_model, cfg, grad_accum, dt, peak):
+    """Model FLOPs utilisation of a dt-second optimiser step against peak FLOP/s per device
+    (TrainingRun.peak_flops), or None where no peak is known (the CPU, an unlisted GPU)."""
+    return raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, peak) if peak else None
 
 
 @dataclasses.dataclass
@@ -425,6 +426,7 @@ class TrainingRun:
     resumed_step: Optional[int] = None  # the checkpoint's step: its eval is logged, its checkpoint exists
     val_loss: Optional[float] = None    # the last eval's, nats per token
     steady_dts: list = dataclasses.field(default_factory=list)  # seconds of steps that compiled nothing
+    peak_flops: Optional[float] = None  # per device, for MFU: cfg's, else the GPU's; None: MFU n/a
     feed: DeviceBatches = dataclasses.field(init=False)  # batches on the device, read ahead
 
     def __post_init__(self):
@@ -509,21 +511,26 @@ def main(argv=None):
     if any(arg in HELP_FLAGS for arg in argv):
         print(help_text())
         return
-    cfg = load_config(argv)
-    folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
-    with StopSignals() as stop, ExitStack() as on_exit:  # before anything slow: a signal at
-        dist_ctx = setup_distributed(cfg)                  # start-up still checkpoints
-        try:
-            train(cfg, dist_ctx, stop, folder, on_exit)
-            if dist_ctx.world_size > 1:  # no rank tears gloo down while another still has work in flight
-                dist.barrier()
-        except BaseException as err:
-            release_frames(err)
-            raise
-        finally:
-            folder.unlock()
-            if dist.is_initialized():
-                dist.destroy_process_group()
+    sync = StartupSync.from_environment()  # first: any rank's user error reaches rank 0 at once
+    try:
+        cfg = load_config(argv)
+        folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
+        with StopSignals() as stop, ExitStack() as on_exit:  # before anything slow: a signal at
+            dist_ctx = setup_distributed(cfg, sync)            # start-up still checkpoints
+            try:
+                train(cfg, dist_ctx, stop, folder, on_exit)
+                if dist_ctx.world_size > 1:  # no rank tears gloo down while another still has work in flight
+                    dist.barrier()
+            except BaseException as err:
+                release_frames(err)
+                raise
+            finally:
+                folder.unlock()
+                if dist.is_initialized():
+                    dist.destroy_process_group()
+    except UserError as err:
+        sync.announce(err)  # during start-up: the other ranks meet it at their next round
+        raise
 
 
 def train(cfg, dist_ctx, stop, folder, on_exit):
@@ -559,7 +566,9 @@ def start_run(cfg, dist_ctx, folder, on_exit):
     ckpt = read_resume_checkpoint(cfg, start.checkpoint, batches, folder, data)
     dtype = resolve_dtype(cfg.dtype, dist_ctx.device)
     use_compile = cfg.compile if cfg.compile is not None else dist_ctx.device_type == "cuda"
+    peak = cfg.peak_flops or peak_flops(dist_ctx.device)
     raw_model, model_config, optimizer = build_training(cfg, dist_ctx, ckpt, start.checkpoint, folder)
+    dist_ctx.sync.close()  # the last round: process-group collectives from here on (ranks.py)
     # fullgraph: a graph break is an error, not a silent slow path (the model compiles whole)
     compiled_model = torch.compile(raw_model, fullgraph=True) if use_compile else raw_model
     model = DDP(compiled_model, device_ids=[torch.device(dist_ctx.device).index]
@@ -569,14 +578,14 @@ def start_run(cfg, dist_ctx, folder, on_exit):
     change, history = resume_branch(cfg, dist_ctx, folder, ckpt, start.checkpoint)
     run_config = dict(dataclasses.asdict(cfg), **provenance(dist_ctx), world_size=dist_ctx.world_size,
                       grad_accum_steps=grad_accum, param_counts=param_counts,
-                      resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt,
-                      data_identity=data, **reading_fields, config_changes=history)
+                      resolved_dtype=dtype, resolved_compile=use_compile, resolved_peak_flops=peak,
+                      attempt=start.attempt, data_identity=data, **reading_fields, config_changes=history)
     log = RunLog(folder, cfg, run_config, enabled=dist_ctx.master)
     on_exit.callback(log.flush)  # a crash or Ctrl-C keeps the records logged so far
     writer = CheckpointWriter(last_good=start.checkpoint)
     run = TrainingRun(cfg, dist_ctx, folder, log, batches, val_tokens, hellaswag, raw_model, model_config,
                       compiled_model, model, optimizer, autocast_context(dist_ctx.device, dtype), grad_accum,
-                      start.attempt, data, writer, t_start)
+                      start.attempt, data, writer, t_start, peak_flops=peak)
     if ckpt is not None:
         run.step = run.resumed_step = ckpt["step"]
         run.wall_before, run.val_loss = ckpt.get("wall_time_s", 0.0), ckpt.get("val_loss")
@@ -753,7 +762,7 @@ def train_and_log(run, stop):
                         f"{last or 'none'}; {lower_lr_advice(cfg, last)}")
     dt = time.time() - t0  # train_step's one sync: this step's compute (and the last update)
     step = run.step = step + 1
-    mfu = run.raw_model.estimate_mfu(cfg.micro_batch_size * run.grad_accum, dt, cfg.peak_flops)
+    mfu = mfu_of(run.raw_model, cfg, run.grad_accum, dt, run.peak_flops)
     record = dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
                   **grad_norms, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
     if compiled_graphs() > graphs_before:  # compilation inside the step: not a speed figure
@@ -765,7 +774,8 @@ def train_and_log(run, stop):
         run.log.flush()
     if run.dist_ctx.master and (step % cfg.log_interval == 0 or step == 1):
         print(f"step {step:6d} | loss {train_loss:.4f} | lr {lr:.2e} | norm {grad_norm:.3f} | "
-              f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | mfu {mfu:.1%}")
+              f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | "
+              f"mfu {'n/a' if mfu is None else f'{mfu:.1%}'}")
     return stop_signal
 
 
@@ -777,7 +787,7 @@ def finish(run):
     changes = run.folder.change_history(step + 1) if run.dist_ctx.master else []
     run.log.finish(dict(final_step=step, final_val_loss=run.val_loss, tokens=step * cfg.total_batch_tokens,
                         wall_time_s=run.wall_time_s(), finished=True,
-                        **speed_figures(run.steady_dts, run.raw_model, cfg, run.grad_accum),
+                        **speed_figures(run.steady_dts, run.raw_model, cfg, run.grad_accum, run.peak_flops),
                         **({"config_changes": changes} if changes else {})))
     if run.dist_ctx.master:
         print(f"done: step {step}, val loss {run.val_loss:.4f}; logs in {run.log.dir}")

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from errors import UserError
+from errors import UserError, not_found
 from devices import DTYPES
 from embeddings import KRONECKER_MODES
 from model import EMBEDDINGS, MAX_SEED, GPTConfig, config_field
-from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
+from tokenizer import TOKEN_BYTES_MODES, VOCAB_MULTIPLE, get_tokenizer
 
 
 @dataclass
@@ -110,7 +110,9 @@ class TrainConfig(GPTConfig):
     dist_timeout: int = config_field(1800, "seconds a rank waits in a collective (e.g. while rank 0 "
                                            "writes a checkpoint) before the run stops with an error "
                                            "(docs/training.md, The GPU path)")
-    peak_flops: float = config_field(989e12, "per-device peak FLOP/s for MFU (H100/H200 dense bf16)")
+    peak_flops: Optional[float] = config_field(None, "per-device peak FLOP/s for MFU; None -> the GPU's dense "
+                                                     "bf16 peak (devices.PEAK_BF16_FLOPS; H100/H200 989e12), "
+                                                     "none known on CPU: MFU n/a")
     wandb_log: bool = config_field(False, "also log to Weights & Biases (pip install -r requirements-wandb.txt)")
     wandb_project: str = config_field("kronecker-nanogpt", "the W&B project")
 
@@ -166,11 +168,11 @@ def unknown_key_error(name, source):
 
 
 def _parse_bool(text):
+    """True or False, as --help prints them, in any case (true, FALSE); nothing else: a bool
+    written another way (yes, 1, on) is refused rather than read one way or the other."""
     lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
+    if lowered in ("true", "false"):
+        return lowered == "true"
     raise ValueError
 
 
@@ -214,7 +216,8 @@ def coerce(name, value, source, text=False):
                 value = [_parse_number(v, int) for v in value.strip("()[] ").split(",") if v.strip()]
             result = tuple(_number(v, int) for v in ((value,) if isinstance(value, int) else value))
     except (ValueError, TypeError, SyntaxError):
-        kind = getattr(base, "__name__", str(base)) + (" or None" if optional else "")
+        kind = ("True or False" if base is bool else getattr(base, "__name__", str(base))) + \
+            (" or None" if optional else "")
         raise UserError(f"bad value {value!r} for '{name}' ({source}): expected {kind}") from None
     if name in CHOICES and result not in CHOICES[name]:
         raise UserError(f"bad value {result!r} for '{name}' ({source}): "
@@ -248,7 +251,7 @@ def read_config_file(path):
     """{name: value} assigned by a config file: only `name = literal` statements are allowed."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file {path} not found (expected e.g. config/bpe_124m.py)")
+        raise not_found("config file", path, "expected e.g. config/bpe_124m.py")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UserError(f"config file {path} is over {MAX_CONFIG_BYTES} bytes; a config is a few "
                         "`name = value` lines")
@@ -305,7 +308,8 @@ def help_text():
     TrainConfig fields (their config_field help and section), with the choices of CHOICES."""
     lines = ["usage: python train.py [CONFIG.py] [--key=value ...]", "",
              "Settings apply in order: these defaults, then CONFIG.py (`key = value` lines, parsed,",
-             "never run), then each --key=value. Each key is shown with its default, type and meaning:"]
+             "never run), then each --key=value. Each key is shown with its default, type and meaning",
+             "(bool keys take True or False, in any case):"]
     for f in dataclasses.fields(TrainConfig):
         if f.metadata["section"]:
             lines += ["", f.metadata["section"] + ":"]
@@ -467,7 +471,10 @@ def load_config(argv):
         cfg.arm = named_arm(cfg)
     if cfg.run_name is None and cfg.arm is not None:
         cfg.run_name = f"{cfg.arm}_s{cfg.seed}"
-    if cfg.vocab_size is None:  # loads the tokenizer (cached per process); UserError if it cannot
-        cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()
+    if cfg.vocab_size is None:
+        # every other value is checked before the tokenizer loads, so a tokenizer that cannot
+        # load (offline) never hides a bad value; vocab_size itself is checked once known
+        validate(dataclasses.replace(cfg, vocab_size=VOCAB_MULTIPLE))
+        cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()  # UserError if it cannot
     validate(cfg)
     return cfg

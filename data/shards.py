@@ -23,7 +23,7 @@ import numpy as np
 
 from atomic import atomic_open
 from data.sources import file_fingerprint
-from errors import UserError
+from errors import UserError, not_found
 from tokenizer import GPT2_VOCAB
 
 MAGIC, VERSION = 20240520, 1  # llm.c's GPT-2 shards: uint16 ids
@@ -103,8 +103,8 @@ def list_shards(data_dir, split, required=True):
     assert split in SPLITS, split
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"data folder {data_dir} not found; prepare it with "
-                        f"`python data/fineweb_edu.py --out {data_dir}`")
+        raise not_found("data folder", data_dir,
+                        f"prepare it with `python data/fineweb_edu.py --out {data_dir}`")
     paths = sorted(data_dir.glob(f"{split}_[0-9][0-9][0-9][0-9][0-9][0-9].bin"))
     if not paths and required:
         raise UserError(f"no {split} shards ({split}_*.bin) in {data_dir}; prepare them with "

@@ -47,18 +47,6 @@ def token_ids(n, tokens_file=None, minimum=None):
     return torch.from_numpy(np.asarray(ids[:n], dtype=np.int64))
 
 
-def token_bytes(vocab, seed=0):
-    """A Kronecker byte table of `vocab` entries: GPT-2's byte strings, then (past GPT-2's 50,304
-    ids, e.g. at the frontier shape V 131,072) random ones of GPT-2-like lengths, seeded."""
-    from tokenizer import GPT2_VOCAB, gpt2_token_bytes
-    table = gpt2_token_bytes(min(vocab, 50304))
-    real = [b for b in table[:GPT2_VOCAB] if b]
-    rng = random.Random(seed)
-    while len(table) < vocab:
-        table.append(bytes(rng.randrange(256) for _ in range(len(rng.choice(real)))))
-    return table
-
-
 def _read_tokens_file(path):
     if not path.is_file():
         raise UserError(f"--tokens-file {path} not found; prepare one with "
@@ -133,24 +121,6 @@ def load_average():
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) from NVIDIA's data sheets; the H200 is an
-# H100 SXM die with more memory. MFU in the benches and gpu_check is measured against these.
-PEAK_BF16_FLOPS = {"H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
-                   "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
-
-
-def peak_flops(device):
-    """The device's dense bf16 peak in FLOP/s (PEAK_BF16_FLOPS, matched on the CUDA device name),
-    or None for the CPU or a GPU not in the table (pass --peak-flops then)."""
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16_FLOPS.items():  # longest names first within a family, as listed
-        if key in name or key.replace(" ", "") in name.replace(" ", ""):
-            return flops
-    return None
 
 
 def hardware(device):

@@ -6,7 +6,7 @@ alike. Reports each arm's median step time, tokens/s, ratio to `bpe` (tied), the
 side holds, the 1-minute load average before and after, and with
 --compile (fullgraph=True: a graph break is an error) the graphs compiled in the warm-up steps
 and the recompiles during the timed steps. On CUDA: bf16 autocast, torch.compile, MFU from
-GPT.estimate_mfu against the device's peak (bench_common.PEAK_BF16_FLOPS) and the memory an arm's
+GPT.estimate_mfu against the device's peak (devices.PEAK_BF16_FLOPS) and the memory an arm's
 step needs on its own (`max_memory_allocated` during its step, less what the other arms hold).
 
 Each of --kronecker-modes is its own Kronecker arm (the modes compute one function; their cost
@@ -37,13 +37,13 @@ import statistics
 from pathlib import Path
 
 # bench_common first: it puts the repo root on sys.path
-from bench_common import hardware, load_average, peak_flops, synchronize, timed, token_bytes, token_ids
+from bench_common import hardware, load_average, synchronize, timed, token_bytes, token_ids
 
 import torch
 from torch._dynamo.utils import counters
 
 from atomic import atomic_write_json, atomic_write_text
-from devices import DTYPES, autocast_context, device_type, resolve_device, resolve_dtype
+from devices import DTYPES, autocast_context, device_type, peak_flops, resolve_device, resolve_dtype
 from embeddings import KRONECKER_MODES, resolve_kronecker_mode
 from errors import UserError, run_main
 from model import EMBEDDINGS, KRONECKER_EMBEDDINGS, GPT, GPTConfig
@@ -243,7 +243,7 @@ def get_args(argv):
     p.add_argument("--compile-backend", default="inductor", help="e.g. aot_eager: traces without codegen")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bf16 on CUDA")
     p.add_argument("--peak-flops", type=float, help="device peak FLOP/s for MFU (default: the CUDA device's "
-                   "dense bf16 peak from bench_common.PEAK_BF16_FLOPS; none on CPU)")
+                   "dense bf16 peak from devices.PEAK_BF16_FLOPS; none on CPU)")
     p.add_argument("--tokens-file", help=".bin shard or .npy of token ids (default: tokenise the FineWeb sample)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--json", help="also write the results here")

@@ -17,7 +17,10 @@ Cases: train.py's run folders, stop signals and config values (§1, §2, §5 of 
 changed settings, data identity, disks that fill, runs longer than their data (issue 21) and
 checkpoints written in the background under a slow write and a signal (issue 23); the data
 preparer's bad records, files, manifests, offline starts and Ctrl-C, train.py on bad data (§3-4),
-and the eval scripts' bad inputs (§6). Shared inputs (a tiny shard folder, a prepared folder, a
+the eval scripts' bad inputs (§6), and issue 21's (§7): the sweep's skip check crashing and a run
+another sweep trains, W&B across a resume, an error only rank 1 meets, a bad value offline, bool
+spellings, train.py from another directory or without TIKTOKEN_CACHE_DIR, piped stdout and MFU on
+the CPU, lone surrogates in records. Shared inputs (a tiny shard folder, a prepared folder, a
 tiny checkpoint, a reference preparation) are made once in the temp dir, on first use.
 To add rows: append Case(name, expected, run[, check]) to CASES; `run(work)` returns the argv
 (or a Result, for multi-step cases), `check(work, result)` returns None when all is well or the
@@ -79,10 +82,11 @@ def text(output):
     return (output or b"").decode(errors="replace")
 
 
-def execute(argv, timeout=TIMEOUT_S, env=None):
+def execute(argv, timeout=TIMEOUT_S, env=None, cwd=REPO, unset=()):
+    """Run argv in cwd (the repo), env added to ours minus the names in unset; its Result."""
+    env = {k: v for k, v in dict(os.environ, OMP_NUM_THREADS="1", **(env or {})).items() if k not in unset}
     try:
-        done = subprocess.run(argv, cwd=REPO, capture_output=True, timeout=timeout,
-                              env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=timeout, env=env)
         return Result(done.returncode, text(done.stderr), text(done.stdout))
     except subprocess.TimeoutExpired as err:
         return Result(None, text(err.stderr))
@@ -875,6 +879,125 @@ def hellaswag_offline(work):
                      "--limit", "10", "--device", "cpu")
 
 
+# ----------------------------------------------------------------------------- §7 issue 21
+
+SWEEP_ENV = dict(SEEDS="7", ARMS="bpe kronecker", CONFIG="config/cpu_tiny.py")
+
+
+def sweep_with_a_broken_python(work):
+    """PYTHON an interpreter that cannot run run_folder.py (here: one without torch)."""
+    python = work / "python"
+    python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    (work / "launcher.sh").write_text(f'echo "$@" >> {work}/launched\n')
+    done = execute(["bash", "scripts/sweep.sh"], env=dict(SWEEP_ENV, PYTHON=str(python), LOG_DIR=str(work / "runs"),
+                                                          LAUNCH=f"bash {work / 'launcher.sh'}"))
+    # the sweep's own words, without the interpreter's
+    return Result(done.rc, done.stderr.replace("ModuleNotFoundError: No module named 'torch'\n", ""), done.stdout)
+
+
+def check_nothing_launched(work, result):
+    return "silent" if (work / "launched").exists() else None
+
+
+def sweep_beside_another(work):
+    """Another sweep's train.py holds bpe_s7 (its lock) and finishes it while this sweep waits."""
+    from run_folder import RunFolder
+    from train_config import load_config
+    other = RunFolder(work / "runs", work / "out", "bpe_s7")
+    other.lock()
+    (work / "launcher.sh").write_text(f'echo "$@" >> {work}/launched\n'
+                                      'case "$*" in *--run_name=bpe_s7*) echo "error: in use" >&2; exit 2 ;; esac\n')
+    env = dict(os.environ, **SWEEP_ENV, LOG_DIR=str(work / "runs"), OUT_DIR=str(work / "out"),
+               LAUNCH=f"bash {work / 'launcher.sh'}")
+    proc = subprocess.Popen(["bash", "scripts/sweep.sh"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, deadline = "", time.time() + TIMEOUT_S
+    while "waiting for the other process" not in out and time.time() < deadline and proc.poll() is None:
+        out += proc.stdout.readline()
+    cfg = load_config(["config/cpu_tiny.py", "--arm=bpe", "--seed=7", "--run_name=bpe_s7",
+                       f"--log_dir={work / 'runs'}", f"--out_dir={work / 'out'}", "--resume=auto"])
+    (other.log_dir / "config.json").write_text(json.dumps(dict(dataclasses.asdict(cfg), attempt="a")))
+    (other.log_dir / "summary.json").write_text(json.dumps(dict(final_step=cfg.max_steps, finished=True)))
+    other.unlock()  # the other one finished it
+    try:
+        rest, err = proc.communicate(timeout=TIMEOUT_S)
+        return Result(proc.returncode, err, out + rest)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return Result(None, "")
+
+
+def check_finished_by_the_other(work, result):
+    said = "== bpe_s7: finished by another process" in result.stdout and "failed" not in result.stderr
+    return None if said else "silent"
+
+
+def wandb_resumed(work):
+    env = dict(WANDB_MODE="offline", WANDB_DIR=str(work), WANDB_SILENT="true")
+    first = execute(train_argv(work, wandb_log=True, max_steps=3), env=env, timeout=3 * TIMEOUT_S)
+    if first.rc != 0:  # (wandb starts a service process: slow on a busy machine)
+        return first
+    return execute(train_argv(work, wandb_log=True, max_steps=6), env=env, timeout=3 * TIMEOUT_S)
+
+
+def check_one_wandb_run(work, result):
+    wandb_id = json.loads((work / "runs" / "run" / "config.json").read_text())["wandb_run_id"]
+    launches = list((work / "wandb").glob("offline-run-*"))
+    return None if len(launches) == 2 and all(p.name.endswith(wandb_id) for p in launches) else "silent"
+
+
+RANK_1_ALONE = """
+import os, sys
+import errors, train
+if os.environ["RANK"] == "1":
+    os.chdir(sys.argv.pop(1))  # its node: no data folder where it runs
+else:
+    sys.argv.pop(1)
+errors.OTHER_RANK_WAIT_S = 3600  # the old path (rank 1 waits, then prints) would hang the case
+errors.run_main(lambda: train.main(sys.argv[1:]))
+"""
+
+
+def rank_1_alone(work):
+    """2 gloo ranks; the data folder (relative) is missing on rank 1 only: rank 0 prints it at once."""
+    shutil.copytree(work.parent / "data", work / "shards")
+    (work / "rank_1_alone.py").write_text(RANK_1_ALONE)
+    (work / "elsewhere").mkdir()
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "rank_1_alone.py", str(work / "elsewhere"), *train_argv(work, data_dir="shards")[2:]]
+    done = execute(argv, cwd=work, env=dict(PYTHONPATH=str(REPO)))
+    mine = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    if done.rc is not None and len(mine) == 1:
+        return Result(2, mine[0])  # torchrun reports the failed workers after it (as for SIGTERM)
+    return done
+
+
+def from_another_directory(work):
+    argv = train_argv(work, data_dir="data/fineweb_edu_drill")  # relative: to the current directory
+    return execute([argv[0], str(REPO / "train.py"), *argv[2:]], cwd=work)
+
+
+def without_tiktoken_cache_dir(work):
+    """vocab_size unset loads GPT-2's tokenizer: found in ../shared/tiktoken_cache by tokenizer.py."""
+    return execute(train_argv(work, vocab_size="None", max_steps=2), unset=("TIKTOKEN_CACHE_DIR",))
+
+
+def piped_stdout(work):
+    """train.py | tee: its first line must come while it runs, not at exit."""
+    proc = subprocess.Popen(train_argv(work, **LONG), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    first = proc.stdout.readline()
+    (work / "early").write_text(f"{proc.poll() is None}\n{first}")
+    out, err = proc.communicate(timeout=TIMEOUT_S)
+    return Result(proc.returncode, err, first + out)
+
+
+def check_lines_came_early(work, result):
+    running, first = (work / "early").read_text().split("\n", 1)
+    return None if running == "True" and first.strip() and "mfu n/a" in result.stdout else "silent"
+
+
 CASES = [
     # §1 run folders
     Case("finished run, no checkpoint, same command", "ok", rerun_finished_without_checkpoints({}),
@@ -1018,6 +1141,23 @@ CASES = [
     Case('steps_to_target: log "step": "x"', "clear error", edited_log("steps_to_target", "step", "x")),
     Case("hellaswag offline, no cached file", "clear error", hellaswag_offline,
          names("{work}/hellaswag/hellaswag_val.jsonl")),
+    # §7 issue 21: the sweep's own failures, W&B on resume, one rank's error, a newcomer's frictions
+    Case("sweep: the skip check crashes", "clear error", sweep_with_a_broken_python, check_nothing_launched),
+    Case("sweep: a run another sweep trains", "ok", sweep_beside_another, check_finished_by_the_other),
+    Case("W&B offline, preempted and resumed", "ok", wandb_resumed, check_one_wandb_run),
+    Case("torchrun: only rank 1 lacks the data", "clear error", rank_1_alone, names("error: rank 1 (")),
+    Case("dropout=1.5 offline, no tokenizer files", "clear error",
+         with_env(lambda work: train_argv(work, dropout=1.5, vocab_size="None"), TIKTOKEN_CACHE_DIR="{work}"),
+         names("'dropout' must be in [0, 1)")),
+    Case("compile=yes", "clear error", bad(compile="yes"), names("expected True or False")),
+    Case("train.py from another directory", "clear error", from_another_directory,
+         names("relative to the current directory, {work}")),
+    Case("no TIKTOKEN_CACHE_DIR, ../shared beside the repo", "ok", without_tiktoken_cache_dir),
+    Case("stdout piped: lines while training, mfu n/a", "ok", piped_stdout, check_lines_came_early),
+    Case("prepare: lone surrogate on line 2", "clear error", bad_record(b'{"text": "a \\ud83d b"}'),
+         names("{work}/docs.jsonl, line 2: invalid text")),
+    Case("prepare: --bad-records=skip, lone surrogate", "ok",
+         bad_record(b'{"text": "a \\ud83d b"}', flags=["--bad-records=skip"]), check_one_bad_record_counted),
 ]
 
 
@@ -1041,7 +1181,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not SAMPLE.exists():
         sys.exit(f"error: the shared sample {SAMPLE} is missing")
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(REPO.parent / "shared" / "tiktoken_cache"))
+    # Started in the background (`... &`, nohup, a CI runner), this process and every child would
+    # ignore SIGINT, and the Ctrl-C cases would test nothing: the default again, for the children
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cases = [c for c in CASES if args.k in c.name]
     rows, t0 = [], time.time()
     with tempfile.TemporaryDirectory(prefix="fault_drill_") as tmp:

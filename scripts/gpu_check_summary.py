@@ -35,7 +35,7 @@ import bench_common  # noqa: F401 (first: it puts the repo root on sys.path)
 import torch
 
 from atomic import atomic_write_json
-from bench_common import peak_flops
+from devices import peak_flops
 from errors import run_main
 from eval.runs import read_json
 
@@ -93,7 +93,9 @@ def run_figures(run_dir, final_step, launch_starts):
     compile_steps = [s for s in steps if train[s].get("compile_step")]
     summary = read_json(run_dir / "summary.json", missing_ok=True) or {}
     config = read_json(run_dir / "config.json", missing_ok=True) or {}
-    median = lambda key: statistics.median(r[key] for r in steady) if steady else None  # noqa: E731
+    def median(key):  # None where no steady step logged it (mfu is null off the peak table)
+        values = [r[key] for r in steady if r.get(key) is not None]
+        return statistics.median(values) if values else None
     return dict(
         steps=len(steps), first_loss=statistics.mean(train[s]["train_loss"] for s in steps[:n]),
         last_loss=statistics.mean(train[s]["train_loss"] for s in steps[-n:]),

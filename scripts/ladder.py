@@ -5,7 +5,7 @@ builds the model on the meta device (no allocation) and reports:
 - parameters: input side (the table, or the Kronecker projection), output head (0 when tied),
   body (blocks + ln_f) and the total (which also holds the 1024 x d position table);
 - tokens = max_steps x total_batch_tokens, and the steps;
-- GPU-hours = FLOPs / (MFU x peak_flops), FLOPs = GPT.flops_per_token (PaLM appendix B:
+- GPU-hours = FLOPs / (MFU x the H100's peak), FLOPs = GPT.flops_per_token (PaLM appendix B:
   6 N + 12 L T d per token, N = body + V d, the input side left out) x tokens, at an ASSUMED
   MFU of 40% of the H100's 989 TFLOP/s dense bf16 (no GPU has run the ladder); wall-clock hours
   on one 8-GPU node are GPU-hours / 8;
@@ -23,12 +23,12 @@ import argparse
 import dataclasses
 import math
 import sys
-from pathlib import Path
 
 from estimate_memory import (AUTOCAST_COPY_BYTES, DDP_BUCKET_BYTES, GIB, GPU_GIB, REPO, STATE_BYTES,
                              USABLE_FRACTION, estimate, meta_model)
 
-from errors import run_main  # noqa: E402  (estimate_memory put the repo root on sys.path)
+from devices import PEAK_BF16_FLOPS  # noqa: E402  (estimate_memory put the repo root on sys.path)
+from errors import run_main  # noqa: E402
 from eval.probe_common import write_report  # noqa: E402
 from eval.runs import markdown_table  # noqa: E402
 from train_config import load_config  # noqa: E402
@@ -65,7 +65,7 @@ def ladder_row(label, path, extra):
     counts = model.param_counts()
     tokens = cfg.max_steps * cfg.total_batch_tokens
     flops = model.flops_per_token() * tokens
-    gpu_hours = flops / (MFU * cfg.peak_flops) / 3600
+    gpu_hours = flops / (MFU * PEAK_BF16_FLOPS["H100 SXM"]) / 3600
     mem = estimate(cfg, WORLD_SIZE, model)
     return dict(label=label, config=path + "".join(f" {e}" for e in extra), embedding=cfg.embedding,
                 n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, vocab_size=cfg.vocab_size,

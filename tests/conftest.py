@@ -1,5 +1,6 @@
-"""Shared test setup: offline tiktoken files, paths to the shared data samples, Ctrl-C, and a disk
-that fills mid-write."""
+"""Shared test setup: paths to the shared data samples, Ctrl-C, and a disk that fills mid-write.
+(The offline tiktoken files beside the repo, ../shared/tiktoken_cache, are found by tokenizer.py
+itself.)"""
 import errno
 import os
 import signal
@@ -7,12 +8,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
-TIKTOKEN_CACHE = SHARED / "tiktoken_cache"
 FINEWEB_EDU_SAMPLE = SHARED / "data" / "fineweb_edu_sample" / "sample.jsonl"
 FINEWEB_SAMPLE = SHARED / "data" / "fineweb_sample" / "train.jsonl.gz"
-
-if TIKTOKEN_CACHE.is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
 
 # A shell starts a background job (`pytest ... &`, nohup, some CI runners) with SIGINT ignored, and
 # an ignored signal stays ignored in every child: the Ctrl-C tests would then test nothing. Python's

@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 
 import atomic
+import run_folder
 import train
 from checkpoint import checkpoint_attempt, load_checkpoint
 from conftest import REPO_ROOT, FillingDisk
 from data.shards import read_header, write_shard
 from errors import Preempted, UserError
-from run_folder import NOT_RUN_DEFINING, RunFolder, cut_torn_tail, lr_tag, lr_tags, run_differences, strict_record
+from run_folder import (IN_USE_EXIT_CODE, LAUNCH_EXIT_CODE, NOT_RUN_DEFINING, SKIP_EXIT_CODE, RunFolder,
+                        cut_torn_tail, lr_tag, lr_tags, run_differences, strict_record)
 from test_signals import signal_at_step
 from test_train import crash_train_step_at, random_data, read_log, tiny_args  # noqa: F401 (random_data is a fixture)
 from train_config import CHANGEABLE, FIELD_DEFAULTS, load_config
@@ -197,7 +199,7 @@ def sweep_config(tmp_path, config, *extra, arm="bpe", seed=1337):
 def record(cfg, finished=True):
     """A run's records as train.py leaves them: config.json (the config and an attempt), summary.json."""
     folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
-    folder.log_dir.mkdir(parents=True)
+    folder.log_dir.mkdir(parents=True, exist_ok=True)
     (folder.log_dir / "config.json").write_text(json.dumps(dict(dataclasses.asdict(cfg), attempt="a")))
     (folder.log_dir / "summary.json").write_text(json.dumps(dict(final_step=cfg.max_steps, finished=finished)))
     return folder
@@ -279,6 +281,24 @@ def test_a_resume_path_of_another_attempt_is_refused(tmp_path, random_data):
     with pytest.raises(UserError, match="belongs to attempt .* holds the records of attempt"):
         train.main(tiny_args(tmp_path, random_data, run_name="B", max_steps=3,
                              resume=tmp_path / "out" / "A" / "ckpt_000003.pt"))
+
+
+def test_the_sweeps_question_is_answered_skip_launch_or_in_use_by_exit_code(tmp_path):
+    """Issue 21 §6: "launch" is its own exit code (10), never 1 (an uncaught exception's) nor 2 (a
+    UserError's), so a check that crashes cannot launch over a finished run; a run another process
+    trains is "in use" (11), without touching its lock."""
+    argv = ["skip", "--", "config/cpu_tiny.py", "--arm=bpe", "--seed=1337", "--run_name=bpe_s1337",
+            f"--log_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}", "--resume=auto"]
+    assert run_folder.main(argv) == LAUNCH_EXIT_CODE == 10  # nothing recorded
+    folder = record(sweep_config(tmp_path, "config/cpu_tiny.py"))
+    assert run_folder.main(argv) == SKIP_EXIT_CODE == 0
+    trainer = RunFolder(folder.log_dir.parent, folder.ckpt_dir.parent, folder.name)
+    trainer.lock()  # as train.py holds it (another open file: flock tells them apart)
+    try:
+        assert run_folder.main(argv) == IN_USE_EXIT_CODE == 11 and folder.in_use()
+    finally:
+        trainer.unlock()
+    assert not folder.in_use() and run_folder.main(["wait", *argv[1:]]) == 0
 
 
 def test_the_command_line_answers_checkpoint_and_finished(tmp_path, random_data):

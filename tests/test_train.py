@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+import errors
 import train
 from conftest import FINEWEB_EDU_SAMPLE, REPO_ROOT
-from data.shards import write_shard
+from data.shards import list_shards, write_shard
 from errors import UserError
+from ranks import StartupSync
 from tokenizer import get_encoding
 
 
@@ -157,6 +159,67 @@ def test_missing_data_stops_before_any_model_is_built(tmp_path, monkeypatch):
         train.main(tiny_args(tmp_path, tmp_path / "nowhere"))
 
 
+def test_a_relative_data_dir_from_another_directory_names_that_directory_and_the_repos(tmp_path, monkeypatch):
+    """Issue 21 §9: run from elsewhere, data/fineweb_edu is not the repo's; the line says which it is."""
+    repo = tmp_path / "repo"
+    (repo / "data" / "fineweb_edu").mkdir(parents=True)
+    monkeypatch.setattr(errors, "REPO", repo)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as err:
+        list_shards("data/fineweb_edu", "val")
+    assert str(err.value) == (f"data folder data/fineweb_edu not found (a relative path: relative to the "
+                              f"current directory, {tmp_path}); the repo has {repo / 'data/fineweb_edu'}: "
+                              f"run from {repo}, or give that path")
+    with pytest.raises(UserError, match=r"data folder data/elsewhere not found \(a relative path: relative "
+                                        rf"to the current directory, {tmp_path}\); prepare it with"):
+        list_shards("data/elsewhere", "val")
+
+
+def test_mfu_is_null_and_printed_n_a_where_no_peak_is_known(tmp_path, random_data, capsys):
+    """Issue 21 §9: on the CPU no peak FLOP/s is known; `mfu 0.0%` said nothing true."""
+    train.main(tiny_args(tmp_path, random_data, max_steps=2, log_interval=1))
+    assert "| mfu n/a" in capsys.readouterr().out
+    assert read_log(tmp_path)[(2, "train")]["mfu"] is None
+    config = json.loads((tmp_path / "runs" / "run" / "config.json").read_text())
+    assert config["peak_flops"] is None and config["resolved_peak_flops"] is None
+    train.main(tiny_args(tmp_path, random_data, max_steps=2, log_interval=1, run_name="given", peak_flops=1e9))
+    assert 0 < read_log(tmp_path, "given")[(2, "train")]["mfu"] and "| mfu n/a" not in capsys.readouterr().out
+
+
+class FakeWandb:
+    """The wandb calls RunLog makes, recorded: init's keywords, each log's record and step."""
+    def __init__(self):
+        self.inits, self.logs = [], []
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        return self
+
+    def log(self, record, step=None):
+        self.logs.append((record["step"], step))
+
+    summary = {}
+
+    def finish(self):
+        pass
+
+
+def test_a_resumed_run_continues_its_wandb_run_at_explicit_steps(tmp_path, random_data, monkeypatch):
+    """Issue 21 §5: a preempted run is one W&B run (its id kept in config.json), steps explicit."""
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    train.main(tiny_args(tmp_path, random_data, wandb_log=True, max_steps=3))
+    train.main(tiny_args(tmp_path, random_data, wandb_log=True, max_steps=6,
+                          allow_change="max_steps"))  # resumes at step 3
+    config = json.loads((tmp_path / "runs" / "run" / "config.json").read_text())
+    assert config["wandb_run_id"] == f"run-{config['attempt']}"
+    assert [(i["id"], i["resume"]) for i in fake.inits] == [(config["wandb_run_id"], "allow")] * 2
+    assert all(record_step == step for record_step, step in fake.logs)
+    assert sorted({step for step, _ in fake.logs}) == list(range(7))  # 0..6, steps 4-6 from the resume
+    train.main(tiny_args(tmp_path, random_data, wandb_log=True, max_steps=3, resume="never"))
+    assert fake.inits[-1]["id"] != config["wandb_run_id"]  # a new attempt is a new W&B run
+
+
 @pytest.mark.slow
 def test_command_line_errors_exit_2_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "train.py", "--max_step=3"], cwd=REPO_ROOT,
@@ -210,8 +273,12 @@ def test_wandb_logging_works_offline(tmp_path, random_data, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     train.main(tiny_args(tmp_path, random_data, wandb_log=True, max_steps=2))
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    train.main(tiny_args(tmp_path, random_data, wandb_log=True, max_steps=4,
+                          allow_change="max_steps"))  # a second launch, resumed
     assert json.loads((tmp_path / "runs" / "run" / "summary.json").read_text())["finished"]
+    wandb_id = json.loads((tmp_path / "runs" / "run" / "config.json").read_text())["wandb_run_id"]
+    launches = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(launches) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in launches)  # one W&B run
 
 
 @pytest.mark.parametrize("env, overrides, message", [
@@ -294,7 +361,7 @@ def test_the_next_steps_batch_is_read_ahead_and_taken_without_a_second_read(rand
     reads = []
     read = batches.micro_batch
     batches.micro_batch = lambda step, micro, *rest: reads.append((step, micro)) or read(step, micro, *rest)
-    feed = train.DeviceBatches(batches, cfg, train.DistContext(0, 0, 1, "cpu", False), grad_accum=1)
+    feed = train.DeviceBatches(batches, cfg, train.DistContext(0, 0, 1, "cpu", False, StartupSync()), grad_accum=1)
     feed.take(0, 0)
     feed.read_ahead(0, 0)
     assert reads == [(0, 0), (1, 0)]
@@ -323,7 +390,7 @@ def test_dist_timeout_reaches_the_process_group(monkeypatch):
         monkeypatch.setenv(key, value)
     started = {}
     monkeypatch.setattr(train.dist, "init_process_group", lambda **kwargs: started.update(kwargs))
-    train.setup_distributed(train.load_config(["--device=cpu", "--dist_timeout=42"]))
+    train.setup_distributed(train.load_config(["--device=cpu", "--dist_timeout=42"]), StartupSync())
     assert started["timeout"] == datetime.timedelta(seconds=42) and started["backend"] == "gloo"
     assert train.load_config(["--device=cpu"]).dist_timeout == 1800
     with pytest.raises(UserError, match="'dist_timeout' must be positive, got 0"):
