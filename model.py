@@ -516,8 +516,9 @@ class GPT(nn.Module):
         fields = {k: v for k, v in checkpoint["model_config"].items() if k not in REMOVED_FIELDS}
         try:
             config = GPTConfig(**fields)
-        except TypeError as err:
-            raise UserError(f"checkpoint model_config does not fit this model.py: {err}")
+        except (TypeError, UserError) as err:  # a field or an arm (embedding) of another version
+            raise UserError(f"checkpoint model_config does not fit this model.py ({err}); "
+                            f"load it with the code (branch or commit) that trained it")
         placeholder_bytes = [b""] * config.vocab_size  # the real byte table comes from the state dict
         model = cls(config, token_bytes=placeholder_bytes)
         try:

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from errors import UserError
+from errors import UserError, not_found
 from devices import DTYPES
 from embeddings import KRONECKER_MODES, PROJECTIONS
 from model import EMBEDDINGS, INPUT_KINDS, INPUT_KNOBS, MAX_SEED, REMOVED_FIELDS, GPTConfig, config_field
-from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
+from tokenizer import TOKEN_BYTES_MODES, VOCAB_MULTIPLE, get_tokenizer
 
 
 @dataclass
@@ -73,6 +73,8 @@ class TrainConfig(GPTConfig):
                                                    "2.5B tokens: build-nanogpt's recipe)")
     micro_batch_size: int = config_field(64, "sequences per GPU per micro-step (64 fits 80 GB at 124M)")
     max_steps: int = config_field(4768, "optimiser steps of the run")
+    max_epochs: Optional[float] = config_field(None, "refuse to start a run that reads more passes "
+                                                     "over the train set; None -> any (said at start)")
     warmup_steps: int = config_field(715, "steps of linear learning-rate warmup")
     max_lr: float = config_field(6e-4, "peak learning rate (after warmup)")
     min_lr: float = config_field(6e-5, "learning rate at max_steps (cosine decay)")
@@ -85,12 +87,16 @@ class TrainConfig(GPTConfig):
     val_tokens: int = config_field(10485760, "size of the fixed validation set: the first tokens of "
                                              "the val shard")
     log_interval: int = config_field(10, "print every N steps (log.jsonl gets every step)")
-    ckpt_interval: int = config_field(0, "checkpoint every N steps; 0 -> at every eval step (and at "
-                                         "the end)")
+    ckpt_interval: int = config_field(1000, "checkpoint every N steps (written in the background), "
+                                            "at the end, at save_steps and at a stop signal; 0 -> only "
+                                            "those (1000: < 2% of a 124M run's time, docs/training.md)")
     keep_checkpoints: int = config_field(2, "newest checkpoints kept, plus those in save_steps")
     save_steps: tuple[int, ...] = config_field((), "steps whose checkpoints are always written and "
                                                    "kept, e.g. 1000,2000")
     resume: str = config_field("auto", "auto (latest in out_dir/run_name) | never | a checkpoint path")
+    allow_change: str = config_field("", "comma-separated keys that may differ from the resumed "
+                                         "checkpoint's, recorded with their step, e.g. max_lr,min_lr,"
+                                         "max_steps (docs/training.md)")
     hellaswag_interval: int = config_field(0, ">0: HellaSwag acc_norm into log.jsonl every N steps "
                                               "and at the end")
     hellaswag_dir: str = config_field("data/hellaswag", "where hellaswag_val.jsonl is (downloaded "
@@ -101,7 +107,12 @@ class TrainConfig(GPTConfig):
     compile: Optional[bool] = config_field(None, "torch.compile the model; None -> on CUDA only")
     dist_backend: str = config_field("auto", "auto: nccl on CUDA, gloo on CPU (gloo lets ranks share "
                                              "a GPU)")
-    peak_flops: float = config_field(989e12, "per-device peak FLOP/s for MFU (H100/H200 dense bf16)")
+    dist_timeout: int = config_field(1800, "seconds a rank waits in a collective (e.g. while rank 0 "
+                                           "writes a checkpoint) before the run stops with an error "
+                                           "(docs/training.md, The GPU path)")
+    peak_flops: Optional[float] = config_field(None, "per-device peak FLOP/s for MFU; None -> the GPU's dense "
+                                                     "bf16 peak (devices.PEAK_BF16_FLOPS; H100/H200 989e12), "
+                                                     "none known on CPU: MFU n/a")
     wandb_log: bool = config_field(False, "also log to Weights & Biases (pip install -r requirements-wandb.txt)")
     wandb_project: str = config_field("kronecker-nanogpt", "the W&B project")
 
@@ -137,9 +148,13 @@ CHOICES = {
     "token_bytes": TOKEN_BYTES_MODES,
     "dist_backend": ("auto", "nccl", "gloo"),
 }
+# What a resumed run may change with --allow_change (run_folder.py records it with its step): the
+# optimiser and its schedule. Not the model, data, batch, seeds or evaluation: those make another run.
+CHANGEABLE = ("max_lr", "min_lr", "warmup_steps", "max_steps", "weight_decay", "beta1", "beta2",
+              "grad_clip")
 # The run's own ranges; the model's fields are checked by GPTConfig.check
 POSITIVE = ("total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
-            "log_interval", "keep_checkpoints")
+            "log_interval", "keep_checkpoints", "dist_timeout")
 NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval",
                 "hellaswag_interval")
 UNIT_INTERVAL = ("beta1", "beta2")  # each in [0, 1)
@@ -162,11 +177,11 @@ def unknown_key_error(name, source):
 
 
 def _parse_bool(text):
+    """True or False, as --help prints them, in any case (true, FALSE); nothing else: a bool
+    written another way (yes, 1, on) is refused rather than read one way or the other."""
     lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
+    if lowered in ("true", "false"):
+        return lowered == "true"
     raise ValueError
 
 
@@ -210,7 +225,8 @@ def coerce(name, value, source, text=False):
                 value = [_parse_number(v, int) for v in value.strip("()[] ").split(",") if v.strip()]
             result = tuple(_number(v, int) for v in ((value,) if isinstance(value, int) else value))
     except (ValueError, TypeError, SyntaxError):
-        kind = getattr(base, "__name__", str(base)) + (" or None" if optional else "")
+        kind = ("True or False" if base is bool else getattr(base, "__name__", str(base))) + \
+            (" or None" if optional else "")
         raise UserError(f"bad value {value!r} for '{name}' ({source}): expected {kind}") from None
     if name in CHOICES and result not in CHOICES[name]:
         raise UserError(f"bad value {result!r} for '{name}' ({source}): "
@@ -244,7 +260,7 @@ def read_config_file(path):
     """{name: value} assigned by a config file: only `name = literal` statements are allowed."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file {path} not found (expected e.g. config/bpe_124m.py)")
+        raise not_found("config file", path, "expected e.g. config/bpe_124m.py")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UserError(f"config file {path} is over {MAX_CONFIG_BYTES} bytes; a config is a few "
                         "`name = value` lines")
@@ -301,7 +317,8 @@ def help_text():
     TrainConfig fields (their config_field help and section), with the choices of CHOICES."""
     lines = ["usage: python train.py [CONFIG.py] [--key=value ...]", "",
              "Settings apply in order: these defaults, then CONFIG.py (`key = value` lines, parsed,",
-             "never run), then each --key=value. Each key is shown with its default, type and meaning:"]
+             "never run), then each --key=value. Each key is shown with its default, type and meaning",
+             "(bool keys take True or False, in any case):"]
     for f in dataclasses.fields(TrainConfig):
         if f.metadata["section"]:
             lines += ["", f.metadata["section"] + ":"]
@@ -364,6 +381,13 @@ def validate(cfg):
     if cfg.warmup_steps > cfg.max_steps:
         raise UserError(f"warmup_steps ({cfg.warmup_steps}) exceeds max_steps ({cfg.max_steps}): the "
                         "learning rate would never reach max_lr; lower warmup_steps")
+    if cfg.max_epochs is not None and cfg.max_epochs <= 0:
+        raise UserError(f"'max_epochs' must be positive (or None), got {cfg.max_epochs}")
+    unknown = [k for k in allowed_changes(cfg) if k not in CHANGEABLE]
+    if unknown:
+        raise UserError(f"'allow_change' names {', '.join(unknown)}, which a resumed run may not change; "
+                        f"it may change {', '.join(CHANGEABLE)} (other keys make another run: use "
+                        "another run_name)")
     check_knobs(cfg)
     check_wandb(cfg)
     check_arm(cfg)
@@ -373,6 +397,11 @@ def validate(cfg):
     if cfg.total_batch_tokens % cfg.block_size:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) must be a multiple of "
                         f"block_size ({cfg.block_size})")
+
+
+def allowed_changes(cfg):
+    """The keys of cfg.allow_change ("max_lr, min_lr" -> ["max_lr", "min_lr"])."""
+    return [k.strip() for k in cfg.allow_change.split(",") if k.strip()]
 
 
 def check_wandb(cfg):
@@ -454,7 +483,10 @@ def load_config(argv):
         cfg.arm = named_arm(cfg)
     if cfg.run_name is None and cfg.arm is not None:
         cfg.run_name = f"{cfg.arm}_s{cfg.seed}"
-    if cfg.vocab_size is None:  # loads the tokenizer (cached per process); UserError if it cannot
-        cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()
+    if cfg.vocab_size is None:
+        # every other value is checked before the tokenizer loads, so a tokenizer that cannot
+        # load (offline) never hides a bad value; vocab_size itself is checked once known
+        validate(dataclasses.replace(cfg, vocab_size=VOCAB_MULTIPLE))
+        cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()  # UserError if it cannot
     validate(cfg)
     return cfg

@@ -7,6 +7,8 @@ model is narrow: about 6.5 minutes a run on 2 cores (15 runs in about two hours)
 Everything (data, sweep, tables, plots, probes): bash scripts/cpu_mini.sh (docs/results.md).
 """
 data_dir = "data/fineweb_sample"
+log_dir = "out/cpu_mini/runs"         # scripts/cpu_mini.sh writes the committed runs to results/cpu_mini/runs
+out_dir = "out/cpu_mini"
 n_layer = 4
 n_head = 4
 n_embd = 64

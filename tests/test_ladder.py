@@ -99,6 +99,18 @@ def test_the_factorised_arm_has_kroneckers_parameter_count_within_1_percent_at_e
         assert abs(rows[label]["total"] / kronecker["total"] - 1) < 0.01, label
 
 
+def test_checkpoints_take_under_2_percent_of_a_124m_run_and_each_size_gets_a_signal_lead():
+    """Issue 23 part 2: the default ckpt_interval's cost, and the preemption lead time per size."""
+    rows = json.loads((REPO_ROOT / "results" / "ladder.json").read_text())["rows"]
+    for r in rows:
+        assert r["checkpoint_bytes"] == 12 * r["total"]  # fp32 weights + AdamW's two moments
+        assert r["stop_s"] == pytest.approx(r["step_s"] + 2 * r["write_s"][0])
+        assert r["signal_lead_s"] >= 1.5 * r["stop_s"] and r["signal_lead_s"] % 60 == 0
+        assert r["signal_lead_s"] <= 300  # scripts/sweep.sbatch's --signal=B:USR1@300 covers every size
+    assert all(r["checkpoint_share"] < 0.02 for r in rows if r["label"].startswith("124M"))
+    assert [r["fits_grace"] for r in rows if r["label"] == "124M bpe"] == [True]
+
+
 @pytest.mark.parametrize("size, arm", [("350m", a) for a in ARMS] + [("1558m", "bpe_untied")])
 def test_meta_device_model_counts_equal_the_closed_form(size, arm):
     cfg = load(size, arm)

@@ -3,10 +3,12 @@
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import train
+import train_config
 from conftest import REPO_ROOT
 from devices import DTYPES
 from errors import UserError
@@ -216,3 +218,49 @@ def test_model_checks_are_gptconfigs_and_reach_the_command_line_as_one_line(over
 def test_choices_come_from_the_modules_that_own_them():
     assert CHOICES["embedding"] is EMBEDDINGS and CHOICES["kronecker_mode"] is KRONECKER_MODES
     assert CHOICES["dtype"] is DTYPES
+
+
+# issue 21 §7: values before the tokenizer, one spelling of bools, toy runs under out/ ------------
+
+def test_every_value_is_checked_before_the_tokenizer_loads(monkeypatch):
+    """Offline without the tokenizer's files, a bad value is what the line names."""
+    def offline(name):
+        raise UserError(f"cannot load the {name} tokenizer (offline)")
+    monkeypatch.setattr(train_config, "get_tokenizer", offline)
+    with pytest.raises(UserError, match=r"'dropout' must be in \[0, 1\), got 1.5"):
+        load_config(["--dropout=1.5"])
+    with pytest.raises(UserError, match="cannot load the gpt2 tokenizer"):  # good values: its turn
+        load_config(["--dropout=0.1"])
+
+
+@pytest.mark.parametrize("text", ["yes", "no", "1", "0", "on", "y"])
+def test_a_bool_is_true_or_false_as_help_prints_it_nothing_else(text):
+    with pytest.raises(UserError, match=rf"bad value '{text}' for 'compile' \(from --compile={text}\): "
+                                        r"expected True or False or None"):
+        load_config([f"--compile={text}", "--vocab_size=256"])
+
+
+def test_true_and_false_in_any_case_are_the_bools_help_shows():
+    assert "  --bias=True " in help_text() and "bool keys take True or False, in any case" in help_text()
+    for text, value in (("True", True), ("true", True), ("FALSE", False), ("None", None)):
+        assert load_config([f"--compile={text}", "--vocab_size=256"]).compile is value
+
+
+PAPER_SIZES = ("_124m.py", "_350m.py", "_774m.py", "_1558m.py")
+
+
+def test_toy_configs_keep_their_runs_under_out_never_in_results_runs():
+    toys = [p for p in sorted((REPO_ROOT / "config").glob("*.py")) if not p.name.endswith(PAPER_SIZES)]
+    assert [p.stem for p in toys] == ["cpu_mini", "cpu_tiny", "quickstart"]
+    for path in toys:
+        cfg = load_config([str(path), "--vocab_size=256"])
+        assert Path(cfg.log_dir).parts[0] == "out" and Path(cfg.out_dir).parts[0] == "out", path.name
+
+
+def test_a_relative_config_path_from_another_directory_names_that_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as err:
+        load_config(["config/cpu_tiny.py"])
+    assert str(err.value) == (f"config file config/cpu_tiny.py not found (a relative path: relative to "
+                              f"the current directory, {tmp_path}); the repo has "
+                              f"{REPO_ROOT / 'config/cpu_tiny.py'}: run from {REPO_ROOT}, or give that path")
