@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The CPU mini-study, end to end: 7 arms x 3 seeds of config/cpu_mini.py on the ~4M-token FineWeb
-# sample, then the tables, plots and probes committed in results/cpu_mini/. About 6.5 minutes a run
-# on an idle 2-core CPU (measured with the first 5 arms: about two hours for 15 runs, so about 2.3
-# hours for these 21).
+# The CPU mini-study, end to end: the arms below x 3 seeds of config/cpu_mini.py (60 steps) on the
+# ~4M-token FineWeb sample, then the tables, plots and probes committed in results/cpu_mini/.
+# Run times as measured are in docs/results.md.
 #
 #   bash scripts/cpu_mini.sh                  # everything; a rerun skips finished runs
 #   STEP=report bash scripts/cpu_mini.sh      # only tables, plots and probes from existing runs
