@@ -938,7 +938,8 @@ def wandb_resumed(work):
     first = execute(train_argv(work, wandb_log=True, max_steps=3), env=env, timeout=3 * TIMEOUT_S)
     if first.rc != 0:  # (wandb starts a service process: slow on a busy machine)
         return first
-    return execute(train_argv(work, wandb_log=True, max_steps=6), env=env, timeout=3 * TIMEOUT_S)
+    return execute(train_argv(work, wandb_log=True, max_steps=6, allow_change="max_steps"), env=env,
+                   timeout=3 * TIMEOUT_S)  # extended: the change allowed, as a finished run needs
 
 
 def check_one_wandb_run(work, result):
