@@ -1,13 +1,15 @@
-"""GPT-2 (nanoGPT style) with a switchable input embedding: BPE table (tied or untied) or Kronecker.
+"""GPT-2 (nanoGPT style) with a switchable input embedding: BPE table (tied or untied), Kronecker
+or hashed byte trigrams.
 
 GPTConfig (the network's settings), GPT (the transformer, its blocks, and the arm dispatch: which
 input module config.embedding builds, and whether the head is tied) and sampling. The input
-layers themselves (the BPE table, the Kronecker codec and its modes, the shuffled control) are
-in embeddings.py.
+layers themselves (the BPE table, the Kronecker codec and its modes, the shuffled control, the
+trigram hash) are in embeddings.py.
 """
 import inspect
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -15,13 +17,16 @@ import torch.utils.checkpoint
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint
-from embeddings import KRONECKER_MODES, MAX_POS_DIM, KroneckerEmbedding, TokenEmbedding, shuffled_byte_sources
+from embeddings import (KRONECKER_MODES, MAX_POS_DIM, TRIGRAM_AGGREGATIONS, KroneckerEmbedding, TokenEmbedding,
+                        TrigramHashEmbedding, shuffled_byte_sources)
 from errors import UserError
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes
 
-EMBEDDINGS = ("bpe", "bpe_untied", "kronecker", "kronecker_shuffled")
+EMBEDDINGS = ("bpe", "bpe_untied", "kronecker", "kronecker_shuffled", "trigram_hash")
 KRONECKER_EMBEDDINGS = ("kronecker", "kronecker_shuffled")  # the byte codec + Linear(D, d), untied head
+BYTE_EMBEDDINGS = KRONECKER_EMBEDDINGS + ("trigram_hash",)  # inputs computed from each id's bytes
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most RNG tools take 32 bits
+MAX_TRIGRAM_BUCKETS = 2**24  # bucket ids are int32; 16M rows is far past any table this repo trains
 
 
 def config_field(default, help, section=None):
@@ -49,33 +54,55 @@ class GPTConfig:
     n_embd: int = config_field(768, "model width d")
     dropout: float = config_field(0.0, "dropout probability, in [0, 1) (0 in the paper runs)")
     bias: bool = config_field(True, "biases in the Linears and LayerNorms, as GPT-2")
-    embedding: str = config_field("bpe", "input: a token table, head tied or untied, or the byte "
-                                         "codec + Linear(D, d)")
+    embedding: str = config_field("bpe", "input: a token table, head tied or untied, the byte "
+                                         "codec + Linear(D, d), or hashed byte trigrams")
     pos_dim: int = config_field(16, "Kronecker: bytes kept per token (cut UTF-8-safely); "
                                     "D = 256 * pos_dim")
     kronecker_mode: str = config_field("auto", "Kronecker: how W z is computed, the same function "
                                                "(auto: vocab on CUDA, sparse on CPU)")
-    wte_init_std: float = config_field(0.02, "BPE arms: std of the token table's init (1.0 = "
-                                             "Kronecker's input scale)")
+    wte_init_std: float = config_field(0.02, "BPE arms and trigram_hash: std of the token (bucket) "
+                                             "table's init (1.0 = Kronecker's input scale for a BPE table)")
     shuffle_seed: int = config_field(0, "kronecker_shuffled: seed of the byte strings' permutation "
                                         "over ids")
     projection_weight_decay: bool = config_field(True, "Kronecker arms: weight decay on the "
                                                        "projection W")
+    trigram_buckets: Optional[int] = config_field(None, "trigram_hash: rows m of the learned bucket table; "
+                                                        "None -> 256 * pos_dim (4096), Kronecker's parameters")
+    trigram_k: int = config_field(10, "trigram_hash: buckets each byte trigram activates (T-FREE's 10)")
+    trigram_lowercase_k: int = config_field(2, "trigram_hash: of those, how many are hashed from the "
+                                               "ASCII-lowercased trigram, shared across case (T-FREE's 2)")
+    trigram_seed: int = config_field(0, "trigram_hash: seed of the trigram -> bucket hash")
+    trigram_aggregation: str = config_field("sum", "trigram_hash: a token's input is the sum or the mean "
+                                                   "of its activated bucket rows (T-FREE's 7B config: sum)")
 
     @property
     def kronecker(self):
         """True for the arms whose input is the byte codec + Linear(D, n_embd)."""
         return self.embedding in KRONECKER_EMBEDDINGS
 
+    @property
+    def trigram_rows(self):
+        """trigram_hash's bucket count m: trigram_buckets, or 256 * pos_dim, which gives the bucket
+        table (m, n_embd) exactly the Kronecker projection's parameters."""
+        return self.trigram_buckets or 256 * self.pos_dim
+
+    @property
+    def reads_token_bytes(self):
+        """True for the arms whose input is computed from each id's bytes (Kronecker, trigram_hash):
+        they take token_bytes, keep them in the checkpoint and embed arbitrary bytes (embed_bytes)."""
+        return self.embedding in BYTE_EMBEDDINGS
+
     def __post_init__(self):
         self.check()
 
     def check(self):
         """Raise UserError for the first value the network cannot be built with."""
-        for name, choices in (("embedding", EMBEDDINGS), ("kronecker_mode", KRONECKER_MODES)):
+        for name, choices in (("embedding", EMBEDDINGS), ("kronecker_mode", KRONECKER_MODES),
+                              ("trigram_aggregation", TRIGRAM_AGGREGATIONS)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "pos_dim", "wte_init_std"):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "pos_dim", "wte_init_std",
+                     "trigram_k"):
             if not getattr(self, name) > 0:
                 raise UserError(f"'{name}' must be positive, got {getattr(self, name)}")
         if self.dropout < 0:
@@ -85,8 +112,15 @@ class GPTConfig:
         if self.pos_dim > MAX_POS_DIM:
             raise UserError(f"'pos_dim' ({self.pos_dim}) is above {MAX_POS_DIM}: GPT-2's longest token is "
                             f"128 bytes, so more byte positions add only zeros; use 16 (the paper) or 32")
-        if not 0 <= self.shuffle_seed <= MAX_SEED:
-            raise UserError(f"'shuffle_seed' must be in [0, 2**32 - 1], got {self.shuffle_seed}")
+        for name in ("shuffle_seed", "trigram_seed"):
+            if not 0 <= getattr(self, name) <= MAX_SEED:
+                raise UserError(f"'{name}' must be in [0, 2**32 - 1], got {getattr(self, name)}")
+        if self.trigram_buckets is not None and not 0 < self.trigram_buckets <= MAX_TRIGRAM_BUCKETS:
+            raise UserError(f"'trigram_buckets' must be in 1..{MAX_TRIGRAM_BUCKETS} or None (256 * pos_dim), "
+                            f"got {self.trigram_buckets}")
+        if not 0 <= self.trigram_lowercase_k <= self.trigram_k <= self.trigram_rows:
+            raise UserError(f"need 0 <= trigram_lowercase_k <= trigram_k <= trigram buckets, got "
+                            f"{self.trigram_lowercase_k}, {self.trigram_k}, {self.trigram_rows}")
         if self.n_embd % self.n_head:
             raise UserError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
 
@@ -146,12 +180,13 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     """GPT-2 as in nanoGPT / build-nanogpt (Karpathy), with the input embedding of config.embedding:
-    a token table (bpe: tied to the head; bpe_untied) or KroneckerEmbedding (arXiv 2605.29459:
-    the byte codec + Linear(D, n_embd), untied head). The rest of the network is the same in
-    every arm.
+    a token table (bpe: tied to the head; bpe_untied), KroneckerEmbedding (arXiv 2605.29459:
+    the byte codec + Linear(D, n_embd), untied head) or TrigramHashEmbedding (trigram_hash:
+    T-FREE's hashed byte trigrams summed over a learned (config.trigram_rows, n_embd) table, untied
+    head). The rest of the network is the same in every arm.
 
-    token_bytes: the V = vocab_size byte strings of the Kronecker arms' codec (index = token id;
-    default GPT-2's, tokenizer.gpt2_token_bytes); ignored by the BPE arms. Raises UserError when
+    token_bytes: the V = vocab_size byte strings the byte arms read (config.reads_token_bytes;
+    index = token id; default GPT-2's, tokenizer.gpt2_token_bytes); ignored by the BPE arms. Raises UserError when
     it does not have vocab_size entries.
     """
 
@@ -181,12 +216,15 @@ class GPT(nn.Module):
 
     @staticmethod
     def _input_embedding(config, token_bytes):
-        if not config.kronecker:
+        if not config.reads_token_bytes:
             return TokenEmbedding(config.vocab_size, config.n_embd)
         if token_bytes is None:
             token_bytes = gpt2_token_bytes(config.vocab_size)
         if len(token_bytes) != config.vocab_size:
             raise UserError(f"token_bytes has {len(token_bytes)} entries but vocab_size is {config.vocab_size}")
+        if config.embedding == "trigram_hash":
+            return TrigramHashEmbedding(token_bytes, config.n_embd, config.trigram_rows, config.trigram_k,
+                                        config.trigram_lowercase_k, config.trigram_seed, config.trigram_aggregation)
         if config.embedding == "kronecker_shuffled":  # the byte table stores the result: checkpoints keep it
             token_bytes = [token_bytes[i] for i in shuffled_byte_sources(token_bytes, config.shuffle_seed).tolist()]
         return KroneckerEmbedding(token_bytes, config.n_embd, config.pos_dim, config.kronecker_mode)
@@ -219,10 +257,13 @@ class GPT(nn.Module):
         return self.transformer.wte.input_table()
 
     def embed_bytes(self, byte_strings):
-        """Kronecker arms only: (n, n_embd) embeddings of arbitrary byte strings (through the
-        codec; for kronecker_shuffled these bytes are not the bytes its tokens were trained with)."""
-        if not self.config.kronecker:
-            raise UserError(f"embed_bytes needs a kronecker arm; this model is {self.config.embedding!r}")
+        """Arms whose input reads bytes only (config.reads_token_bytes): (n, n_embd) embeddings of
+        arbitrary byte strings, through the Kronecker codec (cut to pos_dim bytes; for
+        kronecker_shuffled these bytes are not the bytes its tokens were trained with) or the
+        trigram hash (any length)."""
+        if not self.config.reads_token_bytes:
+            raise UserError(f"embed_bytes needs an arm whose input reads bytes ({', '.join(BYTE_EMBEDDINGS)}); "
+                            f"this model is {self.config.embedding!r}")
         return self.transformer.wte.embed_bytes(byte_strings)
 
     def _input(self, idx, tok_emb):
@@ -285,8 +326,8 @@ class GPT(nn.Module):
     def embedding_norms(self):
         """Norms for the norm-drift analysis, over the real vocabulary (ids < 50257).
 
-        emb_row_norm: mean L2 norm of the learned input matrix's rows (table rows; for Kronecker
-        the projection's rows of length D, about 1.0 at init); emb_token_norm: mean L2 norm of
+        emb_row_norm: mean L2 norm of the learned input matrix's rows (table rows, trigram_hash's
+        bucket rows; for Kronecker the projection's rows of length D, about 1.0 at init); emb_token_norm: mean L2 norm of
         the produced token embeddings; emb_fro_norm: Frobenius norm of that learned matrix.
         """
         n_real = min(self.config.vocab_size, GPT2_VOCAB)
@@ -360,12 +401,13 @@ class GPT(nn.Module):
             config = GPTConfig(**checkpoint["model_config"])
         except TypeError as err:
             raise UserError(f"checkpoint model_config does not fit this model.py: {err}")
-        placeholder_bytes = [b""] * config.vocab_size  # the real byte table comes from the state dict
-        model = cls(config, token_bytes=placeholder_bytes if config.kronecker else None)
+        placeholder_bytes = [b""] * config.vocab_size  # the real byte table or trigrams come from the state dict
+        model = cls(config, token_bytes=placeholder_bytes if config.reads_token_bytes else None)
         try:
             model.load_state_dict(checkpoint["model"])
         except RuntimeError as err:
-            raise UserError(f"checkpoint weights do not match its model_config: {str(err).splitlines()[0]}")
+            first = " ".join(line.strip() for line in str(err).splitlines()[:2])  # the heading and the first error
+            raise UserError(f"checkpoint weights do not match its model_config: {first}")
         return model.to(map_location).eval()
 
 

@@ -249,7 +249,7 @@ def build_model(cfg, ckpt, ckpt_path):
                             "use --resume=never or another run_name")
     torch.manual_seed(cfg.seed)
     token_bytes = get_tokenizer(cfg.tokenizer).token_bytes(cfg.vocab_size, cfg.token_bytes) \
-        if cfg.kronecker else None
+        if cfg.reads_token_bytes else None
     model = GPT(model_config, token_bytes)
     model.activation_checkpointing = cfg.activation_checkpointing
     if ckpt is not None:

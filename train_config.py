@@ -37,7 +37,7 @@ from typing import Optional
 
 from errors import UserError
 from devices import DTYPES
-from embeddings import KRONECKER_MODES
+from embeddings import KRONECKER_MODES, TRIGRAM_AGGREGATIONS
 from model import EMBEDDINGS, MAX_SEED, GPTConfig, config_field
 from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
 
@@ -120,12 +120,15 @@ ARMS = {
     "kronecker": dict(embedding="kronecker"),
     "kronecker_shuffled": dict(embedding="kronecker_shuffled"),
     "bpe_untied_scaled": dict(embedding="bpe_untied", wte_init_std=1.0),
+    "trigram_hash": dict(embedding="trigram_hash"),
 }
 ARM_SETTINGS = ("embedding", "wte_init_std", "projection_weight_decay", "token_bytes")  # what an arm name stands for
+TRIGRAM_KNOBS = ("trigram_buckets", "trigram_k", "trigram_lowercase_k", "trigram_seed", "trigram_aggregation")
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CHOICES = {
     "embedding": EMBEDDINGS,
     "kronecker_mode": KRONECKER_MODES,
+    "trigram_aggregation": TRIGRAM_AGGREGATIONS,
     "dtype": DTYPES,
     "token_bytes": TOKEN_BYTES_MODES,
     "dist_backend": ("auto", "nccl", "gloo"),
@@ -398,6 +401,10 @@ def check_knobs(cfg):
     if not cfg.kronecker and not cfg.projection_weight_decay:
         raise UserError(f"'projection_weight_decay' is about the Kronecker projection; embedding="
                         f"{cfg.embedding} has none (its table is decayed, as in build-nanogpt); drop it")
+    if cfg.embedding != "trigram_hash":
+        for name in TRIGRAM_KNOBS:
+            if getattr(cfg, name) != FIELD_DEFAULTS[name]:
+                raise UserError(f"'{name}' sets the trigram hash; embedding={cfg.embedding} has none; drop it")
 
 
 def arm_settings(arm):

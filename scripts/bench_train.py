@@ -9,13 +9,15 @@ graph break is an error) the graphs compiled in the warm-up steps and the recomp
 timed steps. On CUDA: bf16 autocast, torch.compile and MFU from GPT.estimate_mfu against the
 device's peak (bench_common.PEAK_BF16_FLOPS) by default.
 
-Presets: tiny (tests), cpu (2 layers, width 128, 8 x 128 tokens), 124m (GPT-2 124M, 16 x 1024
+Presets: tiny (tests), cpu (2 layers, width 128, 8 x 128 tokens), cpu_mini (config/cpu_mini.py's
+model and 32 x 128-token step: 4 layers, width 64), 124m (GPT-2 124M, 16 x 1024
 tokens per step; a GPU run) and frontier (the paper's runtime claim at its own vocabulary: V
 131,072, pos_dim 32, width 768 as config/kronecker_frontier_124m.py, at 2 layers and 2 x 128
 tokens so that it runs on a CPU; the Kronecker byte strings past GPT-2's are random ones of
 GPT-2's lengths, bench_common.token_bytes).
 
     python scripts/bench_train.py --preset cpu --steps 20                      # CPU, eager
+    python scripts/bench_train.py --preset cpu_mini --arms bpe_untied kronecker trigram_hash --threads 2
     python scripts/bench_train.py --preset frontier --arms bpe kronecker --kronecker-modes sparse vocab
     python scripts/bench_train.py --preset 124m --batch-size 64 --json out.json   # GPU
     python scripts/bench_train.py --preset 124m --tokens-file data/gpu_check/train_000001.bin
@@ -39,6 +41,7 @@ from model import EMBEDDINGS, KRONECKER_EMBEDDINGS, GPT, GPTConfig
 PRESETS = {
     "tiny": dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=2),
     "cpu": dict(n_layer=2, n_head=4, n_embd=128, block_size=128, batch_size=8),
+    "cpu_mini": dict(n_layer=4, n_head=4, n_embd=64, block_size=128, batch_size=32),  # config/cpu_mini.py
     "124m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=16),
     "frontier": dict(n_layer=2, n_head=12, n_embd=768, block_size=128, batch_size=2, vocab_size=2**17, pos_dim=32),
 }
@@ -62,7 +65,7 @@ class Arm:
         torch.manual_seed(0)
         self.name, self.mode = embedding, mode
         config = GPTConfig(**config, embedding=embedding, **(dict(kronecker_mode=mode) if mode else {}))
-        self.raw = GPT(config, token_bytes=token_bytes(config.vocab_size) if config.kronecker else None)
+        self.raw = GPT(config, token_bytes=token_bytes(config.vocab_size) if config.reads_token_bytes else None)
         self.raw.to(args.device)
         self.optimizer = self.raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type(args.device))
         self.model = torch.compile(self.raw, backend=args.compile_backend, fullgraph=True) \
@@ -162,7 +165,8 @@ def get_args(argv):
     p.add_argument("--preset", default="cpu", choices=list(PRESETS))
     p.add_argument("--batch-size", type=int, help="sequences per step (default: the preset's)")
     p.add_argument("--arms", nargs="+", default=["bpe", "bpe_untied", "kronecker"], choices=EMBEDDINGS,
-                   help="default: all but kronecker_shuffled, which computes exactly what kronecker does")
+                   help="default: the paper's arms and the untied control (kronecker_shuffled computes "
+                        "exactly what kronecker does)")
     p.add_argument("--kronecker-modes", nargs="+", default=["auto"], choices=KRONECKER_MODES,
                    help="one model per mode for each Kronecker arm (auto: vocab on CUDA, sparse on CPU)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per arm (median reported)")

@@ -170,6 +170,10 @@ def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
     (["--arm=my arm"], "'arm' 'my arm' must be letters, digits"),
     (["--wte_init_std=0"], "'wte_init_std' must be positive"),
     (["--shuffle_seed=-1"], r"'shuffle_seed' must be in \[0, 2\*\*32 - 1\]"),
+    (["--embedding=kronecker", "--trigram_k=4"], "'trigram_k' sets the trigram hash; embedding=kronecker has none"),
+    (["--arm=trigram_hash", "--trigram_buckets=8"], r"need 0 <= trigram_lowercase_k <= trigram_k <= trigram buckets, "
+                                                    r"got 2, 10, 8"),
+    (["--arm=trigram_hash", "--trigram_buckets=0"], r"'trigram_buckets' must be in 1\.\.16777216 or None"),
     (["--hellaswag_interval=-1"], "'hellaswag_interval' must be >= 0"),
 ])
 def test_arm_knobs_that_cannot_apply_are_one_line_errors(argv, message):
@@ -282,6 +286,16 @@ def test_shuffled_arm_takes_its_bytes_from_the_runs_tokenizer_and_token_bytes_mo
     reference, _ = train.build_model(small_cfg("kronecker_shuffled", token_bytes="reference",
                                                arm="kronecker_shuffled_reference"), None, None)
     assert not torch.equal(exact.transformer.wte.byte_table, reference.transformer.wte.byte_table)
+
+
+def test_trigram_arm_takes_its_bytes_from_the_runs_tokenizer_and_token_bytes_mode():
+    exact, _ = train.build_model(small_cfg("trigram_hash"), None, None)
+    reference, _ = train.build_model(small_cfg("trigram_hash", token_bytes="reference", arm="trigram_reference"),
+                                     None, None)
+    wte = exact.transformer.wte
+    assert torch.equal(wte.token_offsets.diff()[:5], torch.tensor([1, 1, 1, 1, 1]))  # ids 0-4: one byte each
+    assert wte.token_offsets.diff()[EOT_ID] == 13  # the literal <|endoftext|>, 13 bytes: 13 trigrams
+    assert len(wte.trigram_codes) != len(reference.transformer.wte.trigram_codes)  # U+FFFD for fragments
 
 
 def test_a_checkpoint_from_before_the_arm_knobs_still_resumes():
