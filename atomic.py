@@ -1,7 +1,10 @@
 """Atomic file writes: write a temp file beside the target, then rename it into place.
 
 A crash leaves the old file (or none), never a half-written one; any failure removes the temp
-file. A full disk (ENOSPC, EDQUOT) becomes a one-line UserError saying "disk full". Every writer
+file. A full disk (ENOSPC, EDQUOT) becomes a one-line UserError saying "disk full", also when
+the disk fills mid-write inside a library that wraps the OSError in its own error (torch.save
+raises RuntimeError "[enforce fail at inline_container.cc] ..." with the OSError as its
+context). Every writer
 of shards, manifests, checkpoints, logs' config/summary, reports and plots goes through here.
 
     from atomic import atomic_open, atomic_write_text
@@ -17,6 +20,18 @@ from pathlib import Path
 from errors import UserError
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(err):
+    """Whether err, or an exception it was raised from or while handling (its __cause__ /
+    __context__ chain), is an OSError ENOSPC / EDQUOT."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def disk_full_error(path):
@@ -42,7 +57,7 @@ def atomic_open(path):
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+        if is_disk_full(err):
             raise disk_full_error(path) from None
         raise
 

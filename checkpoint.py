@@ -2,14 +2,19 @@
 
 A checkpoint is a torch.save dict with "model" (state_dict, never `_orig_mod.` prefixes),
 "model_config", "train_config", "step" (optimiser steps done), "optimizer", "data_state",
-"rng", "wall_time_s", "val_loss" (the last eval's, nats/token, at or before "step") and
-"attempt" (run_folder.py: the start-from-scratch it belongs to). It holds only tensors and
-plain Python values, so it loads with torch.load(weights_only=True). Which checkpoint a run
-resumes from, keeps or is scored with is run_folder.py's decision, not this module's.
+"rng", "wall_time_s", "val_loss" (the last eval's, nats/token, at or before "step"), "attempt"
+(run_folder.py: the start-from-scratch it belongs to) and "data_identity" (data.shards: what the
+data was). It holds only tensors and plain Python values, so it loads with
+torch.load(weights_only=True). Which checkpoint a run resumes from, keeps or is scored with is
+run_folder.py's decision, not this module's.
+
+CheckpointWriter writes them in a background thread from a CPU copy (to_cpu), so training goes
+on while the file is written (docs/training.md, "Checkpoints and resume").
 
     from checkpoint import save_checkpoint, list_checkpoints, load_checkpoint
 """
 import re
+import threading
 from pathlib import Path
 
 import torch
@@ -79,3 +84,64 @@ def prune_checkpoints(checkpoints, keep, save_steps=()):
     for step, path in checkpoints[:max(len(checkpoints) - keep, 0)]:
         if step not in save_steps:
             path.unlink()
+
+
+def to_cpu(obj):
+    """A copy of obj (a state dict: nested dicts, lists, tuples of tensors and plain values) whose
+    tensors are on the CPU and share no memory with obj's, so a background write reads a frozen
+    state while training updates the live one. On CUDA this is the device-to-host copy."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes one checkpoint at a time in a background thread (as torch.distributed.checkpoint's
+    async_save does), so the process (and the ranks waiting for it) trains on meanwhile.
+
+    submit() waits for the previous write (raising its error), then starts this one; wait()
+    blocks until the current write is done and raises its error (UserError "disk full ..." from
+    atomic.py, or any other). A failed write leaves no file (atomic_open) and last_good
+    unchanged: the newest checkpoint whose write completed (at first the resumed one, or None).
+    close() waits without raising (for exit paths; a failure is printed as one note).
+    """
+
+    def __init__(self, last_good=None):
+        self.last_good, self.thread, self.error = last_good, None, None
+
+    def submit(self, state, ckpt_dir, then=None):
+        """Write state (to_cpu'd: nothing may change it now) as ckpt_dir/ckpt_<state['step']>.pt in
+        the background, then call then(path) (pruning) in the same thread."""
+        self.wait()
+
+        def write():
+            try:
+                path = save_checkpoint(state, ckpt_dir)
+                self.last_good = path
+                if then is not None:
+                    then(path)
+            except BaseException as err:  # handed to the main thread by wait()
+                self.error = err
+
+        self.thread = threading.Thread(target=write, name="checkpoint-writer", daemon=True)
+        self.thread.start()
+
+    def wait(self):
+        """Block until the write in flight (if any) is done; raise its error."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+    def close(self):
+        """wait(), printing a failure as one note instead of raising (the run is ending anyway)."""
+        try:
+            self.wait()
+        except Exception as err:
+            print(f"note: the last checkpoint was not written: {err}")

@@ -3,6 +3,7 @@
     device = resolve_device("auto")            # "cuda" when available, else "cpu"
     dtype = resolve_dtype("auto", device)      # "bfloat16" on CUDA, "float32" on CPU
     with autocast_context(device, dtype): ...
+    peak_flops("cuda")                         # the GPU's dense bf16 peak FLOP/s for MFU, or None
 """
 from contextlib import nullcontext
 
@@ -67,3 +68,21 @@ def autocast_context(device, dtype):
     if resolve_dtype(dtype, device) == "float32":
         return nullcontext()
     return torch.autocast(device_type=device_type(device), dtype=torch.bfloat16)
+
+
+# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) from NVIDIA's data sheets; the H200 is an
+# H100 SXM die with more memory. MFU in train.py, the benches and gpu_check is measured against these.
+PEAK_BF16_FLOPS = {"H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
+                   "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+
+
+def peak_flops(device):
+    """The device's dense bf16 peak in FLOP/s (PEAK_BF16_FLOPS, matched on the CUDA device name),
+    or None for the CPU or a GPU not in the table: no MFU then, unless a peak is given."""
+    if device_type(device) != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, flops in PEAK_BF16_FLOPS.items():  # longest names first within a family, as listed
+        if key in name or key.replace(" ", "") in name.replace(" ", ""):
+            return flops
+    return None

@@ -1,17 +1,20 @@
 """The input layers: token ids -> (..., n_embd) vectors, one module per kind of input.
 
 - TokenEmbedding: a learned (V, n_embd) table, nn.Embedding (the BPE arms).
+- FactorizedEmbedding: ALBERT's factorised table, a learned (V, r) table then Linear(r, n_embd)
+  (bpe_factorized: a learned input with the Kronecker projection's parameter count, matched_rank).
 - KroneckerEmbedding: the byte codec of arXiv 2605.29459 and one learned Linear(D, n_embd),
   D = 256 * pos_dim. For a token with UTF-8 bytes b_1..b_L:
       kappa = (1/sqrt(L)) * sum_p onehot256(b_p) (x) onehot_pos(p)      (flat index byte*pos_dim + p)
       z     = (kappa - mean(kappa)) / (std(kappa, unbiased) + 1e-6)     (L = 0 gives z = 0)
       e     = W z
-  Its modes (KRONECKER_MODES) compute the same e: "vocab" (the (V, n_embd) table of every id
-  through one fixed sparse matrix product, then a lookup: deterministic, no host sync; the CUDA
-  default), "sparse" (a gather-sum over each token's byte columns; the CPU default), "dense"
-  (the (N, D) codec times W, as the reference code) and "cached" (a (V, D) codec buffer); "auto"
-  picks vocab or sparse by device (docs/performance.md says why). Every mode returns float32
-  under autocast, as nn.Embedding does in the BPE arms.
+  (projection "mlp": e = RMSNorm(W2 GELU(W z)), W: Linear(D, h), the authors' results file's
+  projection; PROJECTIONS). Its modes (KRONECKER_MODES) compute the same e: "vocab" (the
+  (V, n_embd) table of every id through one fixed sparse matrix product, then a lookup:
+  deterministic, no host sync; the CUDA default), "sparse" (a gather-sum over each token's byte
+  columns; the CPU default), "dense" (the (N, D) codec times W, as the reference code) and
+  "cached" (a (V, D) codec buffer); "auto" picks vocab or sparse by device (docs/performance.md
+  says why). Every mode returns float32 under autocast, as nn.Embedding does in the BPE arms.
 - shuffled_byte_sources: the kronecker_shuffled control's permutation of byte strings over ids.
 - TrigramHashEmbedding: the trigram_hash arm (T-FREE, arXiv 2406.19223, on BPE tokens): each id's
   byte trigrams (with a start and an end marker) hashed into k of m rows of a learned (m, n_embd)
@@ -19,7 +22,8 @@
 
 Every input module has `input_table()`: the effective (V, n_embd) table, row i = the vector id i
 gets, differentiable and built without a (V, D) matrix. The probes, the export and a tied head
-(logits = h E^T) read it; F.embedding(ids, module.input_table()) equals module(ids).
+(logits = h E^T) read it; F.embedding(ids, module.input_table()) equals module(ids). And
+`learned_matrix(n_real)`: the learned matrix whose rows the norm-drift log measures.
 FixedSparseMatrix (M @ table for a fixed sparse M, deterministic backward) is the shared kernel
 for inputs whose rows are fixed sums of learned rows (the Kronecker vocab table; the trigram hash).
 """
@@ -35,6 +39,10 @@ from tokenizer import truncate_utf8
 
 # "auto" first: the default. The rest compute the same function (tests/test_embeddings.py).
 KRONECKER_MODES = ("auto", "vocab", "sparse", "dense", "cached")
+# "linear" first: the default, the paper's (and the authors' package's) single Linear(D, n_embd)
+PROJECTIONS = ("linear", "mlp")
+CODEC_BYTES = 256  # one-hot width per byte position: D = CODEC_BYTES * pos_dim
+TABLE_INIT_STD = 0.02  # GPT-2's init of a learned table (and of every Linear in model.py)
 ZNORM_EPS = 1e-6
 # GPT-2's longest token is 128 bytes (python -c "import tiktoken; e = tiktoken.get_encoding('gpt2');
 # print(max(len(e.decode_single_token_bytes(i)) for i in range(e.n_vocab)))"); 256 leaves room for
@@ -289,16 +297,75 @@ class TokenEmbedding(nn.Embedding):
         """(V, n_embd): the weight itself (shared with the head in the tied `bpe` arm)."""
         return self.weight
 
+    def learned_matrix(self, n_real):
+        """(n_real, n_embd): the rows of the real ids (padding rows are never trained)."""
+        return self.weight[:n_real]
+
+
+def matched_rank(vocab_size, n_embd, pos_dim):
+    """bpe_factorized's default rank: the r whose input side, a (V, r) table and Linear(r, n_embd),
+    has the Kronecker projection's D * n_embd parameters (D = 256 * pos_dim) most nearly:
+    r = round(D d / (V + d)); at least 1. GPT-2 124M (V 50,304, d 768, pos_dim 16): 61.6 -> 62,
+    3,166,464 parameters against the projection's 3,145,728 (+0.7%)."""
+    return max(1, round(CODEC_BYTES * pos_dim * n_embd / (vocab_size + n_embd)))
+
+
+class FactorizedEmbedding(nn.Module):
+    """A learned low-rank input (ALBERT's factorised embedding, Lan et al. 2020, section 3.1):
+    ids (...) int64 -> table (V, r) -> Linear(r, n_embd, bias=False) -> (..., n_embd) float32
+    (also under autocast, as nn.Embedding). The bpe_factorized arm: with r = matched_rank it is
+    a learned input of the Kronecker projection's size, so bpe_factorized vs kronecker isolates a
+    fixed byte code against a learned input of the same parameter count.
+
+    Init (reset_parameters): the table N(0, 0.02^2), as every GPT-2 table, so Adam moves it at
+    the usual relative rate; the projection N(0, 1/r), variance-preserving, so each output
+    coordinate has variance r * 0.02^2 / r = 0.02^2: a token's input starts at a BPE table row's
+    scale (norm 0.02 sqrt(n_embd), 0.55 at 768).
+    """
+
+    def __init__(self, vocab_size, rank, n_embd):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, rank)
+        self.projection = nn.Linear(rank, n_embd, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.normal_(self.table.weight, mean=0.0, std=TABLE_INIT_STD)
+        nn.init.normal_(self.projection.weight, mean=0.0, std=1.0 / math.sqrt(self.table.embedding_dim))
+
+    def forward(self, ids):
+        """(...) int64 ids -> (..., n_embd) float32."""
+        with torch.autocast(ids.device.type, enabled=False):  # float32, as the other inputs
+            return self.projection(self.table(ids))
+
+    def input_table(self):
+        """(V, n_embd): the projection of every table row (V r n_embd multiply-adds)."""
+        weight = self.table.weight
+        with torch.autocast(weight.device.type, enabled=False):
+            return self.projection(weight)
+
+    def learned_matrix(self, n_real):
+        """(n_real, r): the table's rows of the real ids."""
+        return self.table.weight[:n_real]
+
 
 class KroneckerEmbedding(nn.Module):
-    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd).
+    """Token id -> W z(kappa(bytes(id))); the only parameter is `projection` (D -> n_embd), or
+    with projection="mlp" RMSNorm(W2 GELU(W z)): `projection` (D -> hidden) and `projection_mlp`
+    (GELU, Linear(hidden, n_embd, bias=False), RMSNorm(n_embd)); hidden 0 means D.
 
     The codec of arXiv 2605.29459 (its Eq. 1, kappa, then per-token z-normalisation; module
     docstring) as the reference package kronecker-embeddings 0.1.1 computes it
     (codec.kronecker_codec + embedding.KroneckerEmbedding; tests/test_embeddings.py checks
     equality). token_bytes: V byte strings (index = token id), cut UTF-8-safely to pos_dim bytes;
     D = 256 * pos_dim. mode: one of KRONECKER_MODES (module docstring; resolve_kronecker_mode
-    says what "auto" runs). Raises UserError for another mode.
+    says what "auto" runs); projection: one of PROJECTIONS. Raises UserError for another value.
+
+    "mlp" is the projection the authors' published probe results described for their Kronecker
+    arm, "Linear(4096->4096) -> GELU -> Linear(4096->768) -> RMSNorm" (the layered probe JSON of
+    theschoolofai/kronecker-embeddings until commit 5327280, which calls it a copy error; its
+    README at 22f3345 says two-layer GELU projections ran "on some runs"): hidden = D there.
+    Every mode computes W z sparsely as for "linear" and applies the rest per row.
 
     Buffers: `byte_table` (V, pos_dim) uint8 and `byte_lengths` (V,) uint8 are model state (in
     the state dict), built on the CPU from the bytes. Derived buffers are kept out of the state
@@ -311,12 +378,14 @@ class KroneckerEmbedding(nn.Module):
     mode `codec_table` (V, D) float32. Outputs are float32 under autocast in every mode.
     """
 
-    def __init__(self, token_bytes, n_embd, pos_dim=16, mode="auto"):
+    def __init__(self, token_bytes, n_embd, pos_dim=16, mode="auto", projection="linear", hidden=0):
         super().__init__()
         if mode not in KRONECKER_MODES:
             raise UserError(f"kronecker mode {mode!r} is not one of {', '.join(KRONECKER_MODES)}")
+        if projection not in PROJECTIONS:
+            raise UserError(f"projection {projection!r} is not one of {', '.join(PROJECTIONS)}")
         self.pos_dim, self.mode = pos_dim, mode
-        self.D = 256 * pos_dim
+        self.D = CODEC_BYTES * pos_dim
         rows, lengths = self.encode_bytes(token_bytes)
         # The byte table is model state: a checkpoint alone rebuilds the codec, no tokenizer needed.
         self.register_buffer("byte_table", rows)
@@ -325,12 +394,22 @@ class KroneckerEmbedding(nn.Module):
         self.register_buffer("length_scale", a.float(), persistent=False)
         self.register_buffer("mean_shift", c.float(), persistent=False)
         self._build_derived()
-        self.projection = nn.Linear(self.D, n_embd, bias=False)
+        hidden = hidden or self.D
+        self.projection = nn.Linear(self.D, n_embd if projection == "linear" else hidden, bias=False)
+        self.projection_mlp = None if projection == "linear" else nn.Sequential(
+            nn.GELU(), nn.Linear(hidden, n_embd, bias=False), nn.RMSNorm(n_embd))
         self.reset_parameters()
 
     def reset_parameters(self):
-        """The paper's init: N(0, 1/D), so each projection row has L2 norm about 1."""
+        """The paper's init: N(0, 1/D), so each projection row has L2 norm about 1 and each
+        coordinate of W z variance about 1 (a token norm of about sqrt(n_embd)). The mlp's second
+        Linear follows the same fan-in rule, N(0, 1/hidden); its RMSNorm starts at gain 1, so its
+        tokens have norm sqrt(n_embd) too."""
         nn.init.normal_(self.projection.weight, mean=0.0, std=1.0 / math.sqrt(self.D))
+        if self.projection_mlp is not None:
+            second, norm = self.projection_mlp[1], self.projection_mlp[2]
+            nn.init.normal_(second.weight, mean=0.0, std=1.0 / math.sqrt(second.in_features))
+            norm.reset_parameters()
 
     @property
     def max_bytes(self):
@@ -357,10 +436,11 @@ class KroneckerEmbedding(nn.Module):
         if mode == "sparse":
             flat = ids.reshape(-1)
             columns = self.byte_columns.index_select(0, flat)
-            return self._sparse(columns, self.byte_lengths.index_select(0, flat)).view(*ids.shape, -1)
+            out = self._sparse(columns, self.byte_lengths.index_select(0, flat))
+            return self._mlp(out).view(*ids.shape, -1)
         if mode == "cached":
-            return self._project(F.embedding(ids, self.codec_table))
-        return self._project(self.codec(ids))
+            return self._mlp(self._project(F.embedding(ids, self.codec_table)))
+        return self._mlp(self._project(self.codec(ids)))
 
     def input_table(self):
         """(V, n_embd) in W's dtype: row v = e(v), W z of id v, for all ids at once (any mode).
@@ -372,7 +452,11 @@ class KroneckerEmbedding(nn.Module):
         """
         W = self.projection.weight
         # .contiguous(): a blocked transpose; cat reading W.t() directly is ~8x slower on a CPU
-        return self.vocab_matrix(torch.cat([W.t().contiguous(), W.sum(1).unsqueeze(0)]))
+        return self._mlp(self.vocab_matrix(torch.cat([W.t().contiguous(), W.sum(1).unsqueeze(0)])))
+
+    def learned_matrix(self, n_real):
+        """(rows, D): the projection W (rows of length D, norm about 1 at init); n_real unused."""
+        return self.projection.weight
 
     def codec(self, ids):
         """(...) int64 token ids -> (..., D) float32: z, the z-normalised codec vectors, computed
@@ -387,8 +471,8 @@ class KroneckerEmbedding(nn.Module):
         device = self.projection.weight.device
         rows, lengths = rows.to(device), lengths.to(device)
         if self.mode in ("dense", "cached"):
-            return self._project(self._codec_rows(rows, lengths))
-        return self._sparse(self._byte_columns(rows, lengths), lengths)
+            return self._mlp(self._project(self._codec_rows(rows, lengths)))
+        return self._mlp(self._sparse(self._byte_columns(rows, lengths), lengths))
 
     def _sparse(self, columns, lengths):
         """W z without building z: a(L) times the sum of the token's byte columns of W, minus
@@ -404,6 +488,14 @@ class KroneckerEmbedding(nn.Module):
         # under bf16.
         with torch.autocast(z.device.type, enabled=False):
             return self.projection(z)
+
+    def _mlp(self, h):
+        """projection "mlp": GELU, Linear(hidden, n_embd), RMSNorm on W z (..., hidden), float32
+        under autocast like _project; "linear": W z itself."""
+        if self.projection_mlp is None:
+            return h
+        with torch.autocast(h.device.type, enabled=False):
+            return self.projection_mlp(h)
 
     def _codec_rows(self, rows, lengths):
         """kappa then z-normalisation, exactly as written in the paper; rows (..., pos_dim)."""
@@ -563,8 +655,8 @@ def hash_trigrams(codes, buckets, k, lowercase_k, seed):
 
 class TrigramHashEmbedding(nn.Embedding):
     """Token id -> the sum (or mean) of the bucket rows its byte trigrams hash to; the only
-    parameter is `weight`, the learned (buckets, n_embd) table (nn.Embedding's, so GPT's init
-    draws it N(0, wte_init_std) as a BPE table).
+    parameter is `weight`, the learned (buckets, n_embd) table (nn.Embedding's), drawn N(0, 0.02)
+    as a BPE table (reset_parameters; TABLE_INIT_STD).
 
     T-FREE (Deiseroth et al. 2024, arXiv 2406.19223; code Aleph-Alpha/trigrams) applied to the
     bytes of BPE tokens (token_bytes: V byte strings, index = token id, no length limit): id v has
@@ -604,10 +696,19 @@ class TrigramHashEmbedding(nn.Embedding):
         self.register_buffer("token_trigrams", columns.int())
         self._build_derived()
 
+    def reset_parameters(self):
+        """The bucket table at a BPE table's init, N(0, TABLE_INIT_STD): a token's input then has
+        norm about 0.02 sqrt(n_embd x its k |trigrams| activations) (4.34 at GPT-2 124M)."""
+        nn.init.normal_(self.weight, mean=0.0, std=TABLE_INIT_STD)
+
     def forward(self, ids):
         """(...) int64 token ids in [0, V) -> (..., n_embd) in the table's dtype (float32, also
         under autocast): a lookup in input_table()."""
         return F.embedding(ids, self.input_table())
+
+    def learned_matrix(self, n_real):
+        """(buckets, n_embd): the bucket table (every row can be trained; n_real unused)."""
+        return self.weight
 
     def input_table(self):
         """(V, n_embd): row v = e(v) for every id, A (H weight) through two fixed sparse

@@ -9,6 +9,11 @@ A tokenizer is named by one string (`--tokenizer` of the preparer, `tokenizer` o
 - a Hugging Face `tokenizer.json` (or a folder holding one), read with the `tokenizers` library;
 - a Hugging Face hub name such as meta-llama/Meta-Llama-3-8B (downloaded into the hub cache).
 
+tiktoken's files are read from TIKTOKEN_CACHE_DIR; when it is unset and a `shared/tiktoken_cache`
+folder sits beside the repo (`../shared/tiktoken_cache`, the offline cache the quickstart uses),
+that folder is used: every entry point (train.py, the preparer, the eval scripts, the sweep and
+probes) finds it, wherever it is run from.
+
 The Kronecker embedding reads a token's bytes, so this module decides what they are
 (`token_bytes`, mode "exact", the default):
 - tiktoken: `decode_single_token_bytes` (partial UTF-8 fragments stay raw bytes, never U+FFFD);
@@ -51,6 +56,9 @@ GPT2_VOCAB = 50257  # GPT-2's ids; ids >= this are padding
 DOC_SEPARATORS = ("<|endoftext|>", "<|begin_of_text|>", "<s>", "<bos>", "<\uff5cbegin\u2581of\u2581sentence\uff5c>",
                   "<|end_of_text|>", "</s>", "<eos>", "<\uff5cend\u2581of\u2581sentence\uff5c>")
 DOWNLOAD_TIMEOUT_S = 10
+# The offline tiktoken cache beside the repo (../shared/tiktoken_cache), used when
+# TIKTOKEN_CACHE_DIR is unset: the one place that looks for it
+SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parent.parent / "shared" / "tiktoken_cache"
 SPIECE_SPACE = "\u2581"  # SentencePiece's "▁"
 
 
@@ -83,11 +91,13 @@ class Tokenizer:
     decode_single_token_bytes, n_vocab, eot_token), whatever library reads it.
 
     name: the spec it was loaded from; n_vocab: ids 0..n_vocab-1 (gaps included);
-    eot_id: the end-of-text/BOS id the preparer puts before every document; eot_text: its text.
+    eot_id: the end-of-text/BOS id the preparer puts before every document; eot_text: its text;
+    backend: the library object behind it (a tiktoken.Encoding for kind "tiktoken", else a
+    tokenizers.Tokenizer), which export_hf.py turns into Hugging Face tokenizer files.
     """
 
-    def __init__(self, name, kind, n_vocab, special, exact, encode, decode, literal_ids=()):
-        self.name, self.kind, self.n_vocab = name, kind, n_vocab
+    def __init__(self, name, kind, n_vocab, special, exact, encode, decode, literal_ids=(), backend=None):
+        self.name, self.kind, self.n_vocab, self.backend = name, kind, n_vocab, backend
         self.special = special  # {text: id}
         self._exact = exact  # exact bytes by id (list, b"" where the tokenizer has no id)
         # ids whose bytes the reference package also takes as they are: specials, <0xNN>
@@ -167,7 +177,8 @@ def from_tiktoken(name, enc):
             exact.append(enc.decode_single_token_bytes(i))
         except KeyError:  # a gap in the ids (cl100k_base has some before its specials)
             exact.append(b"")
-    return Tokenizer(name, "tiktoken", enc.n_vocab, special, exact, enc.encode_ordinary, enc.decode)
+    return Tokenizer(name, "tiktoken", enc.n_vocab, special, exact, enc.encode_ordinary, enc.decode,
+                     backend=enc)
 
 
 def load_ranks_file(path):
@@ -227,7 +238,7 @@ def from_hf(name, tok):
     special = {t["content"]: t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
     return Tokenizer(name, "hf-byte-level" if byte_level else "hf-spm", n_vocab, special, exact,
                      lambda text: tok.encode(text, add_special_tokens=False).ids,
-                     lambda ids: tok.decode(ids, skip_special_tokens=False), fallback_ids)
+                     lambda ids: tok.decode(ids, skip_special_tokens=False), fallback_ids, backend=tok)
 
 
 @functools.lru_cache(maxsize=8)
@@ -246,14 +257,24 @@ def get_tokenizer(name=DEFAULT_TOKENIZER):
         socket.setdefaulttimeout(old)
 
 
+def use_shared_tiktoken_cache():
+    """Point tiktoken at SHARED_TIKTOKEN_CACHE when TIKTOKEN_CACHE_DIR is unset and the folder
+    exists (tiktoken reads the variable on every load; child processes inherit it). An explicit
+    TIKTOKEN_CACHE_DIR, even empty (tiktoken's "no cache"), is left alone."""
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and SHARED_TIKTOKEN_CACHE.is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED_TIKTOKEN_CACHE)
+
+
 def _load(name):
     path = Path(name)
     if name in tiktoken.list_encoding_names():
+        use_shared_tiktoken_cache()
         try:
             enc = tiktoken.get_encoding(name)
         except Exception as err:  # requests' ConnectionError, a timeout, an unreadable cache
             cache = os.environ.get("TIKTOKEN_CACHE_DIR")
-            where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else "tiktoken's default cache"
+            where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else \
+                f"tiktoken's default cache (and there is no {SHARED_TIKTOKEN_CACHE})"
             shown = "GPT-2" if name == "gpt2" else name
             raise UserError(f"cannot load the {shown} tokenizer: its files are not in {where} and the "
                             f"download failed ({type(err).__name__}); set TIKTOKEN_CACHE_DIR to a "

@@ -5,12 +5,15 @@
 
 Settings: TrainConfig in train_config.py (defaults = build-nanogpt's 124M recipe), then the config
 file, then --key=value; `python train.py --help` lists every key with its default and meaning. Logs go to <log_dir>/<run_name>/ (config.json, log.jsonl,
-summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt; resume="auto" (default)
-continues from the latest checkpoint, reproducing an uninterrupted run's losses exactly.
-SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the current step and exits with code 75
-(errors.PREEMPTED_EXIT_CODE); rerunning the same command resumes. Ctrl-C exits at once.
+summary.json), checkpoints to <out_dir>/<run_name>/ckpt_<step>.pt (written in the background);
+resume="auto" (default) continues from the latest checkpoint, reproducing an uninterrupted run's
+losses exactly; --resume=PATH of an older one rewinds (run_folder.py's rules; --allow_change
+for changed optimiser settings). SIGTERM or SIGUSR1 (e.g. SLURM preemption) checkpoints the
+current step and exits with code 75 (errors.PREEMPTED_EXIT_CODE); rerunning with --resume=auto
+resumes. Ctrl-C exits at once.
 """
 import dataclasses
+import datetime
 import gc
 import inspect
 import math
@@ -31,16 +34,17 @@ import torch.distributed as dist
 from torch._dynamo.utils import counters
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from checkpoint import CheckpointWriter, load_checkpoint, to_cpu
 from data.sampler import TrainBatches
-from data.shards import check_data_dir
-from devices import autocast_context, device_type, host_to_device, resolve_device, resolve_dtype
+from data.shards import check_data_dir, data_identity
+from devices import autocast_context, device_type, host_to_device, peak_flops, resolve_device, resolve_dtype
 from errors import Preempted, UserError, run_main
 from model import GPT, GPTConfig
-from run_folder import RunFolder, RunLog
+from ranks import StartupSync
+from run_folder import RunFolder, RunLog, config_changes, utc_stamp
 from stop_signals import StopSignals, signal_name
 from tokenizer import get_tokenizer
-from train_config import HELP_FLAGS, TrainConfig, gpt_config, help_text, load_config
+from train_config import HELP_FLAGS, TrainConfig, allowed_changes, gpt_config, help_text, load_config
 from validation import evaluate, load_val_tokens
 
 REPO = Path(__file__).resolve().parent
@@ -56,6 +60,7 @@ class DistContext:
     world_size: int
     device: str
     distributed: bool  # a process group and DDP: launched by torchrun, even with one process
+    sync: StartupSync  # the ranks' start-up rounds (rank0_decides; ranks.py)
 
     @property
     def master(self):
@@ -67,12 +72,17 @@ class DistContext:
         return device_type(self.device)
 
 
-def setup_distributed(cfg):
+def setup_distributed(cfg, sync):
     """Rank, world size and device from torchrun's environment, and the process group of
     cfg.dist_backend (auto: nccl on CUDA, gloo on CPU). Rank r of a node takes cuda:LOCAL_RANK;
-    under gloo, ranks beyond the GPU count share GPUs (gpu_check runs 2 ranks on one GPU so).
+    under gloo, ranks beyond the GPU count share GPUs (gpu_check's 2-process phase where NCCL
+    refuses 2 ranks on one GPU).
     Under torchrun (WORLD_SIZE set) the process group and DDP are used even for one process, so
-    a one-GPU run goes the multi-GPU path (gpu_check's nccl phase).
+    a one-GPU run goes the multi-GPU path (gpu_check's nccl phase). The group is made on sync's
+    store, after a round in which every rank says its config and device are good (ranks.py).
+
+    A collective that waits longer than cfg.dist_timeout seconds (a rank that died or hangs)
+    stops the run with an error (torch's own default: 10 minutes under NCCL).
 
     Raises UserError for an explicit cuda:N with several processes, a device devices.resolve_device
     refuses (not cpu or cuda, or CUDA absent), nccl without CUDA, and more ranks per node than GPUs
@@ -100,10 +110,12 @@ def setup_distributed(cfg):
         torch.cuda.set_device(device)
         torch.set_float32_matmul_precision("high")
     distributed = "WORLD_SIZE" in os.environ
+    sync.round()  # a rank whose config or device failed says so here, before the group waits for it
     if distributed:  # device_id binds NCCL's communicator to our GPU at once (gloo has no use for it)
-        dist.init_process_group(backend=backend,
+        dist.init_process_group(backend=backend, store=sync.store, rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=cfg.dist_timeout),
                                 device_id=torch.device(device) if backend == "nccl" else None)
-    return DistContext(rank, local, world, device, distributed)
+    return DistContext(rank, local, world, device, distributed, sync)
 
 
 def grad_accum_steps(cfg, world_size):
@@ -129,10 +141,10 @@ def get_lr(step, cfg):
 
 
 def is_checkpoint_step(step, cfg):
-    """Whether the state after `step` steps is checkpointed: every ckpt_interval (0: eval_interval)
-    steps, at max_steps and at each of save_steps."""
-    interval = cfg.ckpt_interval or cfg.eval_interval
-    return step % interval == 0 or step == cfg.max_steps or step in cfg.save_steps
+    """Whether the state after `step` steps is checkpointed: every ckpt_interval steps (0: never
+    on an interval), at max_steps and at each of save_steps."""
+    periodic = cfg.ckpt_interval and step % cfg.ckpt_interval == 0
+    return bool(periodic) or step == cfg.max_steps or step in cfg.save_steps
 
 
 def gather(obj, dist_ctx):
@@ -168,19 +180,9 @@ def restore_rng(rng, dist_ctx, cfg, step):
 
 def rank0_decides(dist_ctx, decide):
     """decide() on rank 0, its result (or its UserError) on every rank: the run folder is
-    rank 0's, and a refusal must stop all ranks, not leave them waiting in a collective."""
-    outcome = [None]
-    if dist_ctx.master:
-        try:
-            outcome = [("ok", decide())]
-        except UserError as err:
-            outcome = [("error", str(err))]
-    if dist_ctx.world_size > 1:
-        dist.broadcast_object_list(outcome, src=0)
-    kind, value = outcome[0]
-    if kind == "error":
-        raise UserError(value)
-    return value
+    rank 0's, and a refusal must stop all ranks, not leave them waiting in a collective. One
+    start-up round (ranks.py): another rank's error met since the last round is raised here."""
+    return dist_ctx.sync.round(decide if dist_ctx.master else None)
 
 
 def git(*args):
@@ -219,11 +221,57 @@ def compiled_graphs():
     return counters["stats"]["unique_graphs"]
 
 
-def device_batch(batches, step, micro, cfg, dist_ctx):
-    """Micro-batch (x, y) of `step` on the device, int64 (micro_batch_size, block_size); on CUDA
-    copied from pinned memory without blocking (devices.host_to_device)."""
-    x, y = batches.micro_batch(step, micro, dist_ctx.rank, dist_ctx.world_size, cfg.micro_batch_size)
-    return host_to_device(x, dist_ctx.device), host_to_device(y, dist_ctx.device)
+class DeviceBatches:
+    """This rank's training micro-batches on the device, each read one micro-step ahead.
+
+    take(step, micro) is micro-step `micro` of optimiser step `step` as (x, y), int64
+    (micro_batch_size, block_size), on CUDA copied from pinned memory without blocking
+    (devices.host_to_device). read_ahead(step, micro), called once that micro-step's forward is
+    queued, reads the micro-batch after it (the step's next, or the next step's first) while the
+    device computes: with one micro-step per step (124M on 8 GPUs) the next step's batch is read
+    during this step instead of after its host sync. A batch depends only on (step, micro)
+    (data/sampler.py), so one read ahead and never taken (a stop signal) changes nothing.
+    """
+
+    def __init__(self, batches, cfg, dist_ctx, grad_accum):
+        self.batches, self.cfg, self.dist_ctx, self.grad_accum = batches, cfg, dist_ctx, grad_accum
+        self.ahead = None  # ((step, micro), (x, y)) of the micro-batch read ahead
+
+    def _read(self, step, micro):
+        x, y = self.batches.micro_batch(step, micro, self.dist_ctx.rank, self.dist_ctx.world_size,
+                                        self.cfg.micro_batch_size)
+        return host_to_device(x, self.dist_ctx.device), host_to_device(y, self.dist_ctx.device)
+
+    def take(self, step, micro):
+        """(x, y) of micro-step `micro` of step `step`: the one read ahead, else read now."""
+        ahead, self.ahead = self.ahead, None
+        return ahead[1] if ahead is not None and ahead[0] == (step, micro) else self._read(step, micro)
+
+    def read_ahead(self, step, micro):
+        """Read the micro-batch after (step, micro), unless that is past max_steps."""
+        following = (step, micro + 1) if micro + 1 < self.grad_accum else (step + 1, 0)
+        if following[0] < self.cfg.max_steps:
+            self.ahead = (following, self._read(*following))
+
+
+def gradient_groups(raw_model):
+    """The trainable parameters by part, for the per-group gradient norms: {"input": the token
+    embedding's (the BPE table, or the Kronecker projection W), "head": the output head's own,
+    "body": all others (blocks, ln_f, the position table wpe)}, empty parts left out.
+
+    Each tensor is in one group, the first that holds it: a head tied to the input table (bpe;
+    kronecker_tied's head has no parameter, its gradient reaches W) counts as "input" (as in
+    GPT.param_counts), and the gradient of that one tensor, input and output roles together, is
+    in grad_norm_input; such a model has no "head" group.
+    """
+    seen, groups = set(), {}
+    for name, params in (("input", raw_model.transformer.wte.parameters()),
+                         ("head", raw_model.lm_head.parameters()), ("body", raw_model.parameters())):
+        own = [p for p in params if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if own:
+            groups[name] = own
+    return groups
 
 
 def build_model(cfg, ckpt, ckpt_path):
@@ -290,28 +338,30 @@ def combine_hellaswag(parts):
     return fields
 
 
-def train_step(step, model, raw_model, optimizer, batches, cfg, dist_ctx, grad_accum, autocast_ctx, stop):
+def train_step(step, model, raw_model, optimizer, feed, cfg, dist_ctx, grad_accum, autocast_ctx, stop):
     """One optimiser step; returns (mean train loss over the whole step in nats per token, the
-    gradient norm before clipping, lr, the stop signal any rank has received by now or None).
+    gradient norms before clipping {"grad_norm": all parameters, "grad_norm_<group>": each of
+    gradient_groups}, lr, the stop signal any rank has received by now or None).
 
-    The host waits for the device once per step: loss, grad norm and the ranks' agreed stop
+    The host waits for the device once per step: loss, gradient norms and the ranks' agreed stop
     signal come back in one .tolist() (the all-reduces before it do not block the host). The
-    next micro-batch is read while the current one computes. The update is skipped when the loss
-    or the gradient norm is not finite.
+    next micro-batch, of this step or the next, is read while the current one computes (feed: a
+    DeviceBatches). Under DDP the gradients are all-reduced before the norms, so every rank
+    computes the global norms. The update is skipped when the loss or the gradient norm is not
+    finite.
     """
     lr = get_lr(step, cfg)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     loss_sum = torch.zeros((), device=dist_ctx.device)
-    x, y = device_batch(batches, step, 0, cfg, dist_ctx)
     for micro in range(grad_accum):
+        x, y = feed.take(step, micro)
         if dist_ctx.distributed:  # all-reduce the gradients only on the last micro-step
             model.require_backward_grad_sync = micro == grad_accum - 1
         with autocast_ctx:
             _, loss = model(x, y)
-        if micro + 1 < grad_accum:  # the forward is queued: read and copy the next batch meanwhile
-            x, y = device_batch(batches, step, micro + 1, cfg, dist_ctx)
+        feed.read_ahead(step, micro)  # the forward is queued: read and copy the next batch meanwhile
         loss = loss / grad_accum
         loss_sum += loss.detach()
         loss.backward()
@@ -320,21 +370,34 @@ def train_step(step, model, raw_model, optimizer, batches, cfg, dist_ctx, grad_a
         dist.all_reduce(loss_sum)
         loss_sum /= dist_ctx.world_size
         dist.all_reduce(stop_flag, op=dist.ReduceOp.MAX)
-    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)
-    train_loss, grad_norm, stop_number = torch.stack([loss_sum, grad_norm.float(), stop_flag]).tolist()
+    groups = gradient_groups(raw_model)
+    # clip_grad_norm_ split in two: the total norm from the groups' norms, so each group's is kept
+    group_norms = torch.stack([torch.nn.utils.get_total_norm([p.grad for p in params])
+                               for params in groups.values()])
+    grad_norm = torch.linalg.vector_norm(group_norms)
+    torch.nn.utils.clip_grads_with_norm_(raw_model.parameters(), cfg.grad_clip or math.inf, grad_norm)
+    train_loss, grad_norm, stop_number, *per_group = \
+        torch.cat([torch.stack([loss_sum, grad_norm, stop_flag]), group_norms]).tolist()
     if math.isfinite(train_loss) and math.isfinite(grad_norm):
         optimizer.step()
-    return train_loss, grad_norm, lr, signal_name(stop_number)
+    norms = dict(grad_norm=grad_norm, **{f"grad_norm_{name}": v for name, v in zip(groups, per_group)})
+    return train_loss, norms, lr, signal_name(stop_number)
 
 
-def speed_figures(steady_dts, raw_model, cfg, grad_accum):
+def speed_figures(steady_dts, raw_model, cfg, grad_accum, peak):
     """Median step time, tokens/s and MFU of this process's steps that compiled nothing (the
     compile steps are marked "compile_step" in the log), for summary.json; {} if there were none."""
     if not steady_dts:
         return {}
     dt = statistics.median(steady_dts)
     return dict(steady_steps=len(steady_dts), step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt,
-                mfu=raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, cfg.peak_flops))
+                mfu=mfu_of(raw_model, cfg, grad_accum, dt, peak))
+
+
+def mfu_of(raw_model, cfg, grad_accum, dt, peak):
+    """Model FLOPs utilisation of a dt-second optimiser step against peak FLOP/s per device
+    (TrainingRun.peak_flops), or None where no peak is known (the CPU, an unlisted GPU)."""
+    return raw_model.estimate_mfu(cfg.micro_batch_size * grad_accum, dt, peak) if peak else None
 
 
 @dataclasses.dataclass
@@ -356,43 +419,74 @@ class TrainingRun:
     autocast_ctx: AbstractContextManager
     grad_accum: int
     attempt: str                   # the start-from-scratch this launch belongs to (run_folder.py)
+    data_identity: dict            # what the data is (data.shards.data_identity), kept in checkpoints
+    writer: CheckpointWriter       # rank 0's background checkpoint writer (its last_good: the newest written)
     t_start: float                 # time.time() when this launch started
     wall_before: float = 0.0       # seconds trained by earlier launches (from the checkpoint)
     step: int = 0                  # optimiser steps done
     resumed_step: Optional[int] = None  # the checkpoint's step: its eval is logged, its checkpoint exists
     val_loss: Optional[float] = None    # the last eval's, nats per token
-    ckpt_path: Optional[Path] = None    # the last good checkpoint
     steady_dts: list = dataclasses.field(default_factory=list)  # seconds of steps that compiled nothing
+    peak_flops: Optional[float] = None  # per device, for MFU: cfg's, else the GPU's; None: MFU n/a
+    feed: DeviceBatches = dataclasses.field(init=False)  # batches on the device, read ahead
+
+    def __post_init__(self):
+        self.feed = DeviceBatches(self.batches, self.cfg, self.dist_ctx, self.grad_accum)
 
     def wall_time_s(self):
         """Seconds this run has trained, over all its launches."""
         return self.wall_before + time.time() - self.t_start
 
+    def last_good_checkpoint(self):
+        """The newest checkpoint written in full (None: none yet), once every rank's wait for the
+        write in flight is over: a collective; a failed write raises its UserError on every rank."""
+        rank0_decides(self.dist_ctx, self.writer.wait)
+        return self.writer.last_good
 
-def checkpoint(run):
-    """Checkpoint run.step (a collective: every rank calls it); rank 0 flushes the log first (so it
-    covers every step up to the checkpoint), writes, prunes; run.ckpt_path becomes the new path.
+
+def checkpoint(run, wait=False):
+    """Checkpoint run.step (a collective: every rank calls it): rank 0 flushes the log first (so it
+    covers every step up to the checkpoint), copies the state to the CPU (checkpoint.to_cpu) and
+    hands it to its background writer, which writes it atomically and then prunes; the ranks
+    train on meanwhile (wait=True: until it is written, for stop signals). A failed earlier write
+    (e.g. disk full) raises its UserError here, on every rank.
 
     Raises UserError, writing nothing, when a weight is not finite (a finite loss does not rule
-    it out: one huge update can overflow), naming run.ckpt_path as the last good checkpoint.
+    it out: one huge update can overflow), naming the last good checkpoint.
     """
-    cfg, dist_ctx, step, last_path = run.cfg, run.dist_ctx, run.step, run.ckpt_path
+    cfg, dist_ctx, step = run.cfg, run.dist_ctx, run.step
     run.log.flush()
     if not all(torch.isfinite(p).all() for p in run.raw_model.parameters()):
+        last = run.last_good_checkpoint()
         raise UserError(f"the weights became non-finite by step {step} (the loss was still finite); "
-                        f"not checkpointing them; the last checkpoint (finite weights) is "
-                        f"{last_path or 'none'} (try a lower max_lr, then --resume={last_path or 'never'})")
+                        f"not checkpointing them; the last checkpoint (finite weights) is {last or 'none'}; "
+                        + lower_lr_advice(cfg, last))
     rng = rng_states(dist_ctx)
-    if dist_ctx.master:
-        save_checkpoint(dict(
+
+    def hand_over():  # rank 0
+        state = to_cpu(dict(
             model=run.raw_model.state_dict(), model_config=dataclasses.asdict(run.model_config),
             train_config=dataclasses.asdict(cfg), step=step, optimizer=run.optimizer.state_dict(),
             data_state=run.batches.state(step), rng=rng, wall_time_s=run.wall_time_s(),
-            val_loss=run.val_loss, attempt=run.attempt), run.folder.ckpt_dir)
-        run.folder.prune(run.attempt, cfg.keep_checkpoints, cfg.save_steps)
-    if dist_ctx.world_size > 1:
-        dist.barrier()
-    run.ckpt_path = checkpoint_path(run.folder.ckpt_dir, step)
+            val_loss=run.val_loss, attempt=run.attempt, data_identity=run.data_identity))
+        run.writer.submit(state, run.folder.ckpt_dir, then=lambda path: run.folder.prune(
+            run.attempt, cfg.keep_checkpoints, cfg.save_steps, step))
+        if wait:
+            run.writer.wait()
+    rank0_decides(dist_ctx, hand_over)
+
+
+def lower_lr_advice(cfg, last_checkpoint):
+    """The way on after a divergence, as flags that work: half the max_lr (min_lr with it when it
+    would exceed it), continued from the last good checkpoint with the change allowed and recorded
+    (run_folder.py), or from scratch when there is none."""
+    lr = cfg.max_lr / 2
+    flags = f"--max_lr={lr:g}" + (f" --min_lr={lr / 10:g}" if cfg.min_lr > lr else "")
+    if last_checkpoint is None:
+        return f"try a lower learning rate from scratch: {flags} --resume=never"
+    keys = ",".join(dict.fromkeys([*allowed_changes(cfg), "max_lr", *(["min_lr"] if "min_lr" in flags else [])]))
+    return (f"to continue from it with a lower learning rate, rerun with {flags} --allow_change={keys} "
+            f"--resume=auto (the change is recorded in log.jsonl and config.json)")
 
 
 def release_frames(err):
@@ -418,21 +512,26 @@ def main(argv=None):
     if any(arg in HELP_FLAGS for arg in argv):
         print(help_text())
         return
-    cfg = load_config(argv)
-    folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
-    with StopSignals() as stop, ExitStack() as on_exit:  # before anything slow: a signal at
-        dist_ctx = setup_distributed(cfg)                  # start-up still checkpoints
-        try:
-            train(cfg, dist_ctx, stop, folder, on_exit)
-            if dist_ctx.world_size > 1:  # no rank tears gloo down while another still has work in flight
-                dist.barrier()
-        except BaseException as err:
-            release_frames(err)
-            raise
-        finally:
-            folder.unlock()
-            if dist.is_initialized():
-                dist.destroy_process_group()
+    sync = StartupSync.from_environment()  # first: any rank's user error reaches rank 0 at once
+    try:
+        cfg = load_config(argv)
+        folder = RunFolder(cfg.log_dir, cfg.out_dir, cfg.run_name)
+        with StopSignals() as stop, ExitStack() as on_exit:  # before anything slow: a signal at
+            dist_ctx = setup_distributed(cfg, sync)            # start-up still checkpoints
+            try:
+                train(cfg, dist_ctx, stop, folder, on_exit)
+                if dist_ctx.world_size > 1:  # no rank tears gloo down while another still has work in flight
+                    dist.barrier()
+            except BaseException as err:
+                release_frames(err)
+                raise
+            finally:
+                folder.unlock()
+                if dist.is_initialized():
+                    dist.destroy_process_group()
+    except UserError as err:
+        sync.announce(err)  # during start-up: the other ranks meet it at their next round
+        raise
 
 
 def train(cfg, dist_ctx, stop, folder, on_exit):
@@ -441,8 +540,11 @@ def train(cfg, dist_ctx, stop, folder, on_exit):
     run = start_run(cfg, dist_ctx, folder, on_exit)
     if run is None:
         return
-    run_loop(run, stop)
-    finish(run)
+    try:
+        run_loop(run, stop)
+        finish(run)
+    finally:  # however the run ends, a checkpoint being written is finished before the folder unlocks
+        run.writer.close()
 
 
 def start_run(cfg, dist_ctx, folder, on_exit):
@@ -453,42 +555,82 @@ def start_run(cfg, dist_ctx, folder, on_exit):
     grad_accum = grad_accum_steps(cfg, dist_ctx.world_size)
     rank0_decides(dist_ctx, folder.lock)  # one process per run; a read-only or full folder stops here
     batches, val_tokens, hellaswag = load_data(cfg, dist_ctx)
-    start = rank0_decides(dist_ctx, lambda: folder.start(cfg))
+    data = data_identity(cfg.data_dir)  # the data by content: a moved or linked folder is the same run
+    reading, reading_fields = batches.reading_plan(cfg.max_steps, cfg.max_epochs)  # max_epochs refuses here
+    start = rank0_decides(dist_ctx, lambda: folder.start(cfg, data))
     if start.nothing_to_do:
         if dist_ctx.master:
             print(f"run {cfg.run_name} is already finished at step {cfg.max_steps} "
                   f"({folder.log_dir / 'summary.json'}); nothing to do. To train it again use "
                   "--resume=never (the old records are kept, moved aside) or another run_name")
         return None
-    ckpt = read_resume_checkpoint(cfg, start.checkpoint, batches, folder)
+    ckpt = read_resume_checkpoint(cfg, start.checkpoint, batches, folder, data)
     dtype = resolve_dtype(cfg.dtype, dist_ctx.device)
     use_compile = cfg.compile if cfg.compile is not None else dist_ctx.device_type == "cuda"
+    peak = cfg.peak_flops or peak_flops(dist_ctx.device)
     raw_model, model_config, optimizer = build_training(cfg, dist_ctx, ckpt, start.checkpoint, folder)
+    dist_ctx.sync.close()  # the last round: process-group collectives from here on (ranks.py)
     # fullgraph: a graph break is an error, not a silent slow path (the model compiles whole)
     compiled_model = torch.compile(raw_model, fullgraph=True) if use_compile else raw_model
     model = DDP(compiled_model, device_ids=[torch.device(dist_ctx.device).index]
                 if dist_ctx.device_type == "cuda" else None,
                 **no_forward_buffer_sync()) if dist_ctx.distributed else compiled_model
     param_counts = raw_model.param_counts()
+    change, history = resume_branch(cfg, dist_ctx, folder, ckpt, start.checkpoint)
     run_config = dict(dataclasses.asdict(cfg), **provenance(dist_ctx), world_size=dist_ctx.world_size,
                       grad_accum_steps=grad_accum, param_counts=param_counts,
-                      resolved_dtype=dtype, resolved_compile=use_compile, attempt=start.attempt)
-    if dist_ctx.master and ckpt is not None:
-        folder.retire_summary()  # unfinished again until it finishes: no stale "finished": true
+                      resolved_dtype=dtype, resolved_compile=use_compile, resolved_peak_flops=peak,
+                      attempt=start.attempt, data_identity=data, **reading_fields, config_changes=history)
     log = RunLog(folder, cfg, run_config, enabled=dist_ctx.master)
     on_exit.callback(log.flush)  # a crash or Ctrl-C keeps the records logged so far
+    writer = CheckpointWriter(last_good=start.checkpoint)
     run = TrainingRun(cfg, dist_ctx, folder, log, batches, val_tokens, hellaswag, raw_model, model_config,
                       compiled_model, model, optimizer, autocast_context(dist_ctx.device, dtype), grad_accum,
-                      start.attempt, t_start, ckpt_path=start.checkpoint)
+                      start.attempt, data, writer, t_start, peak_flops=peak)
     if ckpt is not None:
         run.step = run.resumed_step = ckpt["step"]
         run.wall_before, run.val_loss = ckpt.get("wall_time_s", 0.0), ckpt.get("val_loss")
+    if change:
+        log.write(change)
+        log.flush()
     if dist_ctx.master:
         print(f"run {cfg.run_name}: {cfg.embedding}, world size {dist_ctx.world_size}, grad accum "
               f"{grad_accum}, {dtype}, compile {use_compile}, device {dist_ctx.device}")
         print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in param_counts.items()))
+        print(reading)
         print(f"resuming from {start.checkpoint} at step {run.step}" if ckpt else "starting from scratch")
+        if change:
+            print(f"changed from step {change['step']} on (recorded in log.jsonl and config.json): " +
+                  ", ".join(f"{k} {old} -> {new}" for k, (old, new) in change["config_change"].items()) +
+                  f"; the next step's lr {change['next_lr'][0]:.3g} -> {change['next_lr'][1]:.3g}")
     return run
+
+
+def resume_branch(cfg, dist_ctx, folder, ckpt, ckpt_path):
+    """Rank 0, after every resume check has passed: what lies past the checkpoint's step moves
+    aside (RunFolder.resume_at: a rewind's abandoned future, a crash's lost steps, the old
+    summary), and the settings that differ from the checkpoint's under --allow_change become one
+    record (run_folder.config_changes) for log.jsonl and config.json: {"step", "tokens",
+    "config_change": {key: [old, new]}, "next_lr": [old, new] (the lr of the next step under
+    each), "utc"}. Returns (that record or None, the branch's change history for config.json:
+    the earlier records of config.json's config_changes, then this one); (None, []) with no
+    resume or off rank 0."""
+    if ckpt is None:
+        return None, []
+
+    def decide():
+        step = ckpt["step"]
+        folder.resume_at(step, ckpt_path)
+        history = folder.change_history(step)
+        changed = config_changes(ckpt.get("train_config") or folder.recorded_config() or {}, cfg)
+        if not changed:
+            return None, history
+        old = dataclasses.replace(cfg, **{k: v[0] for k, v in changed.items()})
+        change = dict(step=step, tokens=step * cfg.total_batch_tokens, config_change=changed,
+                      next_lr=[get_lr(step, old), get_lr(step, cfg)], utc=utc_stamp())
+        return change, history + [change]
+    change, history = rank0_decides(dist_ctx, decide)
+    return (change, history) if dist_ctx.master else (None, [])
 
 
 def load_data(cfg, dist_ctx):
@@ -503,15 +645,17 @@ def load_data(cfg, dist_ctx):
     return batches, val_tokens, hellaswag_evaluator(cfg, dist_ctx)
 
 
-def read_resume_checkpoint(cfg, ckpt_path, batches, folder):
+def read_resume_checkpoint(cfg, ckpt_path, batches, folder, data):
     """The checkpoint dict to resume from (None: from scratch), after checking that it continues
-    this run: the same run (RunFolder.check_same_run: every run-defining key), the same data
-    order (TrainBatches.check_resume), a step within max_steps. Raises UserError otherwise."""
+    this run: the same run (RunFolder.check_same_run: every run-defining key but those of
+    allow_change, the data by content), the same data order (TrainBatches.check_resume), a step
+    within max_steps. Raises UserError otherwise."""
     if not ckpt_path:
         return None
     ckpt = load_checkpoint(ckpt_path)
     # a checkpoint of another run is refused as such, before any one key (e.g. the data order)
-    folder.check_same_run(ckpt.get("train_config"), cfg, f"checkpoint {ckpt_path}")
+    recorded = ckpt.get("train_config") and dict(ckpt["train_config"], data_identity=ckpt.get("data_identity"))
+    folder.check_same_run(recorded, cfg, f"checkpoint {ckpt_path}", data)
     batches.check_resume(ckpt["data_state"], ckpt_path)
     if ckpt["step"] > cfg.max_steps:
         raise UserError(f"checkpoint {ckpt_path} is at step {ckpt['step']}, past max_steps "
@@ -527,7 +671,8 @@ def build_training(cfg, dist_ctx, ckpt, ckpt_path, folder):
     raw_model.to(dist_ctx.device)
     # weights + AdamW's two moments, 4 bytes each in float32 checkpoints, plus 10% for the rest
     checkpoint_bytes = int(1.1 * 3 * sum(p.numel() * p.element_size() for p in raw_model.parameters()))
-    rank0_decides(dist_ctx, lambda: folder.check_space(checkpoint_bytes))
+    rank0_decides(dist_ctx, lambda: folder.check_space(checkpoint_bytes, cfg.keep_checkpoints, cfg.save_steps,
+                                                       ckpt["step"] if ckpt is not None else 0))
     optimizer = raw_model.configure_optimizers(cfg.weight_decay, cfg.max_lr, (cfg.beta1, cfg.beta2),
                                                dist_ctx.device_type)
     if ckpt is not None:
@@ -541,7 +686,7 @@ def build_training(cfg, dist_ctx, ckpt, ckpt_path, folder):
 def run_loop(run, stop):
     """Steps until max_steps: at each step the evaluations and checkpoint due, then one optimiser
     step. A stop signal (agreed by all ranks in the last train_step, or at start-up) checkpoints
-    the current step and raises Preempted."""
+    the current step, waits until it is written, and raises Preempted."""
     stop_signal = stop.agreed(run.dist_ctx.device, run.dist_ctx.world_size)  # one during start-up
     while True:
         last = run.step == run.cfg.max_steps
@@ -552,9 +697,24 @@ def run_loop(run, stop):
             run.log.flush()
             if not saved_here:
                 checkpoint(run)
-            raise Preempted(f"stopped by {stop_signal} at step {run.step}; checkpoint {run.ckpt_path}; "
-                            "rerun the same command to resume" if run.dist_ctx.master else "")
+            path = run.last_good_checkpoint()
+            # a rerun of a --resume=PATH or --resume=never command would rewind or start over
+            how = "rerun the same command" if run.cfg.resume == "auto" else "rerun with --resume=auto"
+            raise Preempted(f"stopped by {stop_signal} at step {run.step}; checkpoint {path}; {how} to "
+                            "resume" if run.dist_ctx.master else "")
+        log_new_pass(run)
         stop_signal = train_and_log(run, stop)
+
+
+def log_new_pass(run):
+    """When the next step starts a new pass over the train set (data/sampler.py), say so: one line
+    printed and {"step", "tokens", "data_pass"} in log.jsonl (pass p begins with step + 1)."""
+    new_pass = run.batches.pass_starting(run.step)
+    if new_pass is None:
+        return
+    run.log.write(dict(step=run.step, tokens=run.step * run.cfg.total_batch_tokens, data_pass=new_pass))
+    if run.dist_ctx.master:
+        print(f"step {run.step:6d} | pass {new_pass} over the train set begins (a new order)")
 
 
 def evaluate_and_checkpoint(run, last):
@@ -592,18 +752,20 @@ def train_and_log(run, stop):
     gradient norm is not finite, naming the last good checkpoint."""
     cfg, step = run.cfg, run.step
     t0, graphs_before = time.time(), compiled_graphs()
-    train_loss, grad_norm, lr, stop_signal = train_step(step, run.model, run.raw_model, run.optimizer,
-                                                        run.batches, cfg, run.dist_ctx, run.grad_accum,
-                                                        run.autocast_ctx, stop)
+    train_loss, grad_norms, lr, stop_signal = train_step(step, run.model, run.raw_model, run.optimizer,
+                                                         run.feed, cfg, run.dist_ctx, run.grad_accum,
+                                                         run.autocast_ctx, stop)
+    grad_norm = grad_norms["grad_norm"]
     if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+        last = run.last_good_checkpoint()
         raise UserError(f"non-finite training loss {train_loss} (grad norm {grad_norm}) at step "
                         f"{step + 1}; stopped without updating; the last good checkpoint is "
-                        f"{run.ckpt_path or 'none'} (try a lower max_lr, then --resume=auto)")
+                        f"{last or 'none'}; {lower_lr_advice(cfg, last)}")
     dt = time.time() - t0  # train_step's one sync: this step's compute (and the last update)
     step = run.step = step + 1
-    mfu = run.raw_model.estimate_mfu(cfg.micro_batch_size * run.grad_accum, dt, cfg.peak_flops)
+    mfu = mfu_of(run.raw_model, cfg, run.grad_accum, dt, run.peak_flops)
     record = dict(step=step, tokens=step * cfg.total_batch_tokens, train_loss=train_loss, lr=lr,
-                  grad_norm=grad_norm, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
+                  **grad_norms, step_ms=1000 * dt, tok_per_s=cfg.total_batch_tokens / dt, mfu=mfu)
     if compiled_graphs() > graphs_before:  # compilation inside the step: not a speed figure
         record["compile_step"] = True
     else:
@@ -613,16 +775,21 @@ def train_and_log(run, stop):
         run.log.flush()
     if run.dist_ctx.master and (step % cfg.log_interval == 0 or step == 1):
         print(f"step {step:6d} | loss {train_loss:.4f} | lr {lr:.2e} | norm {grad_norm:.3f} | "
-              f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | mfu {mfu:.1%}")
+              f"{1000 * dt:.0f} ms | {cfg.total_batch_tokens / dt:,.0f} tok/s | "
+              f"mfu {'n/a' if mfu is None else f'{mfu:.1%}'}")
     return stop_signal
 
 
 def finish(run):
-    """summary.json (finished: true) with the final loss, tokens, wall time and speed figures."""
+    """summary.json (finished: true) with the final loss, tokens, wall time and speed figures, once
+    the final checkpoint is written; config_changes (run_folder.py) when settings changed on resume."""
     cfg, step = run.cfg, run.step
+    run.last_good_checkpoint()  # a failed final write stops here (one line), before "finished"
+    changes = run.folder.change_history(step + 1) if run.dist_ctx.master else []
     run.log.finish(dict(final_step=step, final_val_loss=run.val_loss, tokens=step * cfg.total_batch_tokens,
                         wall_time_s=run.wall_time_s(), finished=True,
-                        **speed_figures(run.steady_dts, run.raw_model, cfg, run.grad_accum)))
+                        **speed_figures(run.steady_dts, run.raw_model, cfg, run.grad_accum, run.peak_flops),
+                        **({"config_changes": changes} if changes else {})))
     if run.dist_ctx.master:
         print(f"done: step {step}, val loss {run.val_loss:.4f}; logs in {run.log.dir}")
 

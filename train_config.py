@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from errors import UserError
+from errors import UserError, not_found
 from devices import DTYPES
-from embeddings import KRONECKER_MODES, TRIGRAM_AGGREGATIONS
-from model import EMBEDDINGS, MAX_SEED, GPTConfig, config_field
-from tokenizer import TOKEN_BYTES_MODES, get_tokenizer
+from embeddings import KRONECKER_MODES, PROJECTIONS, TRIGRAM_AGGREGATIONS
+from model import EMBEDDINGS, INPUT_KINDS, INPUT_KNOBS, MAX_SEED, REMOVED_FIELDS, GPTConfig, config_field
+from tokenizer import TOKEN_BYTES_MODES, VOCAB_MULTIPLE, get_tokenizer
 
 
 @dataclass
@@ -73,6 +73,8 @@ class TrainConfig(GPTConfig):
                                                    "2.5B tokens: build-nanogpt's recipe)")
     micro_batch_size: int = config_field(64, "sequences per GPU per micro-step (64 fits 80 GB at 124M)")
     max_steps: int = config_field(4768, "optimiser steps of the run")
+    max_epochs: Optional[float] = config_field(None, "refuse to start a run that reads more passes "
+                                                     "over the train set; None -> any (said at start)")
     warmup_steps: int = config_field(715, "steps of linear learning-rate warmup")
     max_lr: float = config_field(6e-4, "peak learning rate (after warmup)")
     min_lr: float = config_field(6e-5, "learning rate at max_steps (cosine decay)")
@@ -85,12 +87,16 @@ class TrainConfig(GPTConfig):
     val_tokens: int = config_field(10485760, "size of the fixed validation set: the first tokens of "
                                              "the val shard")
     log_interval: int = config_field(10, "print every N steps (log.jsonl gets every step)")
-    ckpt_interval: int = config_field(0, "checkpoint every N steps; 0 -> at every eval step (and at "
-                                         "the end)")
+    ckpt_interval: int = config_field(1000, "checkpoint every N steps (written in the background), "
+                                            "at the end, at save_steps and at a stop signal; 0 -> only "
+                                            "those (1000: < 2% of a 124M run's time, docs/training.md)")
     keep_checkpoints: int = config_field(2, "newest checkpoints kept, plus those in save_steps")
     save_steps: tuple[int, ...] = config_field((), "steps whose checkpoints are always written and "
                                                    "kept, e.g. 1000,2000")
     resume: str = config_field("auto", "auto (latest in out_dir/run_name) | never | a checkpoint path")
+    allow_change: str = config_field("", "comma-separated keys that may differ from the resumed "
+                                         "checkpoint's, recorded with their step, e.g. max_lr,min_lr,"
+                                         "max_steps (docs/training.md)")
     hellaswag_interval: int = config_field(0, ">0: HellaSwag acc_norm into log.jsonl every N steps "
                                               "and at the end")
     hellaswag_dir: str = config_field("data/hellaswag", "where hellaswag_val.jsonl is (downloaded "
@@ -101,7 +107,12 @@ class TrainConfig(GPTConfig):
     compile: Optional[bool] = config_field(None, "torch.compile the model; None -> on CUDA only")
     dist_backend: str = config_field("auto", "auto: nccl on CUDA, gloo on CPU (gloo lets ranks share "
                                              "a GPU)")
-    peak_flops: float = config_field(989e12, "per-device peak FLOP/s for MFU (H100/H200 dense bf16)")
+    dist_timeout: int = config_field(1800, "seconds a rank waits in a collective (e.g. while rank 0 "
+                                           "writes a checkpoint) before the run stops with an error "
+                                           "(docs/training.md, The GPU path)")
+    peak_flops: Optional[float] = config_field(None, "per-device peak FLOP/s for MFU; None -> the GPU's dense "
+                                                     "bf16 peak (devices.PEAK_BF16_FLOPS; H100/H200 989e12), "
+                                                     "none known on CPU: MFU n/a")
     wandb_log: bool = config_field(False, "also log to Weights & Biases (pip install -r requirements-wandb.txt)")
     wandb_project: str = config_field("kronecker-nanogpt", "the W&B project")
 
@@ -109,33 +120,45 @@ class TrainConfig(GPTConfig):
         pass  # no model checks yet: vocab_size may still be None; validate() runs them
 
 
-# The named arms and what each sets beyond TrainConfig's defaults (docs/embedding.md, "Control arms").
-# bpe_untied_scaled starts the BPE table at the Kronecker arm's input scale: e = W z with W ~ N(0, 1/D)
-# and z of D entries with unit (unbiased) variance gives each coordinate of e variance (D - 1)/D ~ 1,
-# so |e| ~ sqrt(n_embd) (27.7 at 768); a table row drawn N(0, std^2) has norm std * sqrt(n_embd), so
-# std 1.0 matches (0.02 gives 0.55). tests/test_arms.py measures both on the 124M shape.
+# The named arms and what each sets beyond TrainConfig's defaults (docs/embedding.md, "The arms").
+# bpe_untied_scaled feeds bpe_untied's N(0, 0.02^2) table into the network at the Kronecker arm's
+# input scale: e = W z with W ~ N(0, 1/D) and z of D entries with unit (unbiased) variance gives
+# each coordinate of e variance (D - 1)/D ~ 1, so |e| ~ sqrt(n_embd) (27.7 at 768); a table row has
+# norm 0.02 sqrt(n_embd), so wte_scale 1/0.02 = 50 matches at every width, while Adam moves the table
+# at its usual relative rate (lr/0.02 per step; a table drawn at N(0, 1) barely moved, issue 22).
+# tests/test_arms.py measures both norms on the 124M shape and that the scaled table learns.
 ARMS = {
     "bpe": dict(embedding="bpe"),
     "bpe_untied": dict(embedding="bpe_untied"),
+    "bpe_factorized": dict(embedding="bpe_factorized"),
+    "bpe_untied_scaled": dict(embedding="bpe_untied", wte_scale=50.0),
     "kronecker": dict(embedding="kronecker"),
+    "kronecker_tied": dict(embedding="kronecker_tied"),
     "kronecker_shuffled": dict(embedding="kronecker_shuffled"),
-    "bpe_untied_scaled": dict(embedding="bpe_untied", wte_init_std=1.0),
     "trigram_hash": dict(embedding="trigram_hash"),
 }
-ARM_SETTINGS = ("embedding", "wte_init_std", "projection_weight_decay", "token_bytes")  # what an arm name stands for
-TRIGRAM_KNOBS = ("trigram_buckets", "trigram_k", "trigram_lowercase_k", "trigram_seed", "trigram_aggregation")
+# What an arm name stands for: the input, its scale and knobs (model.INPUT_KNOBS, so a new input's
+# knob is one entry there) but the seeds of the shuffle and of the trigram hash (seeds, like `seed`),
+# and the codec's bytes.
+ARM_SETTINGS = ("embedding", "wte_scale", *(k for k in INPUT_KNOBS if k not in ("shuffle_seed", "trigram_seed")),
+                "token_bytes")
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CHOICES = {
     "embedding": EMBEDDINGS,
     "kronecker_mode": KRONECKER_MODES,
+    "projection": PROJECTIONS,
     "trigram_aggregation": TRIGRAM_AGGREGATIONS,
     "dtype": DTYPES,
     "token_bytes": TOKEN_BYTES_MODES,
     "dist_backend": ("auto", "nccl", "gloo"),
 }
+# What a resumed run may change with --allow_change (run_folder.py records it with its step): the
+# optimiser and its schedule. Not the model, data, batch, seeds or evaluation: those make another run.
+CHANGEABLE = ("max_lr", "min_lr", "warmup_steps", "max_steps", "weight_decay", "beta1", "beta2",
+              "grad_clip")
 # The run's own ranges; the model's fields are checked by GPTConfig.check
 POSITIVE = ("total_batch_tokens", "micro_batch_size", "max_steps", "eval_interval", "val_tokens",
-            "log_interval", "keep_checkpoints")
+            "log_interval", "keep_checkpoints", "dist_timeout")
 NON_NEGATIVE = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "ckpt_interval",
                 "hellaswag_interval")
 UNIT_INTERVAL = ("beta1", "beta2")  # each in [0, 1)
@@ -150,17 +173,19 @@ _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 
 
 def unknown_key_error(name, source):
+    if name in REMOVED_FIELDS:
+        return UserError(f"config key '{name}' ({source}) was removed: {REMOVED_FIELDS[name]}; drop it")
     close = difflib.get_close_matches(name, FIELD_TYPES, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "`python train.py --help` lists the keys"
     return UserError(f"unknown config key '{name}' ({source}); {hint}")
 
 
 def _parse_bool(text):
+    """True or False, as --help prints them, in any case (true, FALSE); nothing else: a bool
+    written another way (yes, 1, on) is refused rather than read one way or the other."""
     lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
+    if lowered in ("true", "false"):
+        return lowered == "true"
     raise ValueError
 
 
@@ -204,7 +229,8 @@ def coerce(name, value, source, text=False):
                 value = [_parse_number(v, int) for v in value.strip("()[] ").split(",") if v.strip()]
             result = tuple(_number(v, int) for v in ((value,) if isinstance(value, int) else value))
     except (ValueError, TypeError, SyntaxError):
-        kind = getattr(base, "__name__", str(base)) + (" or None" if optional else "")
+        kind = ("True or False" if base is bool else getattr(base, "__name__", str(base))) + \
+            (" or None" if optional else "")
         raise UserError(f"bad value {value!r} for '{name}' ({source}): expected {kind}") from None
     if name in CHOICES and result not in CHOICES[name]:
         raise UserError(f"bad value {result!r} for '{name}' ({source}): "
@@ -238,7 +264,7 @@ def read_config_file(path):
     """{name: value} assigned by a config file: only `name = literal` statements are allowed."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file {path} not found (expected e.g. config/bpe_124m.py)")
+        raise not_found("config file", path, "expected e.g. config/bpe_124m.py")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UserError(f"config file {path} is over {MAX_CONFIG_BYTES} bytes; a config is a few "
                         "`name = value` lines")
@@ -295,7 +321,8 @@ def help_text():
     TrainConfig fields (their config_field help and section), with the choices of CHOICES."""
     lines = ["usage: python train.py [CONFIG.py] [--key=value ...]", "",
              "Settings apply in order: these defaults, then CONFIG.py (`key = value` lines, parsed,",
-             "never run), then each --key=value. Each key is shown with its default, type and meaning:"]
+             "never run), then each --key=value. Each key is shown with its default, type and meaning",
+             "(bool keys take True or False, in any case):"]
     for f in dataclasses.fields(TrainConfig):
         if f.metadata["section"]:
             lines += ["", f.metadata["section"] + ":"]
@@ -358,6 +385,13 @@ def validate(cfg):
     if cfg.warmup_steps > cfg.max_steps:
         raise UserError(f"warmup_steps ({cfg.warmup_steps}) exceeds max_steps ({cfg.max_steps}): the "
                         "learning rate would never reach max_lr; lower warmup_steps")
+    if cfg.max_epochs is not None and cfg.max_epochs <= 0:
+        raise UserError(f"'max_epochs' must be positive (or None), got {cfg.max_epochs}")
+    unknown = [k for k in allowed_changes(cfg) if k not in CHANGEABLE]
+    if unknown:
+        raise UserError(f"'allow_change' names {', '.join(unknown)}, which a resumed run may not change; "
+                        f"it may change {', '.join(CHANGEABLE)} (other keys make another run: use "
+                        "another run_name)")
     check_knobs(cfg)
     check_wandb(cfg)
     check_arm(cfg)
@@ -367,6 +401,11 @@ def validate(cfg):
     if cfg.total_batch_tokens % cfg.block_size:
         raise UserError(f"total_batch_tokens ({cfg.total_batch_tokens}) must be a multiple of "
                         f"block_size ({cfg.block_size})")
+
+
+def allowed_changes(cfg):
+    """The keys of cfg.allow_change ("max_lr, min_lr" -> ["max_lr", "min_lr"])."""
+    return [k.strip() for k in cfg.allow_change.split(",") if k.strip()]
 
 
 def check_wandb(cfg):
@@ -385,7 +424,9 @@ def check_arm(cfg):
     """The run has an arm (given, or named from its settings by named_arm) that is a plain word:
     letters, digits, '_', '.', '-' (UserError)."""
     if cfg.arm is None:
-        settings = ", ".join(f"{k}={getattr(cfg, k)}" for k in ARM_SETTINGS)
+        # the embedding and what differs from the defaults: the list of arm settings is long
+        settings = ", ".join(f"{k}={getattr(cfg, k)}" for k in ARM_SETTINGS
+                             if k == "embedding" or getattr(cfg, k) != FIELD_DEFAULTS[k])
         raise UserError(f"{settings} is none of the named arms ({', '.join(ARMS)}); name this arm "
                         "with --arm=NAME (runs are grouped and compared by arm)")
     if not ARM_NAME.fullmatch(cfg.arm):
@@ -394,17 +435,16 @@ def check_arm(cfg):
 
 
 def check_knobs(cfg):
-    """Each arm knob acts on this embedding (UserError)."""
-    if cfg.kronecker and cfg.wte_init_std != FIELD_DEFAULTS["wte_init_std"]:
-        raise UserError(f"'wte_init_std' sets the BPE token table's init; embedding={cfg.embedding} has "
-                        "no table (its projection starts at N(0, 1/D)); drop wte_init_std")
-    if not cfg.kronecker and not cfg.projection_weight_decay:
-        raise UserError(f"'projection_weight_decay' is about the Kronecker projection; embedding="
-                        f"{cfg.embedding} has none (its table is decayed, as in build-nanogpt); drop it")
-    if cfg.embedding != "trigram_hash":
-        for name in TRIGRAM_KNOBS:
-            if getattr(cfg, name) != FIELD_DEFAULTS[name]:
-                raise UserError(f"'{name}' sets the trigram hash; embedding={cfg.embedding} has none; drop it")
+    """Each input knob set away from its default acts on this embedding: one of its
+    INPUT_KINDS entry's knobs (UserError naming the embeddings that read it)."""
+    for knob in INPUT_KNOBS:
+        if getattr(cfg, knob) != FIELD_DEFAULTS[knob] and knob not in INPUT_KINDS[cfg.embedding].knobs:
+            readers = ", ".join(e for e, kind in INPUT_KINDS.items() if knob in kind.knobs)
+            raise UserError(f"'{knob}' acts on embedding {readers} only; embedding={cfg.embedding} does not "
+                            f"read it: drop {knob}")
+    if cfg.projection_hidden and cfg.projection != "mlp":
+        raise UserError(f"'projection_hidden' is the width of projection=mlp; projection={cfg.projection} "
+                        "has no hidden layer: drop projection_hidden or set --projection=mlp")
 
 
 def arm_settings(arm):
@@ -449,7 +489,10 @@ def load_config(argv):
         cfg.arm = named_arm(cfg)
     if cfg.run_name is None and cfg.arm is not None:
         cfg.run_name = f"{cfg.arm}_s{cfg.seed}"
-    if cfg.vocab_size is None:  # loads the tokenizer (cached per process); UserError if it cannot
-        cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()
+    if cfg.vocab_size is None:
+        # every other value is checked before the tokenizer loads, so a tokenizer that cannot
+        # load (offline) never hides a bad value; vocab_size itself is checked once known
+        validate(dataclasses.replace(cfg, vocab_size=VOCAB_MULTIPLE))
+        cfg.vocab_size = get_tokenizer(cfg.tokenizer).padded_vocab_size()  # UserError if it cannot
     validate(cfg)
     return cfg

@@ -1,6 +1,6 @@
 """GPT-2 XL (1558M: 48 layers, 1600 wide, 25 heads), BPE input embedding with an untied output head (the control arm).
 
-The 1558M recipe, the same in config/{bpe,bpe_untied,kronecker}_1558m.py (they differ only in
+The 1558M recipe, the same in every config/<arm>_1558m.py (they differ only in
 `embedding`; docs/ladder.md states the rules and the table of sizes):
 - max_lr 2.0e-4 and 1M-token batches: GPT-3 XL (1.3B), Table 2.1 of Brown et al. 2020 (the
   nearest GPT-3 size); cosine decay to min_lr = max_lr / 10, as GPT-3 and the 124M recipe;

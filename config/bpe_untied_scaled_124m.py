@@ -1,8 +1,8 @@
-"""GPT-2 124M, the control arm bpe_untied_scaled: bpe_untied with its token table drawn
-N(0, 1.0^2) instead of N(0, 0.02^2) (embedding="bpe_untied", wte_init_std=1.0, see
-train_config.ARMS), so its input starts at the Kronecker arm's scale (token norm ~sqrt(768) = 27.7,
-not 0.55). Against bpe_untied it isolates the input scale; against kronecker, byte structure at
-matched scale and head.
+"""GPT-2 124M, the control arm bpe_untied_scaled: bpe_untied whose N(0, 0.02^2) token table
+enters the network times wte_scale 50 = 1/0.02 (train_config.ARMS), so its input starts at the
+Kronecker arm's scale (token norm ~sqrt(768) = 27.7, not 0.55) while Adam moves the table at the
+usual relative rate. Against bpe_untied it isolates the input scale; against kronecker, byte
+structure at matched scale and head.
 
 Every other setting is TrainConfig's default in train_config.py: the paper's model and token
 budget (2.5B FineWeb-Edu tokens = 4,768 steps x 524,288 tokens) with build-nanogpt's optimiser

@@ -1,11 +1,14 @@
-"""The committed CPU mini-study: a small GPT on the 4M-token FineWeb sample, 3 seeds x 5 arms.
+"""The CPU mini-study: a small GPT on the 4M-token FineWeb sample, 3 seeds x the arms of
+scripts/cpu_mini.sh.
 
 A measurement at toy scale on a 2-core CPU, never a claim about the paper's 124M result. With
 GPT-2's 50k vocabulary the output head (50,304 x 64) is most of this model's compute, so the
-model is narrow to fit 15 runs into about two hours on 2 cores.
+model is narrow: about 6.5 minutes a run on 2 cores (15 runs in about two hours).
 Everything (data, sweep, tables, plots, probes): bash scripts/cpu_mini.sh (docs/results.md).
 """
 data_dir = "data/fineweb_sample"
+log_dir = "out/cpu_mini/runs"         # scripts/cpu_mini.sh writes the committed runs to results/cpu_mini/runs
+out_dir = "out/cpu_mini"
 n_layer = 4
 n_head = 4
 n_embd = 64

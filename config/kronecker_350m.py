@@ -1,6 +1,6 @@
 """GPT-2 medium (350M: 24 layers, 1024 wide, 16 heads), Kronecker input embedding (pos_dim 16) with an untied output head.
 
-The 350M recipe, the same in config/{bpe,bpe_untied,kronecker}_350m.py (they differ only in
+The 350M recipe, the same in every config/<arm>_350m.py (they differ only in
 `embedding`; docs/ladder.md states the rules and the table of sizes):
 - max_lr 3.0e-4 and 0.5M-token batches: GPT-3 Medium (350M), Table 2.1 of Brown et al. 2020 (the
   nearest GPT-3 size); cosine decay to min_lr = max_lr / 10, as GPT-3 and the 124M recipe;

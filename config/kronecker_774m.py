@@ -1,6 +1,6 @@
 """GPT-2 large (774M: 36 layers, 1280 wide, 20 heads), Kronecker input embedding (pos_dim 16) with an untied output head.
 
-The 774M recipe, the same in config/{bpe,bpe_untied,kronecker}_774m.py (they differ only in
+The 774M recipe, the same in every config/<arm>_774m.py (they differ only in
 `embedding`; docs/ladder.md states the rules and the table of sizes):
 - max_lr 2.5e-4 and 0.5M-token batches: GPT-3 Large (760M), Table 2.1 of Brown et al. 2020 (the
   nearest GPT-3 size); cosine decay to min_lr = max_lr / 10, as GPT-3 and the 124M recipe;

@@ -4,6 +4,8 @@ Run through `bash scripts/quickstart.sh`, which prepares the data and trains bot
 size the numbers show that the pipeline works, not which embedding is better.
 """
 data_dir = "data/quickstart"
+log_dir = "out/quickstart/runs"      # a toy run: under out/ (git ignores it), never results/runs
+out_dir = "out/quickstart/ckpt"
 n_layer = 4
 n_head = 4
 n_embd = 128

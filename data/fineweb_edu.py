@@ -398,7 +398,7 @@ def main(argv=None):
     try:
         return prepare(args)
     except KeyboardInterrupt:  # the workers are stopped and no temp file is left: say how to go on
-        print(f"\ninterrupted; rerun the same command to resume after the shards already written",
+        print("\ninterrupted; rerun the same command to resume after the shards already written",
               file=sys.stderr)
         sys.exit(130)
 

@@ -8,7 +8,7 @@ and checks a shard's header against it. data/fineweb_edu.py writes shards throug
 write_shard; train.py and the eval scripts read them through load_split / open_shard.
 manifest.json, written beside the shards by the preparer, is the contract between preparer and
 trainer: read_manifest reads it for everyone, check_data_dir checks a folder against it before
-training.
+training, and data_identity names the data by its content (not its path) for run_folder.py.
 
     from data.shards import check_data_dir, load_split
     notes = check_data_dir("data/fineweb_edu", vocab_size=50304, val_tokens=10_485_760)
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from atomic import atomic_open
-from errors import UserError
+from data.sources import file_fingerprint
+from errors import UserError, not_found
 from tokenizer import GPT2_VOCAB
 
 MAGIC, VERSION = 20240520, 1  # llm.c's GPT-2 shards: uint16 ids
@@ -102,8 +103,8 @@ def list_shards(data_dir, split, required=True):
     assert split in SPLITS, split
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"data folder {data_dir} not found; prepare it with "
-                        f"`python data/fineweb_edu.py --out {data_dir}`")
+        raise not_found("data folder", data_dir,
+                        f"prepare it with `python data/fineweb_edu.py --out {data_dir}`")
     paths = sorted(data_dir.glob(f"{split}_[0-9][0-9][0-9][0-9][0-9][0-9].bin"))
     if not paths and required:
         raise UserError(f"no {split} shards ({split}_*.bin) in {data_dir}; prepare them with "
@@ -285,3 +286,74 @@ def check_data_dir(data_dir, vocab_size, val_tokens, block_size=None, tokenizer=
     if n_val < val_tokens:
         raise val_too_short(data_dir, n_val, val_tokens, block_size)
     return notes
+
+
+def data_identity(data_dir):
+    """What a shard folder's data is, whatever its path (moved, reached through a symlink, spelled
+    with a trailing slash): a dict of JSON values that run_folder.py records in config.json and
+    checkpoints and compares with data_differences.
+
+    Keys: "shards" {file: tokens} (from the headers), "sample_sha256" (sha256 over each shard's
+    name and data.sources.file_fingerprint: size, first and last MiB; cheap at any size), and from
+    the manifest, None without one: "tokenizer" (name), "vocab_sha256", "source" (the dataset and
+    its revision, or the local files' names), "source_sha256" (sha256 of the manifest's
+    source_fingerprint: file sizes and head/tail hashes, or the hub commit) and "content_sha256"
+    (sha256 over the shards' full-file sha256s as the preparer wrote them). Raises UserError for
+    a missing folder, no shards, or an unreadable manifest (as check_data_dir).
+    """
+    data_dir = Path(data_dir)
+    paths = [p for split in SPLITS for p in list_shards(data_dir, split)]
+    manifest = read_manifest(data_dir, fix=f"prepare the folder again with data/fineweb_edu.py "
+                                           f"--out {data_dir} --overwrite")
+    sample = hashlib.sha256()
+    for path in paths:
+        sample.update(json.dumps([path.name, file_fingerprint(path)]).encode())
+    identity = dict(shards={p.name: shard_info(p)[0] for p in paths}, sample_sha256=sample.hexdigest(),
+                    tokenizer=None, vocab_sha256=None, source=None, source_sha256=None,
+                    content_sha256=None)
+    if manifest is not None:
+        name, vocab_sha, _ = manifest_tokenizer(manifest)
+        listed = sorted((e["file"], e["tokens"], e["sha256"]) for e in manifest["shards"])
+        identity.update(tokenizer=name, vocab_sha256=vocab_sha, source=source_text(manifest),
+                        source_sha256=_sha256_json(manifest.get("source_fingerprint")),
+                        content_sha256=_sha256_json(listed))
+    return identity
+
+
+def _sha256_json(value):
+    return None if value is None else hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def source_text(manifest):
+    """The manifest's source in words: "HuggingFaceFW/fineweb-edu sample-10BT @ 3c4d5e6f7a8b" or
+    "local files sample.jsonl"."""
+    source = manifest["settings"].get("source", {})
+    if "data_files" in source:
+        return "local files " + ", ".join(Path(f).name for f in source["data_files"])
+    revision = (manifest.get("source_fingerprint") or {}).get("revision")
+    return " ".join(filter(None, [source.get("dataset"), source.get("name")])) + \
+        (f" @ {revision[:12]}" if revision else "")
+
+
+def data_differences(recorded, now):
+    """["what differs", ...] between two data_identity dicts ([] when they are the same data):
+    the tokenizer, the source, the shard sizes, the content. Where one side has no manifest (or
+    predates a field), only what both record is compared; the sample digest always is."""
+    differences = []
+    if None not in (recorded.get("vocab_sha256"), now["vocab_sha256"]) and recorded["vocab_sha256"] != now["vocab_sha256"]:
+        differences.append(f"tokenizer {recorded.get('tokenizer')} != {now['tokenizer']}")
+    if None not in (recorded.get("source_sha256"), now["source_sha256"]) and recorded["source_sha256"] != now["source_sha256"]:
+        same_words = recorded.get("source") == now["source"]
+        differences.append(f"source {recorded.get('source')} != {now['source']}"
+                           + (" (same names, other content)" if same_words else ""))
+    theirs, mine = recorded.get("shards", {}), now["shards"]
+    if theirs != mine:
+        changed = [f"{f} {theirs.get(f, 'absent')} != {mine.get(f, 'absent')} tokens"
+                   for f in sorted(set(theirs) | set(mine)) if theirs.get(f) != mine.get(f)]
+        differences.append(f"shards ({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''})")
+    content = [k for k in ("content_sha256", "sample_sha256")
+               if None not in (recorded.get(k), now[k]) and recorded[k] != now[k]]
+    if content and theirs == mine:
+        differences.append("content (same shard sizes, other tokens: "
+                           f"{' and '.join(k.replace('_sha256', ' sha256') for k in content)} differ)")
+    return differences

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -28,10 +29,13 @@ FINGERPRINT_BYTES = 1 << 20  # hash the first and last MiB: cheap on TB of files
 HUB_TIMEOUT_S = 10  # one hub request, not datasets' retries (~25 s) when the network is gone
 JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number",
               float: "a number", bool: "a boolean", type(None): "null"}
+# A JSON string may spell half a UTF-16 pair ("\ud83d"), which no UTF-8 text holds: invalid text,
+# like invalid UTF-8 bytes (the tokenizer would make it U+FFFD without a word)
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def text_of(row, field):
-    """(text, None) if row[field] is a string, else (None, what is wrong)."""
+    """(text, None) if row[field] is a string of valid text, else (None, what is wrong)."""
     if not isinstance(row, dict):
         return None, f"the record is {JSON_TYPES[type(row)]}, not an object"
     if field not in row:
@@ -39,6 +43,10 @@ def text_of(row, field):
                       f"set --text-field if the text is elsewhere)")
     if not isinstance(row[field], str):
         return None, f"{field!r} is {JSON_TYPES.get(type(row[field]), 'not text')}, not a string"
+    lone = LONE_SURROGATE.search(row[field])
+    if lone:
+        return None, (f"invalid text: {field!r} holds a lone UTF-16 surrogate "
+                      f"(\\u{ord(lone[0]):04x} at character {lone.start() + 1})")
     return row[field], None
 
 

@@ -99,7 +99,7 @@ def load_checkpoint_model(spec, device):
     model = arm.model
     with torch.no_grad():
         table = model.input_table().detach()
-    tied = getattr(model.transformer.wte, "weight", None) is model.lm_head.weight
+    tied = model.tied_head
     facts = dict(spec=spec, source="checkpoint", **arm.describe(), vocab=table.shape[0], hidden=table.shape[1],
                  dtype=str(table.dtype).removeprefix("torch."), tied=tied, tokenizer=arm.tokenizer)
     return Model(name, table, get_tokenizer(arm.tokenizer), facts)

@@ -93,7 +93,10 @@ def tokenizer_row(name, n_vocab, pos_dims=POS_DIMS):
     try:
         tok = get_tokenizer(name)
     except UserError as err:  # not cached and no network: the shape is all we know
-        row.update(source="shape", reason=str(err))
+        # the report is committed: its reason names no folder of this machine (the line does)
+        print(f"note: {name}: {err}; its shape only")
+        row.update(source="shape", reason="its files are not in the tiktoken cache here and could "
+                                          "not be downloaded")
     else:
         table = tok.token_bytes()
         lengths = [len(b) for b in table]

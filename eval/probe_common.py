@@ -2,8 +2,9 @@
 
 - the common command line: `--ckpt ARM=PATH` (repeatable; the first arm is the reference),
   `--out DIR`, `--device` (auto: cuda when available, else cpu);
-- checkpoint loading through `GPT.from_checkpoint`, with one UserError naming the arm for a
-  missing, unreadable or incompatible checkpoint;
+- checkpoint loading through `GPT.from_checkpoint` (`load_model`, also used by sample.py and
+  export_hf.py), with one UserError naming the arm for a missing, unreadable or incompatible
+  checkpoint;
 - prompts longer than a checkpoint's context cut to their last block_size tokens (`fit_context`),
   the one place every probe does it;
 - token text for display and a probe's report: `<out>/<name>.json` and `<out>/<name>.md`,
@@ -67,10 +68,16 @@ def parse_ckpt_spec(spec):
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def load_arm(spec, device, flag="--ckpt"):
-    """The Arm of one 'ARM=PATH' value; UserError messages name it as `flag` gives it."""
-    name, path = parse_ckpt_spec(spec)
-    where = f"{flag} {spec}"
+def load_model(path, device, where):
+    """(GPT in eval mode on device, the checkpoint dict, its train_config dict ({} when absent))
+    of a train.py checkpoint: the one loader of the probes, sample.py and export_hf.py.
+
+    `where` starts every error line (e.g. "--ckpt kronecker=PATH"). Raises UserError for a
+    missing or unreadable file and for a checkpoint this model.py cannot build (an unknown
+    embedding, fields or weights). The tokenizer it was trained with is
+    train_config.get("tokenizer", DEFAULT_TOKENIZER) (checkpoints before the field are GPT-2's).
+    """
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"{where}: checkpoint not found; pass a ckpt_*.pt written by train.py")
     try:
@@ -82,8 +89,14 @@ def load_arm(spec, device, flag="--ckpt"):
         raise UserError(f"{where}: incompatible checkpoint ({type(err).__name__}: {err}); "
                         "it was not written by this repo's train.py")
     train_config = checkpoint.get("train_config") if isinstance(checkpoint, dict) else None
-    train_config = train_config if isinstance(train_config, dict) else {}
-    return Arm(name, path, model.to(device).eval(), checkpoint.get("step"), train_config.get("seed"),
+    return model.to(device).eval(), checkpoint, train_config if isinstance(train_config, dict) else {}
+
+
+def load_arm(spec, device, flag="--ckpt"):
+    """The Arm of one 'ARM=PATH' value; UserError messages name it as `flag` gives it."""
+    name, path = parse_ckpt_spec(spec)
+    model, checkpoint, train_config = load_model(path, device, f"{flag} {spec}")
+    return Arm(name, path, model, checkpoint.get("step"), train_config.get("seed"),
                train_config.get("tokenizer", DEFAULT_TOKENIZER))
 
 

@@ -15,11 +15,14 @@ from eval.log_values import load_numeric_runs
 from eval.runs import fmt_tokens, paper_reference, tokens_per_run
 
 REFERENCE_RUNS_DIR = "results/quickstart/runs"
-# config.json keys that say where a run's files live, which attempt it is (run_folder.py) or where
-# and with what it ran (train.provenance), not what it computes: they may differ from the reference's.
+# config.json keys that say where a run's files live, which attempt it is (run_folder.py), where
+# and with what it ran (train.provenance), how it checkpoints, resumes or refuses, or what train.py
+# derives from the data (its identity, the passes), not what it computes: they may differ from the
+# reference's.
 NOT_SETTINGS = ("data_dir", "out_dir", "log_dir", "hellaswag_dir", "attempt", "git_commit", "git_dirty",
                 "torch_version", "cuda_version", "cudnn_version", "nccl_version", "device_names", "hostname",
-                "slurm_job_id")
+                "slurm_job_id", "ckpt_interval", "allow_change", "max_epochs", "config_changes",
+                "data_identity", "train_tokens_read", "train_set_tokens", "data_passes")
 
 
 def setting_differences(run, ref_run):

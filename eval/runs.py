@@ -3,12 +3,13 @@
 A run is a folder `<runs_dir>/<run_name>/` holding config.json, log.jsonl and (once finished)
 summary.json, as written by train.py. `load_runs(dir)` reads them all into `Run` objects; arm and
 seed come from config.json, never from the folder name: the arm is its `arm` field (train_config's
-named arms, e.g. bpe_untied_scaled = bpe_untied at wte_init_std 1.0), or `embedding` for runs
+named arms, e.g. bpe_untied_scaled = bpe_untied at wte_scale 50), or `embedding` for runs
 written before arms had names; its learning rate is `max_lr` (an lr sweep has several runs of
 one arm and seed, one per lr). In log.jsonl, later lines for the same step win (a resumed run
 may repeat steps); HellaSwag lines (hellaswag_* fields) are kept too. Also here: pairing runs by
-seed, mean +- std, the paper-setting comparison, read_json and a markdown table writer. (Atomic
-writes are atomic.py's; the eval scripts write through eval/outputs.py.)
+seed, mean +- std, the paper-setting comparison, notes on what is missing or was changed on
+resume, read_json and a markdown table writer. (Atomic writes are atomic.py's; the eval scripts
+write through eval/outputs.py.)
 Not a script; import it: `from eval.runs import load_runs`.
 """
 import json
@@ -216,6 +217,20 @@ def missing_notes(runs, arms=None):
         elif not run.finished:
             notes.append(f"{run.name}: unfinished (no summary.json); using its last eval, step "
                          f"{run.final_step} of {run.config.get('max_steps', '?')}")
+    return notes
+
+
+def change_notes(runs):
+    """One line per run whose settings were changed on resume (config.json's config_changes,
+    run_folder.py: --allow_change), e.g. "bpe_s1337: max_lr 0.0006 -> 0.0003 at step 250": its
+    curve is a mixed schedule."""
+    notes = []
+    for run in sorted(runs, key=lambda r: (r.arm, r.seed)):
+        changes = run.config.get("config_changes") or []
+        if changes:
+            notes.append(f"{run.name}: " + "; ".join(
+                ", ".join(f"{k} {old} -> {new}" for k, (old, new) in c["config_change"].items())
+                + f" at step {c['step']}" for c in changes))
     return notes
 
 

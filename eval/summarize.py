@@ -16,7 +16,9 @@ paper's value from results/paper_reference.json; rows whose runs differ from the
 An lr sweep (runs of one arm at several max_lr, eval/learning_rates.py) adds a table of every lr
 of every arm, and the comparisons come twice: each arm at its own best lr, and every arm at one
 shared lr (--shared-lr; default the first baseline's best lr among those every arm has).
-Partial results are fine: what is missing is listed at the end.
+Partial results are fine: what is missing is listed at the end. When lm-evaluation-harness
+results exist (--lm-eval, default <out>/lm_eval, written by scripts/lm_eval.sh), summary.md also
+gets the downstream table of eval/downstream.py.
 
     python -m eval.summarize                            # results/runs -> results/summary.{md,csv}
     python -m eval.summarize --runs DIR --out DIR --baseline bpe --baseline bpe_untied
@@ -29,12 +31,13 @@ import math
 from pathlib import Path
 
 from errors import UserError, run_main
+from eval.downstream import downstream_section
 from eval.learning_rates import at_lrs, best_lrs, default_shared_lr, fmt_lr, lr_groups, several_lrs, shared_lrs
 from eval.log_values import load_numeric_runs
 from eval.norm_drift import arm_drifts
 from eval.outputs import write_text
-from eval.runs import (DEFAULT_RUNS_DIR, by_arm, compared_arms, default_out_dir, fmt_mean_std, fmt_tokens,
-                       markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
+from eval.runs import (DEFAULT_RUNS_DIR, by_arm, change_notes, compared_arms, default_out_dir, fmt_mean_std,
+                       fmt_tokens, markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
                        setting_differences, setting_label)
 from eval.stats import ALPHA, POWER, fmt_interval, fmt_p, paired_gap
 from eval.steps_to_target import compare, ratio_text
@@ -263,7 +266,8 @@ def to_markdown(tables, lr_table, runs, runs_dir, baselines, ref, unigram_lines)
     (tables: [(name, heading, rows)]) with its paired gaps, the legend and what is missing."""
     s = ref["setting"]
     marks, footnotes = setting_footnotes([r for _, _, rows in tables for r in rows])
-    notes = notes_text(missing_notes(runs, [*baselines, *by_arm(runs)]))
+    notes = "\n\n".join(filter(None, [notes_text(missing_notes(runs, [*baselines, *by_arm(runs)])),
+                                       notes_text(change_notes(runs), "changed on resume (a mixed schedule)")]))
     baseline = " or ".join(baselines)
     body = []
     for _, heading, rows in tables:
@@ -312,6 +316,7 @@ def parse_args(argv):
     p.add_argument("--shared-lr", type=float,
                    help="an lr sweep: the lr at which every arm is compared (default: the first baseline's best "
                         "among the lrs every arm has)")
+    p.add_argument("--lm-eval", help="folder of lm-eval results for the downstream table (default: <out>/lm_eval)")
     return p.parse_args(argv)
 
 
@@ -327,6 +332,11 @@ def main(argv=None):
     rows = lr_table + [r for _, _, table_rows in tables for r in table_rows]
     out = Path(args.out) if args.out else default_out_dir(args.runs)
     markdown = to_markdown(tables, lr_table, runs, args.runs, baselines, ref, unigram_lines)
+    if args.lm_eval and not Path(args.lm_eval).is_dir():
+        raise UserError(f"--lm-eval {args.lm_eval} is not a folder; give the OUT of scripts/lm_eval.sh "
+                        f"(default results/lm_eval)")
+    downstream = downstream_section(args.lm_eval or out / "lm_eval")
+    markdown += "\n" + downstream if downstream else ""
     write_text(out / "summary.md", markdown)
     write_text(out / "summary.csv", to_csv(rows))
     print(markdown)

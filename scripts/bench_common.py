@@ -123,24 +123,6 @@ def load_average():
         return None
 
 
-# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) from NVIDIA's data sheets; the H200 is an
-# H100 SXM die with more memory. MFU in the benches and gpu_check is measured against these.
-PEAK_BF16_FLOPS = {"H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12,
-                   "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
-
-
-def peak_flops(device):
-    """The device's dense bf16 peak in FLOP/s (PEAK_BF16_FLOPS, matched on the CUDA device name),
-    or None for the CPU or a GPU not in the table (pass --peak-flops then)."""
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16_FLOPS.items():  # longest names first within a family, as listed
-        if key in name or key.replace(" ", "") in name.replace(" ", ""):
-            return flops
-    return None
-
-
 def hardware(device):
     """A short description of where the numbers were measured."""
     if device.startswith("cuda"):

@@ -13,7 +13,8 @@ cached's V x D codec table; the trigram incidence and its two sparse matrices), 
 and the peak of new tensors during forward + backward with the largest one (see
 AllocationTracker in bench_common.py; on CUDA the peak is torch.cuda.max_memory_allocated above
 the memory held before the call) and whether it made a (tokens x D) or (V x D) tensor
-("NxD/VxD"; D = 256 * pos_dim is also the trigram arm's bucket count).
+("NxD/VxD"; D = 256 * pos_dim is also the trigram arm's bucket count). "same grad": whether two
+passes on the same ids give bit-identical gradients (deterministic; CUDA atomics may not be).
 
 Shapes: 124m (V 50,304, d 768, pos_dim 16, 64 x 1024 tokens: the training micro-batch; GPT-2's
 byte table), 124m_b8 (the same at 8 x 1024 tokens) and frontier (V 131,072, d 4,096, pos_dim 32,
@@ -30,6 +31,7 @@ table would exceed --max-table-gb.
 mode degrades on a shared node (the spinners are killed when the run ends, also on errors).
 """
 import argparse
+import dataclasses
 import statistics
 from dataclasses import dataclass
 
@@ -111,6 +113,16 @@ def memory(module, ids, device, shape):
                 largest_numel=tracker.largest[0], largest_shape=list(tracker.largest[1]), big_matrix=big)
 
 
+def repeat_identical_grad(module, ids):
+    """Whether two forward + backward passes on the same ids give bit-identical gradients (CUDA
+    atomics, e.g. an index_add_ backward, sum in an arbitrary order and may not)."""
+    grads = []
+    for _ in range(2):
+        step(module, ids)
+        grads.append([p.grad.clone() for p in module.parameters()])
+    return all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def codec_table_gib(shape):
     """Size of `cached`'s (V, D) float32 codec table."""
     return shape.vocab * 256 * shape.pos_dim * 4 / 2**30
@@ -135,6 +147,7 @@ def bench_shape(name, shape, ids, args):
     for m, module in modules.items():
         t = statistics.median(times[m])
         rows.append(dict(shape=name, mode=m, ms=1000 * t, vs_embedding=t / base if base else None,
+                         repeat_identical_grad=repeat_identical_grad(module, ids),
                          **memory(module, ids, args.device, shape)))
     for m in skipped:
         rows.append(dict(shape=name, mode=m, skipped=f"V x D table {codec_table_gib(shape):.1f} GiB "
@@ -154,14 +167,15 @@ def print_table(name, shape, rows):
           f"{shape.batch} x {shape.seq} tokens; tokens x D = {shape.tokens * D / 1e6:.1f}M, "
           f"V x D = {shape.vocab * D / 1e6:.0f}M entries")
     print(f"{'mode':13s} {'fwd+bwd ms':>10s} {'vs emb':>7s} {'params MB':>9s} {'buffers MB':>10s} "
-          f"{'grad MB':>8s} {'peak MB':>8s} {'NxD/VxD':>7s}  largest new tensor")
+          f"{'grad MB':>8s} {'peak MB':>8s} {'NxD/VxD':>7s} {'same grad':>9s}  largest new tensor")
     for r in rows:
         if "skipped" in r:
             print(f"{r['mode']:13s} skipped: {r['skipped']}")
             continue
         vs_emb = f"{r['vs_embedding']:.2f}x" if r["vs_embedding"] else "-"
         print(f"{r['mode']:13s} {r['ms']:>10.1f} {vs_emb:>7s} {r['params_mb']:>9.1f} {r['buffers_mb']:>10.2f} "
-              f"{r['grad_mb']:>8.1f} {r['peak_mb']:>8.1f} {'yes' if r['big_matrix'] else 'no':>7s}  "
+              f"{r['grad_mb']:>8.1f} {r['peak_mb']:>8.1f} {'yes' if r['big_matrix'] else 'no':>7s} "
+              f"{'yes' if r['repeat_identical_grad'] else 'NO':>9s}  "
               f"{r['largest_numel'] / 1e6:.2f}M {tuple(r['largest_shape'])}")
     dense = ratio(rows, "dense", "sparse")
     if dense:
@@ -179,6 +193,8 @@ def get_args(argv):
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--shapes", nargs="+", default=["124m", "frontier"], choices=list(SHAPES))
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--batch", type=int, help="sequences per call, for every shape (default: the "
+                   "shape's; 64 x 1024 tokens is the 124M training micro-batch)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per mode (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per mode first")
     p.add_argument("--tokens-file", help=".bin shard or .npy of token ids (default: tokenise the FineWeb sample)")
@@ -197,7 +213,7 @@ def main(argv=None):
     args.device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    shapes = {name: SHAPES[name] for name in args.shapes}
+    shapes = {name: dataclasses.replace(SHAPES[name], batch=args.batch or SHAPES[name].batch) for name in args.shapes}
     ids = token_ids(max(s.tokens for s in shapes.values()), args.tokens_file)
     load_before = load_average()
     print(f"device: {hardware(args.device)}; median of {args.repeats} after {args.warmup} warm-up calls; "

@@ -16,6 +16,9 @@ bf16 autocast as train.py runs it:
     outside     6 d + 16 bytes (ln_f's fp32 input, lm_head's bf16 input, ids, ln_f statistics)
     head        14 V bytes: log_softmax's fp32 output (4 V) kept for backward, plus the loss's
                 backward (fp32 gradients of log-probs and logits, 8 V; their bf16 copy, 2 V)
+  a head tied to a computed table (kronecker_tied), once per micro-step, not per token:
+                8 V d bytes: E in fp32 at the end of the forward and its fp32 gradient (its bf16
+                copy for the head matmul is counted with the matmul weights above)
 The per-block and outside terms are the tensors eager bf16 autocast saves for backward, counted
 on CPU with torch.autograd.graph.saved_tensors_hooks (SDPA's flash kernel, which keeps q, k, v,
 the output and a log-sum-exp per head and position, no T x T matrix); the head term is the peak
@@ -41,7 +44,7 @@ if str(REPO) not in sys.path:  # run as `python scripts/estimate_memory.py`: imp
 import torch  # noqa: E402
 
 from errors import UserError, run_main  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+from model import GPT, GPTConfig, TiedHead  # noqa: E402
 from train_config import gpt_config, load_config  # noqa: E402
 
 GIB = 2**30
@@ -57,6 +60,7 @@ BLOCK_BYTES_FIXED = 16        # ln_1 and ln_2 mean and rstd (fp32)
 OUTSIDE_BYTES_PER_D = 6       # ln_f's fp32 input 4 + lm_head's bf16 input 2
 OUTSIDE_BYTES_FIXED = 16      # int64 ids 8 + ln_f mean and rstd 8
 HEAD_BYTES_PER_V = 14         # log_softmax output 4 saved, backward 4 + 4 + 2
+COMPUTED_TABLE_BYTES = 4 + 4  # kronecker_tied: E (V, d) fp32 and its fp32 gradient, per micro-step
 CHECKPOINT_BYTES_PER_D = 4    # activation_checkpointing: each block's fp32 input
 
 
@@ -102,6 +106,8 @@ def estimate(cfg, world_size=8, model=None):
     per_param = STATE_BYTES + (DDP_BUCKET_BYTES if world_size > 1 else 0)
     states = per_param * counts["total"] + AUTOCAST_COPY_BYTES * n_matmul
     activations = cfg.micro_batch_size * cfg.block_size * activation_bytes_per_token(cfg)
+    if isinstance(model.lm_head, TiedHead):
+        activations += COMPUTED_TABLE_BYTES * cfg.vocab_size * cfg.n_embd
     usable = int(USABLE_FRACTION * GPU_GIB * GIB)
     total = states + activations
     return dict(params=counts["total"], states=states, activations=activations, total=total,

@@ -9,7 +9,4 @@
 # The cases live in scripts/fault_drill.py (CASES); results/fault_drill.txt is its last output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${TIKTOKEN_CACHE_DIR:-}" ] && [ -d ../shared/tiktoken_cache ]; then
-  export TIKTOKEN_CACHE_DIR="$PWD/../shared/tiktoken_cache"  # offline: GPT-2's tokenizer files
-fi
 exec python scripts/fault_drill.py "$@"

@@ -19,9 +19,6 @@ CKPT_DIR=${CKPT_DIR:-out/quickstart/ckpt}
 SEED=${SEED:-1337}
 SHARED_SAMPLE=../shared/data/fineweb_edu_sample/sample.jsonl
 if [ -z "${DATA_FILES:-}" ] && [ -f "$SHARED_SAMPLE" ]; then DATA_FILES=$SHARED_SAMPLE; fi
-if [ -z "${TIKTOKEN_CACHE_DIR:-}" ] && [ -d ../shared/tiktoken_cache ]; then
-  export TIKTOKEN_CACHE_DIR="$PWD/../shared/tiktoken_cache"  # offline: GPT-2's tokenizer files
-fi
 source_args=()
 # shellcheck disable=SC2206  # DATA_FILES is a space-separated list of paths
 if [ -n "${DATA_FILES:-}" ]; then source_args=(--data-files $DATA_FILES); fi

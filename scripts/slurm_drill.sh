@@ -31,6 +31,7 @@ for arg in "$@"; do
   esac
 done
 cannot() { echo "slurm drill: cannot start SLURM here: $*" >&2; exit 3; }
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin  # the daemons live there; a non-login root shell may lack them
 [ "$(id -u)" = 0 ] || cannot "it needs root (it starts munged, slurmctld and slurmd)"
 PYTHON=$(command -v "${PYTHON:-python}") || { echo "error: no python on PATH; set PYTHON" >&2; exit 2; }
 "$PYTHON" -c "import torch" 2>/dev/null || { echo "error: $PYTHON cannot import torch; set PYTHON" >&2; exit 2; }

@@ -31,11 +31,14 @@ def make_data(folder):
 
 
 def read_records(run):
-    """[(step, kind, record)] in file order; kind is "train" or "eval"."""
+    """[(step, kind, record)] of the train_loss ("train") and val_loss ("eval") lines, in file order
+    (log.jsonl's other lines, a new pass over the data or a change on resume, are left out)."""
     out = []
     for line in (Path(run) / "log.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        out.append((rec["step"], "eval" if "val_loss" in rec else "train", rec))
+        for key, kind in (("train_loss", "train"), ("val_loss", "eval")):
+            if key in rec:
+                out.append((rec["step"], kind, rec))
     return out
 
 

@@ -1,10 +1,13 @@
-"""The control arms and the authors' conventions as knobs (issue 12 §1-2): kronecker_shuffled,
-bpe_untied_scaled (wte_init_std), projection_weight_decay, named arms in configs, run folders and
-summaries, the in-loop HellaSwag eval, and a log line whose step is not a step count."""
+"""The control arms and the authors' conventions as knobs (issues 12 and 22): kronecker_shuffled,
+bpe_untied_scaled (wte_scale) and that its table learns, bpe_factorized (the parameter-matched
+learned input), kronecker_tied (the head tied to the Kronecker table), projection_weight_decay,
+named arms in configs, run folders and summaries, the in-loop HellaSwag eval, and a log line whose
+step is not a step count."""
 import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 from collections import Counter
 
@@ -20,10 +23,10 @@ from embeddings import shuffled_byte_sources
 from errors import UserError
 from eval import hellaswag, summarize
 from eval.runs import load_runs
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, TiedHead
 from test_eval import read_csv_rows, write_run
 from test_hellaswag import EXAMPLES, write_fixture
-from test_train import tiny_args
+from test_train import crash_train_step_at, random_data, read_log, tiny_args  # noqa: F401 (a fixture)
 from tokenizer import EOT_ID, GPT2_VOCAB, gpt2_token_bytes
 from train_config import ARMS, load_config
 
@@ -87,36 +90,211 @@ def test_a_shuffled_checkpoint_rebuilds_its_permuted_byte_table(tmp_path):
 
 # ----------------------------------------------------------------------------- input scale
 
-def test_wte_init_std_draws_only_the_token_table_differently():
-    for embedding in ("bpe_untied", "bpe"):
-        default, scaled = small_gpt(embedding), small_gpt(embedding, wte_init_std=1.0)
-        wte = scaled.transformer.wte.weight
-        assert wte.std().item() == pytest.approx(1.0, rel=0.05)
-        changed = [name for (name, a), b in zip(default.state_dict().items(), scaled.state_dict().values())
-                   if not torch.equal(a, b)]
-        assert changed == (["transformer.wte.weight"] if embedding == "bpe_untied"
-                           else ["transformer.wte.weight", "lm_head.weight"])  # the tied head is the table
+def test_wte_scale_multiplies_every_input_vector_and_draws_nothing_else():
+    plain, scaled = small_gpt("bpe_untied"), small_gpt("bpe_untied", wte_scale=50.0)
+    for (name, a), b in zip(plain.state_dict().items(), scaled.state_dict().values()):
+        assert torch.equal(a, b), name  # a forward-time constant: the same init, no new parameter
+    ids = torch.tensor([[1, 5, 260]])
+    torch.testing.assert_close(scaled.token_embedding(ids), 50 * plain.token_embedding(ids))
+    torch.testing.assert_close(scaled.input_table(), 50 * plain.input_table())  # what the export reads
+    torch.testing.assert_close(scaled.hidden_states(ids)[0] - scaled.transformer.wpe.weight[:3],
+                               50 * plain.token_embedding(ids))
+    plain_norms, scaled_norms = plain.embedding_norms(), scaled.embedding_norms()
+    assert scaled_norms["emb_row_norm"] == plain_norms["emb_row_norm"]  # the learned table itself
+    assert scaled_norms["emb_token_norm"] == pytest.approx(50 * plain_norms["emb_token_norm"], rel=1e-5)
+
+
+@pytest.mark.parametrize("embedding", ["bpe", "kronecker_tied"])
+def test_wte_scale_is_refused_where_the_head_is_the_input_table(embedding):
+    with pytest.raises(UserError, match="would scale embedding=.* tied head too"):
+        GPTConfig(embedding=embedding, wte_scale=50.0)
 
 
 @pytest.mark.slow
-def test_wte_init_std_1_matches_the_kronecker_input_scale_at_124m_width():
+def test_the_scaled_table_and_the_factorised_input_start_at_their_targets_at_124m_width():
     """Mean token-embedding norm at init over the real ids at n_embd 768: Kronecker with GPT-2's
-    byte table; the BPE tables on a 4,096-id vocabulary (a row's norm does not depend on V)."""
+    byte table; the tables on a 4,096-id vocabulary (a row's norm does not depend on V)."""
     shape = dict(n_layer=1, n_head=12, n_embd=768, block_size=8)
     norms = {}
-    for name, extra in [("kronecker", {}), ("bpe_untied_scaled", dict(wte_init_std=1.0, vocab_size=4096)),
-                        ("bpe_untied", dict(vocab_size=4096))]:
+    for arm, embedding, extra in [("kronecker", "kronecker", {}), ("bpe_untied", "bpe_untied", {}),
+                                  ("bpe_untied_scaled", "bpe_untied", dict(wte_scale=50.0)),
+                                  ("bpe_factorized", "bpe_factorized", {})]:
         torch.manual_seed(0)
-        model = GPT(GPTConfig(embedding=name.replace("_scaled", ""), **shape, **extra))
-        norms[name] = model.embedding_norms()["emb_token_norm"]
+        vocab = {} if embedding == "kronecker" else dict(vocab_size=4096)
+        norms[arm] = GPT(GPTConfig(embedding=embedding, **shape, **vocab, **extra)).embedding_norms()["emb_token_norm"]
     assert norms["kronecker"] == pytest.approx(math.sqrt(768), rel=0.02)  # 27.7: unit variance per coordinate
-    assert norms["bpe_untied_scaled"] == pytest.approx(norms["kronecker"], rel=0.10)
     assert norms["bpe_untied"] == pytest.approx(0.02 * math.sqrt(768), rel=0.02)  # 0.55, 50x smaller
+    assert norms["bpe_untied_scaled"] == pytest.approx(norms["kronecker"], rel=0.02)
+    assert norms["bpe_factorized"] == pytest.approx(norms["bpe_untied"], rel=0.05)  # N(0, 1/r) projection
+
+
+def table_after_training(tmp_path, data, run_name, arm="bpe_untied_scaled", **overrides):
+    """(initial table, final table, logged lr of each step) of a tiny 10-step run of `arm` at
+    config/cpu_mini.py's learning rates."""
+    args = tiny_args(tmp_path, data, run_name=run_name, arm=arm, max_steps=10, warmup_steps=2,
+                     max_lr=3e-3, min_lr=3e-4, eval_interval=10, total_batch_tokens=32, **overrides)
+    initial, _ = train.build_model(load_config(args), None, None)  # seeded as train.py seeds it
+    train.main(args)
+    final = GPT.from_checkpoint(tmp_path / "out" / run_name / "ckpt_000010.pt")
+    lrs = [rec["lr"] for (step, kind), rec in sorted(read_log(tmp_path, run_name).items()) if kind == "train"]
+    return initial.transformer.wte.weight.detach(), final.transformer.wte.weight.detach(), lrs
+
+
+def test_the_scaled_controls_table_learns_far_beyond_what_weight_decay_alone_moves_it(
+        tmp_path, random_data, monkeypatch):
+    """Issue 22: a table drawn at N(0, 1) moved about as much as AdamW's decay alone predicts
+    (a frozen random table). Decay alone multiplies the table by prod(1 - lr_t wd) over the
+    logged lr, a relative change of 1 - prod; the N(0, 0.02) table behind wte_scale 50 must move
+    far more. The same run with a table drawn at N(0, 1) and no scale (the old control, built
+    by hand) stays near that bound: the test tells the two apart."""
+    def decay_alone(lrs, weight_decay=0.1):  # TrainConfig's weight_decay
+        return 1 - math.prod(1 - lr * weight_decay for lr in lrs)
+
+    W0, W, lrs = table_after_training(tmp_path, random_data, "scaled")
+    assert len(lrs) == 10
+    assert ((W - W0).norm() / W0.norm()).item() > 20 * decay_alone(lrs)
+
+    def unit_table_gpt(*args, **kwargs):  # the removed wte_init_std=1.0
+        model = GPT(*args, **kwargs)
+        with torch.no_grad():
+            model.transformer.wte.weight.normal_(0.0, 1.0)
+        return model
+    monkeypatch.setattr(train, "GPT", unit_table_gpt)
+    W0, W, lrs = table_after_training(tmp_path, random_data, "old", arm="old_control", embedding="bpe_untied")
+    assert ((W - W0).norm() / W0.norm()).item() < 5 * decay_alone(lrs)
+
+
+# ----------------------------------------------------------------------------- bpe_factorized
+
+def meta_counts(embedding, n_layer=12, n_embd=768, n_head=12, **overrides):
+    with torch.device("meta"):
+        config = GPTConfig(embedding=embedding, n_layer=n_layer, n_embd=n_embd, n_head=n_head, **overrides)
+        return GPT(config, token_bytes=[b""] * config.vocab_size).param_counts(), config
+
+
+def test_factorized_matches_the_kronecker_projections_parameters_at_124m():
+    counts, config = meta_counts("bpe_factorized")
+    assert config.table_rank == 62  # 4096 * 768 / (50304 + 768) = 61.6
+    assert counts == dict(total=127_642_368, input_trainable=62 * (50_304 + 768), output_head=38_633_472,
+                          position=786_432, body=85_056_000)
+    kron, _ = meta_counts("kronecker")
+    assert counts["input_trainable"] - kron["input_trainable"] == 20_736  # +0.7% of 3,145,728
+    assert abs(counts["total"] / kron["total"] - 1) < 0.0002
+
+
+@pytest.mark.parametrize("n_embd", [768, 1024, 1280, 1600])  # 124M .. 1558M; whole models: tests/test_ladder.py
+def test_the_rank_rule_gives_the_nearest_parameter_match_at_every_ladder_width(n_embd):
+    counts, config = meta_counts("bpe_factorized", n_layer=1, n_embd=n_embd, n_head=1)
+    r, per_rank, target = config.table_rank, 50_304 + n_embd, 4096 * n_embd
+    assert counts["input_trainable"] == r * per_rank
+    assert all(abs(r * per_rank - target) < abs(other * per_rank - target) for other in (r - 1, r + 1))
+
+
+def test_factor_rank_sets_the_rank_and_the_input_is_table_then_projection():
+    model = small_gpt("bpe_factorized", factor_rank=3)
+    wte = model.transformer.wte
+    assert wte.table.weight.shape == (len(TOKEN_BYTES), 3) and wte.projection.weight.shape == (16, 3)
+    ids = torch.tensor([[4, 260, 261]])
+    torch.testing.assert_close(model.token_embedding(ids), wte.table.weight[ids] @ wte.projection.weight.t())
+    assert model.lm_head.weight.shape == (len(TOKEN_BYTES), 16) and not model.tied_head
+
+
+# ----------------------------------------------------------------------------- kronecker_tied
+
+def test_kronecker_tied_has_no_vocabulary_sized_parameter_at_124m():
+    counts, _ = meta_counts("kronecker_tied")
+    assert counts == dict(total=88_988_160, input_trainable=3_145_728, output_head=0, position=786_432,
+                          body=85_056_000)  # 3.1M input + output parameters, against kronecker's 41.8M
+    with torch.device("meta"):
+        model = GPT(GPTConfig(embedding="kronecker_tied"), token_bytes=[b""] * 50304)
+    assert not any(50304 in p.shape for p in model.parameters())
+    assert "lm_head.weight" not in model.state_dict() and model.tied_head
+
+
+def test_kronecker_tied_logits_are_h_times_the_input_table_times_its_scale():
+    model = small_gpt("kronecker_tied").eval()
+    ids = torch.tensor([[4, 260, 261, 262, 0]])
+    logits, _ = model(ids, ids)
+    h, table = model.hidden_states(ids)[-1], model.input_table()
+    torch.testing.assert_close(logits, 0.02 * h @ table.t())
+    torch.testing.assert_close(model.lm_head.weight, 0.02 * table)  # what the export reads
+    torch.testing.assert_close(model.lm_head(h), logits)  # the probes' path, E computed by the head
+    assert isinstance(model.lm_head, TiedHead) and not list(model.lm_head.parameters())
+
+
+def test_kronecker_tied_computes_the_table_once_per_forward_for_both_ends():
+    model = small_gpt("kronecker_tied", kronecker_mode="sparse")
+    calls = []
+    model.transformer.wte.vocab_matrix.register_forward_hook(lambda *args: calls.append(1))
+    ids = torch.tensor([[4, 260, 261, 262]])
+    _, loss = model(ids, ids)
+    loss.backward()
+    assert len(calls) == 1  # the lookup reads E too, not the sparse per-token path
+    reference = small_gpt("kronecker_tied", kronecker_mode="dense")  # the input through the dense codec
+    _, reference_loss = reference(ids, ids)
+    reference_loss.backward()
+    torch.testing.assert_close(loss, reference_loss)
+    W, W_ref = model.transformer.wte.projection.weight, reference.transformer.wte.projection.weight
+    torch.testing.assert_close(W.grad, W_ref.grad, rtol=1e-5, atol=1e-7)  # both ends' gradients reach W
+
+
+def test_kronecker_tied_starts_from_kroneckers_weights_with_a_head_at_a_tables_scale():
+    tied, untied = small_gpt("kronecker_tied"), small_gpt("kronecker")
+    untied_state = untied.state_dict()
+    assert set(untied_state) - set(tied.state_dict()) == {"lm_head.weight"}
+    for name, tensor in tied.state_dict().items():
+        assert torch.equal(tensor, untied_state[name]), name  # one seed, one init: a paired design
+    stds = {}
+    for scale in (0.02, 1.0):  # the default, and h E^T unscaled
+        torch.manual_seed(0)
+        wide = GPT(GPTConfig(embedding="kronecker_tied", n_layer=1, n_head=12, n_embd=768, block_size=8,
+                             vocab_size=4096, tied_head_scale=scale), token_bytes=gpt2_token_bytes(4096))
+        head_rows = wide.lm_head.weight.norm(dim=1).mean().item()
+        assert head_rows == pytest.approx(scale * math.sqrt(768), rel=0.02)  # 0.02: 0.55, a N(0, 0.02) row
+        with torch.no_grad():
+            stds[scale] = wide(torch.randint(0, 4096, (2, 8), generator=torch.Generator().manual_seed(0)))[0].std()
+    assert stds[0.02] < 2.5 and stds[1.0] > 40  # a nearly one-hot softmax at init without the scale
+
+
+def test_kronecker_tied_generates_groups_its_parameters_once_and_counts_the_head_matmul():
+    model = small_gpt("kronecker_tied").eval()
+    prompt = torch.tensor([[4, 260]])
+    out = model.generate(prompt, 3, temperature=0)
+    ids = prompt
+    for _ in range(3):  # greedy by hand through forward
+        ids = torch.cat([ids, model(ids)[0][:, -1, :GPT2_VOCAB].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, ids)
+    groups = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu").param_groups
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len(list(model.parameters())) == len({id(p) for p in grouped})
+    assert any(p is model.transformer.wte.projection.weight for p in groups[0]["params"])
+    assert model.flops_per_token() == small_gpt("kronecker").flops_per_token()  # V d head matmul either way
+
+
+@pytest.mark.slow
+def test_kronecker_tied_checkpoints_load_and_a_killed_run_resumes_exactly(tmp_path, gpt2_ids_data, monkeypatch):
+    model = small_gpt("kronecker_tied")
+    path = save_checkpoint(dict(model=model.state_dict(), model_config=dataclasses.asdict(model.config), step=1),
+                           tmp_path)
+    ids = torch.tensor([[4, 260, 261]])
+    assert torch.equal(GPT.from_checkpoint(path)(ids)[0], model.eval()(ids)[0])
+    args = dict(embedding="kronecker_tied", vocab_size=50304, total_batch_tokens=32)
+    train.main(tiny_args(tmp_path, gpt2_ids_data, run_name="straight", **args))
+    crash_train_step_at(4, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(tiny_args(tmp_path, gpt2_ids_data, run_name="killed", **args))
+    monkeypatch.undo()
+    train.main(tiny_args(tmp_path, gpt2_ids_data, run_name="killed", **args))
+    straight, resumed = read_log(tmp_path, "straight"), read_log(tmp_path, "killed")
+    assert straight.keys() == resumed.keys()
+    for key, rec in straight.items():
+        for field in ("train_loss", "grad_norm", "val_loss", "emb_token_norm"):
+            assert rec.get(field) == resumed[key].get(field), (key, field)  # bit-exact
 
 
 # ----------------------------------------------------------------------------- weight decay
 
-@pytest.mark.parametrize("embedding", ["kronecker", "kronecker_shuffled"])
+@pytest.mark.parametrize("embedding", ["kronecker", "kronecker_shuffled", "kronecker_tied"])
 def test_projection_weight_decay_puts_the_projection_in_the_chosen_group(embedding):
     for decayed in (True, False):
         model = small_gpt(embedding, projection_weight_decay=decayed)
@@ -125,7 +303,7 @@ def test_projection_weight_decay_puts_the_projection_in_the_chosen_group(embeddi
         assert [any(p is projection for p in g["params"]) for g in groups] == [decayed, not decayed]
         assert groups[0]["weight_decay"] == 0.1 and groups[1]["weight_decay"] == 0.0
         assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-        assert any(p is model.lm_head.weight for p in groups[0]["params"])  # the rest as before
+        assert any(p is model.transformer.h[0].mlp.c_fc.weight for p in groups[0]["params"])  # the rest as before
 
 
 def test_the_bpe_table_is_always_decayed():
@@ -144,14 +322,33 @@ def test_every_named_arm_has_a_124m_config_that_names_it(arm):
     assert (cfg.n_layer, cfg.n_embd, cfg.max_steps) == (12, 768, 4768)
 
 
+def test_the_cpu_mini_study_runs_named_arms_covering_the_2x2_and_compares_against_its_own_arms():
+    script = (REPO_ROOT / "scripts" / "cpu_mini.sh").read_text()
+    arms = re.search(r'^ARMS="([^"]*)"$', script, re.MULTILINE).group(1).split()
+    assert set(arms) <= set(ARMS) and len(arms) == len(set(arms))
+    assert {"bpe", "bpe_untied", "bpe_factorized", "bpe_untied_scaled", "kronecker", "kronecker_tied",
+            "kronecker_shuffled"} <= set(arms)  # issue 22: each factor isolated by a pair of these
+    commands = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
+    baselines = re.findall(r"--baseline (\S+)", commands)
+    assert baselines and set(baselines) <= set(arms)
+
+
 @pytest.mark.parametrize("argv, arm, settings", [
-    ([], "bpe", dict(embedding="bpe", wte_init_std=0.02)),
-    (["--embedding=bpe_untied", "--wte_init_std=1"], "bpe_untied_scaled", dict(wte_init_std=1.0)),
-    (["--arm=bpe_untied_scaled"], "bpe_untied_scaled", dict(embedding="bpe_untied", wte_init_std=1.0)),
+    ([], "bpe", dict(embedding="bpe", wte_scale=1.0)),
+    (["--embedding=bpe_untied", "--wte_scale=50"], "bpe_untied_scaled", dict(wte_scale=50.0)),
+    (["--arm=bpe_untied_scaled"], "bpe_untied_scaled", dict(embedding="bpe_untied", wte_scale=50.0)),
+    (["--embedding=kronecker_tied"], "kronecker_tied", dict(embedding="kronecker_tied")),
+    (["--arm=bpe_factorized"], "bpe_factorized", dict(embedding="bpe_factorized", factor_rank=0)),
+    (["--arm=kronecker_mlp", "--embedding=kronecker", "--projection=mlp"], "kronecker_mlp",
+     dict(embedding="kronecker", projection="mlp", projection_hidden=0)),
     (["config/kronecker_124m.py", "--arm=kronecker_shuffled"], "kronecker_shuffled",
      dict(embedding="kronecker_shuffled")),  # a named arm overrides the file, as sweep.sh's CONFIG needs
     (["--arm=kronecker_nodecay", "--embedding=kronecker", "--projection_weight_decay=false"], "kronecker_nodecay",
      dict(embedding="kronecker", projection_weight_decay=False)),
+    # the hash's seed is a seed, like shuffle_seed: the same arm; its sizes are not
+    (["--embedding=trigram_hash", "--trigram_seed=7"], "trigram_hash", dict(trigram_seed=7, trigram_buckets=None)),
+    (["--arm=trigram_mean", "--embedding=trigram_hash", "--trigram_aggregation=mean"], "trigram_mean",
+     dict(trigram_aggregation="mean", trigram_k=10)),
 ])
 def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
     cfg = load_config(argv)
@@ -161,19 +358,31 @@ def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
 
 @pytest.mark.parametrize("argv, message", [
     (["--embedding=kronecker", "--projection_weight_decay=false"],
-     "embedding=kronecker, wte_init_std=0.02, projection_weight_decay=False, token_bytes=exact is none of the named arms .*--arm=NAME"),
-    (["--arm=bpe_untied_scaled", "--wte_init_std=0.5"],
-     r"wte_init_std=0.5 \(from --wte_init_std=0.5\) contradicts arm=bpe_untied_scaled, which means wte_init_std=1.0"),
+     "embedding=kronecker, projection_weight_decay=False is none of the named arms .*--arm=NAME"),
+    (["--arm=bpe_untied_scaled", "--wte_scale=10"],
+     r"wte_scale=10.0 \(from --wte_scale=10\) contradicts arm=bpe_untied_scaled, which means wte_scale=50.0"),
     (["--arm=kronecker", "--embedding=bpe"], "embedding=bpe .*contradicts arm=kronecker"),
-    (["--embedding=kronecker_shuffled", "--wte_init_std=1"], "'wte_init_std' sets the BPE token table's init"),
-    (["--embedding=bpe", "--projection_weight_decay=false"], "'projection_weight_decay' is about the Kronecker"),
+    (["--embedding=bpe", "--projection_weight_decay=false"],
+     "'projection_weight_decay' acts on embedding kronecker, kronecker_tied, kronecker_shuffled only; "
+     "embedding=bpe does not read it"),
+    (["--embedding=kronecker", "--factor_rank=8"], "'factor_rank' acts on embedding bpe_factorized only"),
+    (["--embedding=bpe_factorized", "--projection=mlp"], "'projection' acts on embedding kronecker, "),
+    (["--embedding=kronecker", "--shuffle_seed=3"], "'shuffle_seed' acts on embedding kronecker_shuffled only"),
+    (["--embedding=kronecker", "--projection_hidden=64"], "'projection_hidden' is the width of projection=mlp"),
+    (["--embedding=kronecker_tied", "--wte_scale=50"], "would scale embedding=kronecker_tied's tied head"),
+    (["--embedding=kronecker", "--tied_head_scale=1"], "'tied_head_scale' acts on embedding kronecker_tied only"),
+    (["--wte_init_std=1"], "config key 'wte_init_std' .* was removed: .*wte_scale"),
     (["--arm=my arm"], "'arm' 'my arm' must be letters, digits"),
-    (["--wte_init_std=0"], "'wte_init_std' must be positive"),
+    (["--wte_scale=0"], "'wte_scale' must be positive"),
+    (["--factor_rank=-1"], "'factor_rank' must be >= 0"),
     (["--shuffle_seed=-1"], r"'shuffle_seed' must be in \[0, 2\*\*32 - 1\]"),
-    (["--embedding=kronecker", "--trigram_k=4"], "'trigram_k' sets the trigram hash; embedding=kronecker has none"),
-    (["--arm=trigram_hash", "--trigram_buckets=8"], r"need 0 <= trigram_lowercase_k <= trigram_k <= trigram buckets, "
-                                                    r"got 2, 10, 8"),
-    (["--arm=trigram_hash", "--trigram_buckets=0"], r"'trigram_buckets' must be in 1\.\.16777216 or None"),
+    (["--embedding=kronecker", "--trigram_k=4"], "'trigram_k' acts on embedding trigram_hash only; "
+                                                 "embedding=kronecker does not read it"),
+    (["--arm=trigram_hash", "--trigram_k=4"], "trigram_k=4 .*contradicts arm=trigram_hash"),
+    (["--arm=trigram_small", "--embedding=trigram_hash", "--trigram_buckets=8"],
+     r"need 0 <= trigram_lowercase_k <= trigram_k <= trigram buckets, got 2, 10, 8"),
+    (["--arm=trigram_small", "--embedding=trigram_hash", "--trigram_buckets=0"],
+     r"'trigram_buckets' must be in 1\.\.16777216 or None"),
     (["--hellaswag_interval=-1"], "'hellaswag_interval' must be >= 0"),
 ])
 def test_arm_knobs_that_cannot_apply_are_one_line_errors(argv, message):
@@ -301,8 +510,9 @@ def test_trigram_arm_takes_its_bytes_from_the_runs_tokenizer_and_token_bytes_mod
 def test_a_checkpoint_from_before_the_arm_knobs_still_resumes():
     cfg = small_cfg("kronecker")
     model, model_config = train.build_model(cfg, None, None)
-    old_fields = {k: v for k, v in dataclasses.asdict(model_config).items()
-                  if k not in ("wte_init_std", "shuffle_seed", "projection_weight_decay")}
-    ckpt = dict(model=model.state_dict(), model_config=old_fields, train_config={})
+    new_knobs = ("shuffle_seed", "projection_weight_decay", "wte_scale", "factor_rank", "projection",
+                 "projection_hidden", "tied_head_scale")
+    old_fields = {k: v for k, v in dataclasses.asdict(model_config).items() if k not in new_knobs}
+    ckpt = dict(model=model.state_dict(), model_config=dict(old_fields, wte_init_std=0.02), train_config={})
     resumed, _ = train.build_model(cfg, ckpt, "old.pt")
     assert torch.equal(resumed.transformer.wte.projection.weight, model.transformer.wte.projection.weight)

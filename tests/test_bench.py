@@ -112,15 +112,15 @@ def test_bench_train_times_every_arm_against_bpe(tokens_file, tmp_path, capsys):
     rows = bench_train.main(["--device", "cpu", "--preset", "tiny", "--steps", "2", "--warmup", "1",
                              "--kronecker-modes", "auto", "sparse", "vocab",
                              "--tokens-file", tokens_file, "--json", str(out)])
-    assert [r["label"] for r in rows] == ["bpe", "bpe_untied", "kronecker/sparse", "kronecker/vocab"]  # auto = sparse
+    assert [r["label"] for r in rows] == ["bpe", "bpe_untied", "kronecker[sparse]", "kronecker[vocab]"]  # auto = sparse
     assert rows[0]["vs_bpe"] == 1.0 and all(r["tokens_per_s"] > 0 for r in rows)
-    assert "kronecker/vocab" in capsys.readouterr().out
+    assert "kronecker[vocab]" in capsys.readouterr().out
     written = json.loads(out.read_text())
     assert written["rows"][2]["param_counts"]["input_trainable"] == 32 * 4096
     assert {"load_average_before", "load_average_after"} <= set(written)
-    table, kron = rows[0]["input_side"], rows[3]["input_side"]
-    assert table["params_mb"] == 50304 * 32 * 4 / 2**20 and table["optimizer_mb"] >= 2 * table["params_mb"]  # AdamW
-    assert kron["params_mb"] == 32 * 4096 * 4 / 2**20 and kron["buffers_mb"] > 0  # W; the byte table and its matrix
+    table, kron = rows[0]["input_side_bytes"], rows[3]["input_side_bytes"]
+    assert table["weights"] == 50304 * 32 * 4 and table["training"] >= 4 * table["weights"]  # + grad, AdamW's two
+    assert kron["weights"] == 32 * 4096 * 4 and kron["buffers"] > 0  # W; the byte table and its matrix
 
 
 @pytest.mark.slow
@@ -133,8 +133,42 @@ def test_kronecker_model_compiles_without_graph_breaks_or_recompiles(tokens_file
 
 
 def test_the_benches_take_their_modes_from_embeddings_py():
-    assert bench_embedding.MODES == ("nn.Embedding", *(m for m in KRONECKER_MODES if m != "auto"), "trigram_hash")
-    assert bench_train.get_args(["--device=cpu", "--kronecker-modes=cached"]).kronecker_modes == ["cached"]
+    concrete = [m for m in KRONECKER_MODES if m != "auto"]  # auto is one of them on each device
+    assert bench_embedding.MODES == ("nn.Embedding", *concrete, "trigram_hash")
+    assert bench_train.get_args(["--device=cpu", "--kronecker-mode=cached"]).kronecker_modes == ["cached"]
+    assert bench_train.get_args(["--device=cpu", "--kronecker-modes=all"]).kronecker_modes == concrete
+    assert bench_train.get_args(["--device=cpu", "--kronecker-modes", "auto", "sparse"]).kronecker_modes == ["sparse"]
     with pytest.raises(SystemExit):  # argparse's choices: exactly embeddings.KRONECKER_MODES
-        bench_train.get_args(["--device=cpu", "--kronecker-modes=fast"])
+        bench_train.get_args(["--device=cpu", "--kronecker-mode=fast"])
     assert bench_train.PRESETS["frontier"]["vocab_size"] == 2**17 and bench_train.PRESETS["frontier"]["pos_dim"] == 32
+
+
+@pytest.mark.slow
+def test_bench_train_runs_every_mode_at_every_batch_size_and_profiles_the_first(tmp_path):
+    """gpu_check's ratio, micro-batch and paper-shape phases, at toy size: one arm per Kronecker
+    mode, arms built afresh per batch size, a profile per arm naming the input side's ops."""
+    tokens_file = tmp_path / "ids.npy"  # ids of a 1,024-token vocabulary: a small cached table
+    np.save(tokens_file, np.random.default_rng(0).integers(0, 1024, size=2_000, dtype=np.uint16))
+    rows = bench_train.main(["--device", "cpu", "--preset", "tiny", "--vocab-size", "1024", "--pos-dim", "4",
+                             "--arms", "bpe", "kronecker",
+                             "--kronecker-modes", "all", "--batch-sizes", "1", "2", "--steps", "1", "--warmup", "0",
+                             "--profile", "1", "--profile-dir", str(tmp_path), "--tokens-file", str(tokens_file)])
+    labels = ["bpe", *(f"kronecker[{m}]" for m in KRONECKER_MODES if m != "auto")]
+    assert [(r["label"], r["batch_size"]) for r in rows] == [(l, b) for b in (1, 2) for l in labels]
+    first = rows[:len(labels)]
+    assert all(0 <= r["profile"]["input_side_share"] <= 1 and r["profile"]["top"] for r in first)
+    assert "profile" not in rows[-1] and len(list(tmp_path.glob("profile_*_b1.txt"))) == len(labels)
+    sparse = next(r for r in first if r["label"] == "kronecker[sparse]")
+    assert any("sparse_embed" in k["name"] for k in sparse["profile"]["input_side"])
+    assert first[0]["input_side_bytes"]["weights"] == 1024 * 32 * 4  # the table (also the tied head)
+    assert sparse["input_side_bytes"]["weights"] == 256 * 4 * 32 * 4  # W: D x d float32
+    assert sparse["input_side_bytes"]["training"] == 4 * sparse["input_side_bytes"]["weights"] \
+        + sparse["input_side_bytes"]["buffers"]
+    assert all(r["max_memory_allocated_gib"] is None for r in rows)  # measured on CUDA only
+
+
+def test_bench_train_changes_the_preset_to_the_frontier_shape():
+    args = bench_train.get_args(["--device=cpu", "--preset=124m", "--n-layer=2", "--vocab-size=131072",
+                                 "--pos-dim=32"])
+    assert bench_train.model_config(args) == dict(n_layer=2, n_head=12, n_embd=768, block_size=1024,
+                                                  vocab_size=131072, pos_dim=32)

@@ -1,9 +1,15 @@
-"""checkpoint.py: atomic save, listing, reading the attempt cheaply, pruning, clear errors."""
+"""checkpoint.py: atomic save, listing, reading the attempt cheaply, pruning, clear errors, and the
+background writer (a frozen CPU copy, one write at a time, failures handed back as one line)."""
+import threading
+
 import pytest
 import torch
 
-from checkpoint import (checkpoint_attempt, list_checkpoints, load_checkpoint, prune_checkpoints,
-                        save_checkpoint)
+import atomic
+import checkpoint
+from checkpoint import (CheckpointWriter, checkpoint_attempt, list_checkpoints, load_checkpoint,
+                        prune_checkpoints, save_checkpoint, to_cpu)
+from conftest import FillingDisk
 from errors import UserError
 
 
@@ -55,3 +61,55 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "ckpt_000001.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="ckpt_000001.pt cannot be read"):
         load_checkpoint(tmp_path / "ckpt_000001.pt")
+
+
+def test_a_disk_that_fills_mid_write_is_disk_full_and_leaves_no_file(tmp_path, monkeypatch):
+    """torch.save wraps the OSError in RuntimeError ("[enforce fail at inline_container.cc]"):
+    atomic.py still finds ENOSPC in the chain (issue 21 item 4)."""
+    monkeypatch.setattr(atomic, "open", FillingDisk(room=5000, name_part="ckpt_"), raising=False)
+    with pytest.raises(UserError, match=r"^disk full while writing \S+ckpt_000005.pt; free space"):
+        save_checkpoint({"step": 5, "model": {"w": torch.zeros(100_000)}}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_to_cpu_is_a_copy_that_training_cannot_change():
+    weight = torch.ones(3)
+    state = {"model": {"w": weight}, "optimizer": {"param_groups": [{"betas": (0.9, 0.95)}]}, "step": 4}
+    frozen = to_cpu(state)
+    weight.add_(1.0)  # the next optimiser step, in place
+    assert torch.equal(frozen["model"]["w"], torch.ones(3)) and frozen["step"] == 4
+    assert frozen["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
+
+
+def test_the_writer_writes_in_the_background_one_at_a_time(tmp_path, monkeypatch):
+    release = threading.Event()
+    real_save = checkpoint.save_checkpoint
+
+    def held_save(state, ckpt_dir):
+        assert release.wait(timeout=60), "the caller never got past submit()"
+        return real_save(state, ckpt_dir)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", held_save)
+    pruned, writer = [], CheckpointWriter(last_good="resumed.pt")
+    writer.submit({"step": 3}, tmp_path, then=pruned.append)  # returns while the write waits
+    assert writer.last_good == "resumed.pt" and list(tmp_path.iterdir()) == []
+    release.set()
+    writer.wait()
+    assert writer.last_good == tmp_path / "ckpt_000003.pt" == pruned[0]
+    writer.submit({"step": 6}, tmp_path)
+    writer.submit({"step": 9}, tmp_path)  # waits for step 6's write first
+    writer.wait()
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [3, 6, 9]
+
+
+def test_a_failed_background_write_is_raised_once_and_keeps_the_last_good(tmp_path, monkeypatch):
+    writer = CheckpointWriter()
+    writer.submit({"step": 3, "model": {"w": torch.zeros(10)}}, tmp_path)
+    writer.wait()
+    monkeypatch.setattr(atomic, "open", FillingDisk(room=1000, name_part="ckpt_000006"), raising=False)
+    writer.submit({"step": 6, "model": {"w": torch.zeros(100_000)}}, tmp_path)
+    with pytest.raises(UserError, match=r"^disk full while writing \S+ckpt_000006.pt"):
+        writer.wait()
+    assert writer.last_good == tmp_path / "ckpt_000003.pt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_000003.pt"]
+    writer.wait()  # raised once: the run may go on to write the next one

@@ -1,6 +1,6 @@
-"""torch.compile sees every arm (trigram_hash too) and every Kronecker mode as one graph, compiles it once per grad
-mode (train -> eval under no_grad -> train adds exactly one graph), and gives eager's losses and
-gradients; the inductor backend (the real path on GPUs) does too."""
+"""torch.compile sees every arm (trigram_hash too) and every Kronecker mode as one graph, compiles
+it once per grad mode (train -> eval under no_grad -> train adds exactly one graph), and gives
+eager's losses and gradients; the inductor backend (the real path on GPUs) does too."""
 import pytest
 import torch
 import torch._dynamo
@@ -11,14 +11,15 @@ from model import GPT, GPTConfig
 from tokenizer import gpt2_token_bytes
 
 TINY = dict(block_size=16, vocab_size=512, n_layer=1, n_head=2, n_embd=32, pos_dim=4)
-ARMS_AND_MODES = [("bpe", "auto"), ("bpe_untied", "auto")] + [("kronecker", m) for m in KRONECKER_MODES] + \
-    [("trigram_hash", "auto")]
+ARMS_AND_MODES = [("bpe", "auto", {}), ("bpe_untied", "auto", {}), ("bpe_factorized", "auto", {}),
+                  ("kronecker_tied", "auto", {}), ("kronecker", "auto", dict(projection="mlp")),
+                  ("trigram_hash", "auto", {})] + [("kronecker", m, {}) for m in KRONECKER_MODES]
 
 
-def tiny_model(embedding, mode="auto"):
+def tiny_model(embedding, mode="auto", **knobs):
     torch.manual_seed(0)
-    config = GPTConfig(**TINY, embedding=embedding, kronecker_mode=mode)
-    return GPT(config, token_bytes=gpt2_token_bytes(512) if config.reads_token_bytes else None)
+    config = GPTConfig(**TINY, embedding=embedding, kronecker_mode=mode, **knobs)
+    return GPT(config, token_bytes=gpt2_token_bytes(512))
 
 
 def batch():
@@ -34,10 +35,10 @@ def loss_and_grads(model, forward, x, y):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("embedding, mode", ARMS_AND_MODES)
-def test_one_graph_and_one_recompile_for_eval_across_train_eval_train(embedding, mode):
+@pytest.mark.parametrize("embedding, mode, knobs", ARMS_AND_MODES)
+def test_one_graph_and_one_recompile_for_eval_across_train_eval_train(embedding, mode, knobs):
     torch._dynamo.reset()
-    model = tiny_model(embedding, mode)
+    model = tiny_model(embedding, mode, **knobs)
     x, y = batch()
     eager_loss, eager_grads = loss_and_grads(model, model, x, y)
     counter = CompileCounterWithBackend("aot_eager")  # traces forward and backward, no codegen

@@ -1,15 +1,15 @@
 """embeddings.py: the token bytes the codec reads, the codec, the Kronecker modes (one function,
-also under bf16 autocast), the reference oracle, the effective input table, the fixed sparse
-matrix kernel and determinism."""
+also under bf16 autocast, with either projection), the reference oracle, the effective input
+table, the factorised table, the fixed sparse matrix kernel and determinism."""
 import math
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from embeddings import (KRONECKER_MODES, FixedSparseMatrix, KroneckerEmbedding, TrigramHashEmbedding,
-                        _scatter_positions, _scatter_prefixes, fixed_sparse_matmul, resolve_kronecker_mode,
-                        sparse_embed)
+from embeddings import (KRONECKER_MODES, PROJECTIONS, FactorizedEmbedding, FixedSparseMatrix, KroneckerEmbedding,
+                        TrigramHashEmbedding, _scatter_positions, _scatter_prefixes, fixed_sparse_matmul,
+                        matched_rank, resolve_kronecker_mode, sparse_embed)
 from tokenizer import EOT_ID, GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
 
 
@@ -159,41 +159,60 @@ def _ids_with_edge_cases(vocab, n_random=301):
     return torch.cat([torch.randint(0, len(vocab), (n_random,), generator=g), edge_cases]).view(2, -1)
 
 
-def _embeddings_sharing_one_projection(token_bytes, pos_dim, n_embd=48):
+def _embeddings_sharing_one_projection(token_bytes, pos_dim, n_embd=48, projection="linear", hidden=0):
     torch.manual_seed(0)
-    embs = {mode: KroneckerEmbedding(token_bytes, n_embd, pos_dim, mode) for mode in KRONECKER_MODES}
+    embs = {mode: KroneckerEmbedding(token_bytes, n_embd, pos_dim, mode, projection, hidden) for mode in KRONECKER_MODES}
     for emb in embs.values():
         emb.load_state_dict(embs["dense"].state_dict())
     return embs
 
 
-def test_every_mode_agrees_with_dense_on_outputs_and_gradients(small_vocab):
+def _weight_grads(emb):
+    """The gradients of every weight: W, and with projection "mlp" its Linear and RMSNorm too."""
+    return [p.grad for p in emb.parameters()]
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS)
+def test_every_mode_agrees_with_dense_on_outputs_and_gradients(small_vocab, projection):
     ids = _ids_with_edge_cases(small_vocab)
     results = {}
-    for mode, emb in _embeddings_sharing_one_projection(small_vocab, pos_dim=16).items():
+    for mode, emb in _embeddings_sharing_one_projection(small_vocab, 16, projection=projection, hidden=64).items():
         out = emb(ids)
         (out.pow(2).sum() + out.sum()).backward()
-        results[mode] = (out.detach(), emb.projection.weight.grad)
-    ref_out, ref_grad = results["dense"]
+        results[mode] = (out.detach(), _weight_grads(emb))
+    ref_out, ref_grads = results["dense"]
+    assert len(ref_grads) == (1 if projection == "linear" else 3)
     for mode in [m for m in KRONECKER_MODES if m != "dense"]:
-        out, grad = results[mode]
+        out, grads = results[mode]
         assert out.shape == (2, ids.size(1), 48)
         assert rel_err(out, ref_out) <= 1e-5, mode
-        assert rel_err(grad, ref_grad) <= 1e-5, mode
+        assert all(rel_err(g, ref) <= 1e-5 for g, ref in zip(grads, ref_grads)), mode
 
 
-def test_modes_agree_under_bf16_autocast_and_stay_float32(small_vocab):
+@pytest.mark.parametrize("projection", PROJECTIONS)
+def test_modes_agree_under_bf16_autocast_and_stay_float32(small_vocab, projection):
     ids = _ids_with_edge_cases(small_vocab)
     results = {}
-    for mode, emb in _embeddings_sharing_one_projection(small_vocab, pos_dim=16).items():
+    for mode, emb in _embeddings_sharing_one_projection(small_vocab, 16, projection=projection, hidden=64).items():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = emb(ids)
         (out.pow(2).sum() + out.sum()).backward()
-        results[mode] = (out.detach(), emb.projection.weight.grad)
+        results[mode] = (out.detach(), _weight_grads(emb))
         assert out.dtype == torch.float32, mode  # as nn.Embedding in the BPE arms: no bf16 rounding here
     for mode in [m for m in KRONECKER_MODES if m != "dense"]:
         assert rel_err(results[mode][0], results["dense"][0]) <= 1e-5, mode
-        assert rel_err(results[mode][1], results["dense"][1]) <= 1e-5, mode
+        assert all(rel_err(g, ref) <= 1e-5 for g, ref in zip(results[mode][1], results["dense"][1])), mode
+
+
+def test_the_mlp_projection_is_linear_gelu_linear_rmsnorm_at_the_kronecker_token_norm(small_vocab):
+    torch.manual_seed(0)
+    emb = KroneckerEmbedding(small_vocab, 48, 16, "dense", "mlp")  # hidden 0: D, as the authors' file
+    assert emb.projection.weight.shape == (4096, 4096) and emb.projection_mlp[1].weight.shape == (48, 4096)
+    ids = torch.tensor([262, 617, 1000])
+    h = emb.codec(ids) @ emb.projection.weight.t()
+    expected = F.rms_norm(F.gelu(h) @ emb.projection_mlp[1].weight.t(), (48,))
+    torch.testing.assert_close(emb(ids), expected, rtol=1e-5, atol=1e-5)
+    assert emb(ids).norm(dim=1).tolist() == pytest.approx([math.sqrt(48)] * 3, rel=1e-3)  # RMSNorm, gain 1
 
 
 @pytest.mark.parametrize("pos_dim", [16, 32])
@@ -234,6 +253,20 @@ def test_input_table_is_every_ids_embedding_and_a_lookup_in_it_is_forward(small_
         assert table.shape == (len(small_vocab), 48) and table.dtype == torch.float32
         assert rel_err(table, expected) <= 1e-6, mode
         torch.testing.assert_close(F.embedding(ids, table), emb(ids), rtol=1e-5, atol=1e-5, msg=mode)
+
+
+def test_the_factorised_table_is_a_low_rank_table_at_a_bpe_rows_scale():
+    assert matched_rank(50304, 768, 16) == 62 and matched_rank(50304, 64, 16) == 5  # 124M; cpu_mini
+    torch.manual_seed(0)
+    emb = FactorizedEmbedding(4096, 62, 768)
+    ids = torch.tensor([[3, 4095, 17]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = emb(ids)
+    assert out.dtype == torch.float32  # as nn.Embedding
+    torch.testing.assert_close(out, emb.table.weight[ids] @ emb.projection.weight.t())
+    torch.testing.assert_close(F.embedding(ids, emb.input_table()), out)
+    row_norm = emb.input_table().norm(dim=1).mean().item()
+    assert row_norm == pytest.approx(0.02 * math.sqrt(768), rel=0.03)  # a N(0, 0.02) table row's norm
 
 
 def random_sparse_matrix(n_rows=40, n_cols=12, seed=0):

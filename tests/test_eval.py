@@ -383,6 +383,16 @@ def test_every_paper_number_names_where_it_comes_from():
     assert ref["values"]["input_trainable_params"]["source"] == "package_readme"
 
 
+def test_summarize_names_runs_whose_settings_changed_on_resume(sweep, tmp_path):
+    """Issue 21 item 2: a run continued with --allow_change is a mixed schedule, and says so."""
+    change = {"step": 200, "config_change": {"max_lr": [0.0006, 0.0003]}, "next_lr": [5e-4, 2.5e-4]}
+    write_run(sweep, "kronecker", 2, [10, 4.1, 3.3, 2.9, 2.8], config_changes=[change],
+              extra_lines=[{**change, "tokens": 200 * 1024}])
+    summarize.main(["--runs", str(sweep), "--out", str(tmp_path / "report")])
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "changed on resume (a mixed schedule):\n- kronecker_s2: max_lr 0.0006 -> 0.0003 at step 200" in md
+
+
 # ----------------------------------------------------------------------------- plots
 
 def test_plot_curves_writes_non_empty_pngs(sweep, tmp_path):
@@ -460,3 +470,15 @@ def test_read_json_is_one_line_for_a_bad_file_and_none_for_a_missing_one_when_al
     for path in (tmp_path / "absent.json", tmp_path / "torn.json"):
         with pytest.raises(UserError, match=rf"cannot read {path}: .*; rerun what wrote it, or move it away"):
             read_json(path)
+
+
+def test_the_cpu_mini_report_commands_in_the_docs_are_the_scripts_own():
+    """Issue 21 §9: the committed results/cpu_mini/summary.md was made with --baseline flags the
+    docs did not show; docs/results.md shows scripts/cpu_mini.sh's report commands verbatim."""
+    from conftest import REPO_ROOT
+    script = (REPO_ROOT / "scripts" / "cpu_mini.sh").read_text().splitlines()
+    shown = {line.strip() for line in (REPO_ROOT / "docs" / "results.md").read_text().splitlines()}
+    tables = [line for line in script if line.startswith("python -m eval.") and "--runs" in line]
+    assert len(tables) == 4 and "--baseline bpe_untied_scaled" in tables[0]
+    for line in tables:  # with the script's default R=results/cpu_mini
+        assert line.replace('"$R', "results/cpu_mini").replace('"', "") in shown, line

@@ -3,6 +3,7 @@ never change the bytes; misuse stops with one clear line."""
 import gzip
 import json
 import random
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import FINEWEB_EDU_SAMPLE, FINEWEB_SAMPLE, REPO_ROOT
 from data import fineweb_edu
-from data.shards import load_split, open_shard
+from data.shards import data_differences, data_identity, load_split, open_shard
 from errors import UserError
 from tokenizer import EOT_ID, get_encoding
 
@@ -171,3 +172,24 @@ def test_real_sample_round_trips(tmp_path, sample):
     docs, texts = documents_in(tmp_path), read_texts(sample)
     assert [enc.decode(d) for d in docs[:-1]] == texts[:len(docs) - 1]
     assert docs[-1] == enc.encode_ordinary(texts[len(docs) - 1])[:len(docs[-1])]  # cut at the cap
+
+
+def test_the_data_identity_is_its_content_whatever_the_path(tmp_path, jsonl, texts):
+    """Issue 21 item 3: train.py and the sweep name data by the manifest's content, not its path."""
+    sizes = ["--val-tokens", "500", "--shard-tokens", "1e3", "--train-tokens", "2000"]
+    prepare(tmp_path / "a", jsonl, *sizes)
+    other_source = tmp_path / "other" / jsonl.name  # same file name, other documents
+    other_source.parent.mkdir()
+    other_source.write_text("".join(json.dumps({"text": t}) + "\n" for t in reversed(texts)))
+    prepare(tmp_path / "b", other_source, *sizes)
+    a, b = data_identity(tmp_path / "a"), data_identity(tmp_path / "b")
+    assert a["shards"] == b["shards"] == {"val_000000.bin": 500, "train_000001.bin": 1000, "train_000002.bin": 1000}
+    assert data_differences(a, b) == [
+        "source local files docs.jsonl != local files docs.jsonl (same names, other content)",
+        "content (same shard sizes, other tokens: content sha256 and sample sha256 differ)"]
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    (tmp_path / "link").symlink_to(tmp_path / "moved")
+    assert data_identity(f"{tmp_path / 'link'}/") == a  # moved, linked, a trailing slash: the same data
+    (tmp_path / "moved" / "manifest.json").unlink()  # someone else's copy of the shards
+    bare = data_identity(tmp_path / "moved")
+    assert bare["content_sha256"] is None and data_differences(a, bare) == []

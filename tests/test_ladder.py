@@ -31,8 +31,11 @@ def closed_form(embedding, n_layer, n_embd, vocab_size, pos_dim=16, block_size=1
     d = n_embd
     block = (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d) + 2 * (2 * d)
     body = n_layer * block + 2 * d  # blocks + ln_f
-    input_side = 256 * pos_dim * d if embedding in ("kronecker", "trigram_hash") else vocab_size * d
-    head = 0 if embedding == "bpe" else vocab_size * d
+    rank = round(256 * pos_dim * d / (vocab_size + d))  # bpe_factorized: the parameter-matched rank
+    input_side = {"kronecker": 256 * pos_dim * d, "kronecker_tied": 256 * pos_dim * d,
+                  "trigram_hash": 256 * pos_dim * d,  # 256 * pos_dim buckets of width d
+                  "bpe_factorized": rank * (vocab_size + d)}.get(embedding, vocab_size * d)
+    head = 0 if embedding in ("bpe", "kronecker_tied") else vocab_size * d
     position = block_size * d
     return dict(input_trainable=input_side, output_head=head, body=body, position=position,
                 total=input_side + head + body + position)
@@ -86,6 +89,27 @@ def test_committed_ladder_table_has_the_closed_form_counts_of_every_config():
         assert (r["input_side"], r["head"], r["body"], r["position"], r["total"]) == \
             (want["input_trainable"], want["output_head"], want["body"], want["position"], want["total"])
         assert r["fits"]
+
+
+def test_the_factorised_arm_has_kroneckers_parameter_count_within_1_percent_at_every_size():
+    rows = {r["label"]: r for r in json.loads((REPO_ROOT / "results" / "ladder.json").read_text())["rows"]}
+    factorised = [label for label in rows if label.endswith(" bpe_factorized")]
+    assert len(factorised) == len(SIZES) + 2
+    for label in factorised:
+        kronecker = rows[label.removesuffix("bpe_factorized") + "kronecker"]
+        assert abs(rows[label]["total"] / kronecker["total"] - 1) < 0.01, label
+
+
+def test_checkpoints_take_under_2_percent_of_a_124m_run_and_each_size_gets_a_signal_lead():
+    """Issue 23 part 2: the default ckpt_interval's cost, and the preemption lead time per size."""
+    rows = json.loads((REPO_ROOT / "results" / "ladder.json").read_text())["rows"]
+    for r in rows:
+        assert r["checkpoint_bytes"] == 12 * r["total"]  # fp32 weights + AdamW's two moments
+        assert r["stop_s"] == pytest.approx(r["step_s"] + 2 * r["write_s"][0])
+        assert r["signal_lead_s"] >= 1.5 * r["stop_s"] and r["signal_lead_s"] % 60 == 0
+        assert r["signal_lead_s"] <= 300  # scripts/sweep.sbatch's --signal=B:USR1@300 covers every size
+    assert all(r["checkpoint_share"] < 0.02 for r in rows if r["label"].startswith("124M"))
+    assert [r["fits_grace"] for r in rows if r["label"] == "124M bpe"] == [True]
 
 
 @pytest.mark.parametrize("size, arm", [("350m", a) for a in ARMS] + [("1558m", "bpe_untied")])

@@ -1,10 +1,11 @@
-"""model.py: the arms (parameter counts, tying, init), training a tiny model, checkpoints,
-forward variants, sampling and the effective input table of every arm."""
+"""model.py: the arms (parameter counts, tying, init), training a tiny model, checkpoints (also
+from before a field was removed), forward variants, sampling and the effective input table of
+every arm."""
 import pytest
 import torch
 
 from errors import UserError
-from model import GPT, GPTConfig, sample_next
+from model import GPT, INPUT_KINDS, GPTConfig, TiedHead, sample_next
 from tokenizer import gpt2_token_bytes
 
 TINY = dict(block_size=16, vocab_size=50304, n_layer=2, n_head=2, n_embd=32)
@@ -40,12 +41,17 @@ def test_parameter_counts_of_the_124m_arms():
         assert counts["input_trainable"] + counts["output_head"] + counts["position"] + counts["body"] == counts["total"]
 
 
-def test_only_the_bpe_arm_ties_its_head_to_the_input_table():
-    for embedding, tied in (("bpe", True), ("bpe_untied", False), ("kronecker", False), ("trigram_hash", False)):
-        model = GPT(GPTConfig(**TINY, embedding=embedding))
-        head = model.lm_head.weight
-        shares = any(p.data_ptr() == head.data_ptr() for p in model.transformer.wte.parameters())
-        assert shares == tied, embedding
+@pytest.mark.parametrize("embedding", list(INPUT_KINDS))
+def test_the_head_is_tied_to_the_input_table_exactly_where_the_arm_table_says(embedding, gpt2_bytes):
+    model = GPT(GPTConfig(**TINY, embedding=embedding), token_bytes=gpt2_bytes)
+    assert model.tied_head == INPUT_KINDS[embedding].tied == (embedding in ("bpe", "kronecker_tied"))
+    input_params = list(model.transformer.wte.parameters())
+    if embedding == "bpe":  # the table is a parameter: the head is that parameter
+        assert model.lm_head.weight is model.transformer.wte.weight
+    elif model.tied_head:  # a computed table: no parameter of its own
+        assert isinstance(model.lm_head, TiedHead) and not list(model.lm_head.parameters())
+    else:
+        assert not any(model.lm_head.weight is p for p in input_params)
 
 
 def test_kronecker_projection_keeps_the_paper_init():
@@ -54,11 +60,12 @@ def test_kronecker_projection_keeps_the_paper_init():
     assert model.lm_head.weight.std().item() == pytest.approx(0.02, rel=0.05)
 
 
-@pytest.mark.parametrize("embedding", ["bpe", "bpe_untied", "kronecker", "trigram_hash"])
+@pytest.mark.parametrize("embedding", ["bpe", "bpe_untied", "bpe_factorized", "kronecker", "kronecker_tied",
+                                       "trigram_hash"])
 def test_a_tiny_model_overfits_one_batch(embedding, gpt2_bytes):
     torch.manual_seed(0)
     config = GPTConfig(**{**TINY, "vocab_size": 256}, embedding=embedding)
-    model = GPT(config, token_bytes=gpt2_bytes[:256] if config.reads_token_bytes else None)
+    model = GPT(config, token_bytes=gpt2_bytes[:256])
     x = torch.randint(0, 256, (4, 17))
     optimizer = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95), "cpu")
     losses = []
@@ -80,6 +87,16 @@ def test_checkpoint_round_trip_gives_identical_logits(embedding, tmp_path):
     loaded = GPT.from_checkpoint(path)  # no tokenizer needed: the byte table is in the state
     x = torch.randint(0, 50304, (2, 16))
     assert torch.equal(model(x, x)[0], loaded(x, x)[0])
+
+
+def test_a_checkpoint_written_with_the_removed_wte_init_std_still_loads(tmp_path):
+    from dataclasses import asdict
+    model = GPT(GPTConfig(**TINY, embedding="bpe_untied")).eval()
+    path = tmp_path / "old.pt"  # an older model_config: its init std does not change a trained model
+    torch.save({"model": model.state_dict(), "model_config": dict(asdict(model.config), wte_init_std=1.0)}, path)
+    loaded = GPT.from_checkpoint(path)
+    x = torch.randint(0, 50304, (2, 16))
+    assert loaded.config.wte_scale == 1.0 and torch.equal(model(x, x)[0], loaded(x, x)[0])
 
 
 def test_bad_checkpoints_and_configs_fail_with_one_line(tmp_path):
@@ -115,9 +132,11 @@ def test_generate_and_sampling_filters():
     assert top_p == {0, 1}  # p(0) = 0.66 < 0.8, so the nucleus needs token 1 too, and no more
 
 
-@pytest.mark.parametrize("embedding", ["bpe", "bpe_untied", "kronecker", "kronecker_shuffled"])
-def test_input_table_row_i_is_what_id_i_embeds_to(embedding):
-    config = GPTConfig(block_size=8, vocab_size=300, n_layer=1, n_head=2, n_embd=16, embedding=embedding)
+@pytest.mark.parametrize("embedding, knobs", [(e, {}) for e in INPUT_KINDS] + [
+    ("bpe_untied", dict(wte_scale=50.0)), ("kronecker", dict(projection="mlp")),
+    ("kronecker_tied", dict(projection="mlp", projection_hidden=24))])
+def test_input_table_row_i_is_what_id_i_embeds_to(embedding, knobs):
+    config = GPTConfig(block_size=8, vocab_size=300, n_layer=1, n_head=2, n_embd=16, embedding=embedding, **knobs)
     torch.manual_seed(0)
     model = GPT(config, token_bytes=[bytes([i % 256]) * (1 + i % 5) for i in range(300)])
     ids = torch.tensor([[0, 7, 299, 42]])

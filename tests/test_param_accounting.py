@@ -8,6 +8,7 @@ from model import GPT, GPTConfig
 from tokenizer import get_tokenizer
 
 OFFLINE = {"gpt2", "r50k_base"}  # what the repo's tiktoken cache (../shared/tiktoken_cache) holds
+MACHINE_PATH = "/home/someone/tiktoken_cache"  # a folder of one machine, in the loading error
 
 
 @pytest.fixture
@@ -15,7 +16,8 @@ def offline(monkeypatch):
     """Only the cached tokenizers load, as on CI without network, whatever this machine reaches."""
     def cached_only(name):
         if name not in OFFLINE:
-            raise UserError(f"cannot load the {name} tokenizer: not cached, no network")
+            raise UserError(f"cannot load the {name} tokenizer: its files are not in "
+                            f"TIKTOKEN_CACHE_DIR={MACHINE_PATH} and the download failed")
         return get_tokenizer(name)
     monkeypatch.setattr(acc, "get_tokenizer", cached_only)
 
@@ -67,7 +69,8 @@ def test_collisions_count_the_ids_whose_input_equals_another_ids():
 def test_a_tokenizer_that_cannot_load_falls_back_to_its_shape_and_says_so(offline, name, n_vocab, vocab):
     row = acc.tokenizer_row(name, n_vocab)
     assert (row["source"], row["n_vocab"], row["vocab"]) == ("shape", n_vocab, vocab)
-    assert "longest" not in row and "cannot load" in row["reason"]
+    assert "longest" not in row and "could not be downloaded" in row["reason"]
+    assert MACHINE_PATH not in row["reason"]  # the report is committed (issue 21 §7)
     assert row["percent_saved"][32] == pytest.approx(100 * (1 - 256 * 32 / vocab))
     line = next(r for r in acc.tokenizers_table([row], acc.POS_DIMS).splitlines() if r.startswith(f"| {name}"))
     assert "shape only (cannot load here)" in line and "—" in line
@@ -79,3 +82,6 @@ def test_committed_report_is_what_the_script_writes(tmp_path, offline):
     assert "| GPT-2 124M (this repo, V padded to 50,304) | 50,304 | 768 | 38.6M | 3.1M |" in written
     assert "| gpt2 | byte table | 50,257 | 50,304 | 128 bytes | 99.857% | 99.972% |" in written
     assert written == (REPO_ROOT / "results" / "param_accounting.md").read_text()
+    # and the JSON: no folder of the machine that ran it, so a rerun leaves git status clean
+    assert (tmp_path / "param_accounting.json").read_text() == \
+        (REPO_ROOT / "results" / "param_accounting.json").read_text()

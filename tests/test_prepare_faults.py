@@ -47,6 +47,9 @@ BAD_RECORDS = {
     "invalid UTF-8": (b'{"text": "caf\xe9"}', "invalid UTF-8 \\(byte 14 of the line\\)"),
     "malformed JSON": ('{"text": "unterminated', "not valid JSON \\(Unterminated string"),
     "not an object": ('["text"]', "the record is an array, not an object"),
+    # a JSON escape of half a UTF-16 pair: invalid text, like invalid UTF-8 (issue 21 §7)
+    "lone surrogate": ('{"text": "a \\ud83d b"}',
+                       r"invalid text: 'text' holds a lone UTF-16 surrogate \(\\ud83d at character 3\)"),
 }
 
 
@@ -65,6 +68,11 @@ def test_a_bad_record_stops_naming_file_and_line_or_is_skipped_and_counted(tmp_p
     assert sha256s(skipped) == sha256s(clean)  # the same shards as without the record
     again = prepare(tmp_path / "again", src, flags=["--bad-records=skip"])
     assert sha256s(again) == sha256s(clean) and again["bad_records"] == skipped["bad_records"]
+
+
+def test_a_surrogate_pair_spelled_in_json_is_one_good_character():
+    from data.sources import text_of
+    assert text_of(json.loads('{"text": "\\ud83d\\ude00"}'), "text") == ("\U0001F600", None)
 
 
 def empty(path):

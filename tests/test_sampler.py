@@ -57,3 +57,19 @@ def test_too_little_data_and_a_changed_data_state_are_clear_errors(data_dir):
     batches = TrainBatches(data_dir, T, 4 * T, 0)
     with pytest.raises(UserError, match="data_seed=9"):
         batches.check_resume(dict(batches.state(3), data_seed=9), "ckpt.pt")
+
+
+def test_the_reading_plan_counts_passes_and_max_epochs_refuses_more(data_dir):
+    """Issue 21 item 8: a run longer than its data says so before training."""
+    batches = TrainBatches(data_dir, T, 4 * T, data_seed=0)  # 123 blocks of 8 tokens, 4 per step
+    line, fields = batches.reading_plan(max_steps=37)
+    assert fields == dict(train_tokens_read=37 * 32, train_set_tokens=123 * 8, data_passes=148 / 123)
+    assert line == ("data: 37 steps x 32 tokens = 1,184 tokens, 1.2 passes over the train set (984 tokens): "
+                    "it repeats, in a new order each pass; pass 2 begins after step 30 (max_epochs=1 would "
+                    "refuse this)")
+    assert [s for s in range(37) if batches.pass_starting(s)] == [30] and batches.pass_starting(30) == 2
+    assert batches.reading_plan(max_steps=30)[0].endswith("no token is read twice")
+    with pytest.raises(UserError, match=r"^the run reads 37 steps .* 1.2 passes over the train set \(984 "
+                                        r"tokens\), more than max_epochs=1; prepare more data"):
+        batches.reading_plan(max_steps=37, max_epochs=1)
+    assert batches.reading_plan(max_steps=37, max_epochs=1.5)[1]["data_passes"] < 1.5

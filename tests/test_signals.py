@@ -1,21 +1,31 @@
 """Stop signals: SIGTERM / SIGUSR1 checkpoint at the current step and exit 75; the resumed run is
-bit-exact with an uninterrupted one, on 1 and 2 processes; Ctrl-C still exits at once."""
+bit-exact with an uninterrupted one, on 1 and 2 processes; Ctrl-C still exits at once; checkpoints
+are written in the background without holding any rank, and a signal during a write is safe."""
 import gc
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import traceback
+from pathlib import Path
 
 import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import train
+from checkpoint import load_checkpoint
 from conftest import REPO_ROOT
 from errors import PREEMPTED_EXIT_CODE, Preempted
 from test_train import random_data, read_log, tiny_args  # noqa: F401 (random_data is a fixture)
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+# rank 0's write of the step-3 checkpoint completes only after both ranks have trained two more
+# steps (if a rank waited for the write, that never happens and the write fails), and a SIGTERM
+# reaches rank 0 while that write is still going on
+from fault_drill import SLOW_WRITE_THEN_SIGTERM  # noqa: E402
 
 FIELDS = ("train_loss", "grad_norm", "lr", "val_loss", "emb_fro_norm")
 
@@ -136,3 +146,22 @@ def test_a_stopped_distributed_run_frees_its_ddp_model_before_the_process_group_
     alive = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
     assert alive == [] and not torch.distributed.is_initialized()
     assert ", in train\n" in "".join(traceback.format_tb(stopped.value.__traceback__))  # still printable
+
+
+@pytest.mark.slow
+def test_a_slow_checkpoint_write_holds_no_rank_and_a_sigterm_during_it_leaves_good_checkpoints(
+        tmp_path, random_data):
+    """Issue 23 part 2, on 2 gloo ranks: rank 0 writes in the background while both ranks train on;
+    a stop signal during that write waits for it, writes the stop checkpoint, and exits 75."""
+    args = tiny_args(tmp_path, random_data, max_steps=9)
+    (rc0, _, err0), (rc1, _, err1) = run_two_ranks(args, SLOW_WRITE_THEN_SIGTERM)
+    assert (rc0, rc1) == (PREEMPTED_EXIT_CODE, PREEMPTED_EXIT_CODE), err0[-2000:] + err1[-2000:]
+    stop_line = err0.strip().splitlines()[-1]
+    named = Path(stop_line.split("checkpoint ")[1].split(";")[0])
+    assert stop_line.startswith(f"stopped by SIGTERM at step {load_checkpoint(named)['step']}; checkpoint ")
+    assert load_checkpoint(tmp_path / "out" / "run" / "ckpt_000003.pt")["step"] == 3  # written in full
+    plain = "import sys, train\nfrom errors import run_main\nrun_main(lambda: train.main(sys.argv[1:]))"
+    assert [rc for rc, _, _ in run_two_ranks(args, plain)] == [0, 0]
+    steps = [json.loads(l)["step"] for l in (tmp_path / "runs" / "run" / "log.jsonl").read_text().splitlines()
+             if "train_loss" in l]
+    assert steps == list(range(1, 10))

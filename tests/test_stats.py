@@ -137,7 +137,7 @@ def test_seed_count_works_out_the_paper_gap_under_both_readings_of_its_spread(ca
     three = STATSMODELS_DETECTABLE_EFFECT[3]
     assert (f"| +-0.007 is the std of the per-seed gap | 0.0070 | {0.007 * STATSMODELS_DETECTABLE_EFFECT[2]:.4f} | "
             f"{0.007 * three:.4f} |") in out
-    assert f"| +-0.007 is each arm's std (independent arms) | 0.0099 | " in out
+    assert "| +-0.007 is each arm's std (independent arms) | 0.0099 | " in out
     assert f" | {math.sqrt(2) * 0.007 * three:.4f} | " in out
     assert "| +-0.007 is the std of the per-seed gap | 0.0070 | 2 |" in out
     assert "| +-0.007 is each arm's std (independent arms) | 0.0099 | 3 |" in out

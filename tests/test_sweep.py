@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from data.shards import write_shard
+from run_folder import RunFolder
 from test_run_folder import record, sweep_config
 
 
@@ -91,6 +92,62 @@ def lr_sweep_env(tmp_path, **env):
     return dict(os.environ, SEEDS="7", ARMS="bpe", CONFIG="config/cpu_tiny.py", LOG_DIR=str(tmp_path / "runs"),
                 OUT_DIR=str(tmp_path / "out"), LAUNCH=f"bash {tmp_path / 'launcher.sh'}", SWEEP_TMP=str(tmp_path),
                 **env)
+def test_a_skip_check_that_crashes_stops_the_sweep_and_launches_nothing(tmp_path):
+    """Issue 21 §6: a `run_folder.py skip` that fails (here a PYTHON without torch) is not "launch"."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    (tmp_path / "launcher.sh").write_text('echo "$@" >> "$SWEEP_TMP/launched"\n')
+    env = dict(os.environ, SEEDS="7", ARMS="bpe kronecker", CONFIG="config/cpu_tiny.py", PYTHON=str(python),
+               LOG_DIR=str(tmp_path / "runs"), LAUNCH=f"bash {tmp_path / 'launcher.sh'}", SWEEP_TMP=str(tmp_path))
+    sweep = subprocess.run(["bash", "scripts/sweep.sh"], cwd=REPO_ROOT, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert sweep.returncode == 2 and sweep.stdout == ""
+    assert sweep.stderr.splitlines() == [
+        "ModuleNotFoundError: No module named 'torch'",
+        f"error: cannot tell whether bpe_s7 is finished: `{python} run_folder.py skip` exited 1 (its output "
+        "above); nothing launched for it; fix that and rerun this command"]
+    assert not (tmp_path / "launched").exists()
+
+
+REFUSED_WHILE_IN_USE = """\
+echo "$@" >> "$SWEEP_TMP/launched"
+case "$*" in  # what train.py says while another process holds the run
+  *--run_name=bpe_s7*) echo "error: run bpe_s7 is in use by another process" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.mark.slow
+def test_a_run_another_sweep_trains_is_waited_for_and_reported_finished_not_failed(tmp_path):
+    """Issue 21 §6: two sweeps over the same runs. This one finds bpe_s7 in use by the other, trains
+    kronecker_s7, waits for bpe_s7 to be free, and reports it finished by the other: exit 0."""
+    other = RunFolder(tmp_path / "runs", tmp_path / "out", "bpe_s7")
+    other.lock()  # the other sweep's train.py
+    (tmp_path / "launcher.sh").write_text(REFUSED_WHILE_IN_USE)
+    env = dict(os.environ, SEEDS="7", ARMS="bpe kronecker", CONFIG="config/cpu_tiny.py",
+               LAUNCH=f"bash {tmp_path / 'launcher.sh'}", LOG_DIR=str(tmp_path / "runs"),
+               OUT_DIR=str(tmp_path / "out"), SWEEP_TMP=str(tmp_path))
+    sweep = start_sweep("scripts/sweep.sh", env)
+    log = tmp_path / "sweep.log"
+    deadline = time.monotonic() + 180
+    while "bpe_s7: waiting for the other process" not in log.read_text():
+        assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    record(sweep_config(tmp_path, "config/cpu_tiny.py", arm="bpe", seed=7))  # the other one finished it
+    other.unlock()
+    assert sweep.wait(timeout=120) == 0, log.read_text()
+    lines = [line for line in log.read_text().splitlines() if line.startswith(("==", "all", "failed"))]
+    launch = f"bash {tmp_path / 'launcher.sh'} train.py config/cpu_tiny.py"
+    assert lines == [
+        f"== bpe_s7: {launch} --arm=bpe",
+        "== bpe_s7: being trained by another process; back to it after the other runs",
+        f"== kronecker_s7: {launch} --arm=kronecker",
+        "== bpe_s7: waiting for the other process training it",
+        "== bpe_s7: finished by another process",
+        f"all runs finished; logs in {tmp_path / 'runs'}"]
+    assert [line.split("--run_name=")[1].split()[0] for line in (tmp_path / "launched").read_text().splitlines()] \
+        == ["bpe_s7", "kronecker_s7"]
 
 
 def start_sweep(script, env, *args):

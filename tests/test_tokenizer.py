@@ -4,11 +4,14 @@ probe. Offline: the test builds a >65,536-id tiktoken ranks file from GPT-2's ra
 a small byte-level BPE with the `tokenizers` library on the shared FineWeb-Edu sample."""
 import base64
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import torch
 
 import train
@@ -19,7 +22,7 @@ from errors import UserError
 from eval import robustness
 from eval.typo_pairs import DEFAULT_PAIRS
 from model import GPT
-from tokenizer import byte_level_decoder, get_tokenizer, main as tokenizer_main, truncate_utf8
+from tokenizer import GPT2_VOCAB, byte_level_decoder, get_tokenizer, main as tokenizer_main, truncate_utf8
 
 N_FILLER = 16_000  # synthetic tokens that push the sample's own merged words above id 65,535
 
@@ -176,6 +179,37 @@ def test_a_hub_tokenizer_offline_comes_from_the_hub_cache_or_is_one_line(tmp_pat
         get_tokenizer("someone/not-cached")
 
 
+def test_unset_tiktoken_cache_dir_finds_the_shared_cache_beside_the_repo(tmp_path, monkeypatch):
+    """Issue 21 §7, §9: the quickstart's offline cache, ../shared/tiktoken_cache, is found by
+    tokenizer.py itself, so train.py, the preparer, the sweep and the probes all load GPT-2 offline."""
+    import tiktoken.registry
+    import tokenizer
+    cache = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or tokenizer.SHARED_TIKTOKEN_CACHE)
+    if not cache.is_dir():
+        pytest.skip("no offline tiktoken cache here")
+    beside_repo = tmp_path / "shared" / "tiktoken_cache"
+    shutil.copytree(cache, beside_repo)
+    monkeypatch.setattr(tokenizer, "SHARED_TIKTOKEN_CACHE", beside_repo)
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # nothing loaded in this process yet
+    monkeypatch.setattr(requests, "get", no_network)
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
+    get_tokenizer.cache_clear()
+    try:
+        assert get_tokenizer("gpt2").n_vocab == GPT2_VOCAB
+        assert os.environ["TIKTOKEN_CACHE_DIR"] == str(beside_repo)  # children (torchrun ranks) too
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty"))  # an explicit one wins
+        get_tokenizer.cache_clear()
+        monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+        with pytest.raises(UserError, match=f"not in TIKTOKEN_CACHE_DIR={tmp_path / 'empty'}"):
+            get_tokenizer("gpt2")
+    finally:
+        get_tokenizer.cache_clear()
+
+
+def no_network(*args, **kwargs):
+    raise requests.exceptions.ConnectionError("Name or service not known")
+
+
 def test_cli_reports_coverage_at_pos_dim_16_and_32(capsys):
     tokenizer_main(["--tokenizer", "gpt2"])
     out = capsys.readouterr().out
@@ -218,7 +252,8 @@ def test_a_tokenizer_goes_end_to_end(tmp_path, which, request):
         assert max(e["max_token_id"] for e in manifest["shards"]) > 65_535
     for embedding in ("kronecker", "bpe"):
         train.main(train_args(tmp_path, data, spec, embedding))
-        train.main(train_args(tmp_path, data, spec, embedding, max_steps=3))  # resumes at step 2
+        train.main(train_args(tmp_path, data, spec, embedding, max_steps=3,
+                              allow_change="max_steps"))  # resumes at step 2, the change recorded
         log = [json.loads(line) for line in (tmp_path / "runs" / embedding / "log.jsonl").open()]
         assert log[-1]["step"] == 3
     ckpt = torch.load(tmp_path / "out" / "kronecker" / "ckpt_000003.pt", weights_only=False)

@@ -3,10 +3,12 @@
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import train
+import train_config
 from conftest import REPO_ROOT
 from devices import DTYPES
 from errors import UserError
@@ -64,7 +66,7 @@ def test_file_then_command_line_with_types_coerced(tmp_path):
     (["--max_steps=1.5"], "bad value '1.5' for 'max_steps' (from --max_steps=1.5): expected int"),
     (["--bias=maybe"], "bad value 'maybe' for 'bias'"),
     (["--max_lr=fast"], "bad value 'fast' for 'max_lr'"),
-    (["--embedding=kron"], "choose one of bpe, bpe_untied, kronecker"),
+    (["--embedding=kron"], "choose one of bpe, bpe_untied, bpe_factorized, kronecker, kronecker_tied"),
     (["--max_steps"], "must look like --key=value"),
     (["--total_batch_tokens=1000"], "must be a multiple of block_size"),
     (["--min_lr=1", "--max_lr=0.1"], "min_lr (1.0) must not exceed max_lr"),
@@ -154,7 +156,8 @@ def test_help_lists_every_key_with_its_default_type_and_meaning():
         assert line.startswith(f"  --{f.name}={default_text(f.default)} ")
         assert type_name(FIELD_TYPES[f.name]) in line and f.metadata["help"].split()[0] in line
     assert "  --vocab_size=None" in help_text() and "  --max_lr=0.0006" in help_text()
-    assert "[bpe | bpe_untied | kronecker | kronecker_shuffled]" in help_text()
+    assert "[bpe | bpe_untied | bpe_factorized | kronecker | kronecker_tied | kronecker_shuffled | trigram_hash]" in \
+        " ".join(help_text().split())  # the choices, wrapped over lines
 
 
 def test_help_and_h_print_the_help_and_return_before_reading_anything(capsys):
@@ -198,7 +201,7 @@ def test_a_model_field_is_declared_once_in_gptconfig():
     (dict(n_head=0), "'n_head' must be positive, got 0"),
     (dict(pos_dim=0), "'pos_dim' must be positive, got 0"),
     (dict(block_size=-1), "'block_size' must be positive, got -1"),
-    (dict(wte_init_std=0.0), "'wte_init_std' must be positive, got 0.0"),
+    (dict(wte_scale=0.0), "'wte_scale' must be positive, got 0.0"),
     (dict(dropout=1.0), "'dropout' must be in [0, 1), got 1.0"),
     (dict(shuffle_seed=-1), "'shuffle_seed' must be in [0, 2**32 - 1], got -1"),
     (dict(pos_dim=300), "'pos_dim' (300) is above 256"),
@@ -215,3 +218,49 @@ def test_model_checks_are_gptconfigs_and_reach_the_command_line_as_one_line(over
 def test_choices_come_from_the_modules_that_own_them():
     assert CHOICES["embedding"] is EMBEDDINGS and CHOICES["kronecker_mode"] is KRONECKER_MODES
     assert CHOICES["dtype"] is DTYPES
+
+
+# issue 21 §7: values before the tokenizer, one spelling of bools, toy runs under out/ ------------
+
+def test_every_value_is_checked_before_the_tokenizer_loads(monkeypatch):
+    """Offline without the tokenizer's files, a bad value is what the line names."""
+    def offline(name):
+        raise UserError(f"cannot load the {name} tokenizer (offline)")
+    monkeypatch.setattr(train_config, "get_tokenizer", offline)
+    with pytest.raises(UserError, match=r"'dropout' must be in \[0, 1\), got 1.5"):
+        load_config(["--dropout=1.5"])
+    with pytest.raises(UserError, match="cannot load the gpt2 tokenizer"):  # good values: its turn
+        load_config(["--dropout=0.1"])
+
+
+@pytest.mark.parametrize("text", ["yes", "no", "1", "0", "on", "y"])
+def test_a_bool_is_true_or_false_as_help_prints_it_nothing_else(text):
+    with pytest.raises(UserError, match=rf"bad value '{text}' for 'compile' \(from --compile={text}\): "
+                                        r"expected True or False or None"):
+        load_config([f"--compile={text}", "--vocab_size=256"])
+
+
+def test_true_and_false_in_any_case_are_the_bools_help_shows():
+    assert "  --bias=True " in help_text() and "bool keys take True or False, in any case" in help_text()
+    for text, value in (("True", True), ("true", True), ("FALSE", False), ("None", None)):
+        assert load_config([f"--compile={text}", "--vocab_size=256"]).compile is value
+
+
+PAPER_SIZES = ("_124m.py", "_350m.py", "_774m.py", "_1558m.py")
+
+
+def test_toy_configs_keep_their_runs_under_out_never_in_results_runs():
+    toys = [p for p in sorted((REPO_ROOT / "config").glob("*.py")) if not p.name.endswith(PAPER_SIZES)]
+    assert [p.stem for p in toys] == ["cpu_mini", "cpu_tiny", "quickstart"]
+    for path in toys:
+        cfg = load_config([str(path), "--vocab_size=256"])
+        assert Path(cfg.log_dir).parts[0] == "out" and Path(cfg.out_dir).parts[0] == "out", path.name
+
+
+def test_a_relative_config_path_from_another_directory_names_that_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as err:
+        load_config(["config/cpu_tiny.py"])
+    assert str(err.value) == (f"config file config/cpu_tiny.py not found (a relative path: relative to "
+                              f"the current directory, {tmp_path}); the repo has "
+                              f"{REPO_ROOT / 'config/cpu_tiny.py'}: run from {REPO_ROOT}, or give that path")
