@@ -16,13 +16,16 @@
   "cached" (a (V, D) codec buffer); "auto" picks vocab or sparse by device (docs/performance.md
   says why). Every mode returns float32 under autocast, as nn.Embedding does in the BPE arms.
 - shuffled_byte_sources: the kronecker_shuffled control's permutation of byte strings over ids.
+- TrigramHashEmbedding: the trigram_hash arm (T-FREE, arXiv 2406.19223, on BPE tokens): each id's
+  byte trigrams (with a start and an end marker) hashed into k of m rows of a learned (m, n_embd)
+  table, summed (or averaged); trigram_incidence and hash_trigrams build its fixed incidence.
 
 Every input module has `input_table()`: the effective (V, n_embd) table, row i = the vector id i
 gets, differentiable and built without a (V, D) matrix. The probes, the export and a tied head
 (logits = h E^T) read it; F.embedding(ids, module.input_table()) equals module(ids). And
 `learned_matrix(n_real)`: the learned matrix whose rows the norm-drift log measures.
 FixedSparseMatrix (M @ table for a fixed sparse M, deterministic backward) is the shared kernel
-for inputs whose rows are fixed sums of learned rows (the Kronecker vocab table; hashed n-grams).
+for inputs whose rows are fixed sums of learned rows (the Kronecker vocab table; the trigram hash).
 """
 import math
 
@@ -408,6 +411,11 @@ class KroneckerEmbedding(nn.Module):
             nn.init.normal_(second.weight, mean=0.0, std=1.0 / math.sqrt(second.in_features))
             norm.reset_parameters()
 
+    @property
+    def max_bytes(self):
+        """Bytes of a string the codec reads: pos_dim (embed_bytes cuts longer ones)."""
+        return self.pos_dim
+
     def encode_bytes(self, byte_strings):
         """(n, pos_dim) uint8 rows and (n,) uint8 lengths on the CPU (also inside a meta-device
         context: they hold data); longer strings cut UTF-8-safely."""
@@ -551,3 +559,251 @@ class KroneckerEmbedding(nn.Module):
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
         self._build_derived()  # the byte table may have changed
+
+
+# ----------------------------------------------------------------------------- hashed character trigrams
+# The trigram_hash arm (T-FREE, Deiseroth et al. 2024, arXiv 2406.19223, on BPE tokens as an input
+# layer only): id v's bytes with a start and an end marker give its set of byte trigrams, each
+# trigram k buckets of a learned (m, d) table, and e(v) = the sum (or mean) of those bucket rows.
+# The markers are symbols 256 and 257, outside the byte alphabet: T-FREE writes a word between two
+# spaces, but a BPE token holds spaces itself (" the"), so a space would not mark its edges.
+
+TRIGRAM_AGGREGATIONS = ("sum", "mean")
+TRIGRAM_START, TRIGRAM_END = 256, 257
+TRIGRAM_SYMBOLS = 258  # a trigram (s0, s1, s2) is the integer code s0 * 258**2 + s1 * 258 + s2 < 2**25
+
+
+def trigram_incidence(byte_strings):
+    """Which trigrams each string has, as CSR on the CPU: (codes (U,) int64, the distinct trigrams
+    of all strings, sorted; offsets (n + 1,) int64; columns (nnz,) int64 into codes, string i's at
+    offsets[i]:offsets[i + 1], ascending).
+
+    String i's trigrams are the distinct windows of three symbols of [START] + its bytes + [END]:
+    a set, as T-FREE's words (a trigram twice in a string counts once); b"" has none.
+    """
+    byte_strings = [bytes(b) for b in byte_strings]
+    lengths = np.array([len(b) for b in byte_strings], dtype=np.int64) + 2  # symbols per string
+    owner = np.repeat(np.arange(len(byte_strings)), lengths)
+    symbols = np.empty(lengths.sum(), dtype=np.int64)
+    is_byte = np.ones(len(symbols), dtype=bool)
+    ends = np.cumsum(lengths)
+    is_byte[ends - lengths] = is_byte[ends - 1] = False
+    symbols[ends - lengths], symbols[ends - 1] = TRIGRAM_START, TRIGRAM_END
+    symbols[is_byte] = np.frombuffer(b"".join(byte_strings), dtype=np.uint8)
+    windows = (symbols[:-2] * TRIGRAM_SYMBOLS + symbols[1:-1]) * TRIGRAM_SYMBOLS + symbols[2:]
+    inside = owner[:-2] == owner[2:]  # the three symbols belong to one string
+    pairs = np.unique(owner[:-2][inside] * TRIGRAM_SYMBOLS**3 + windows[inside])  # by string, then code
+    strings, string_codes = np.divmod(pairs, TRIGRAM_SYMBOLS**3)
+    codes, columns = np.unique(string_codes, return_inverse=True)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(strings, minlength=len(byte_strings)))])
+    return torch.from_numpy(codes), torch.from_numpy(offsets.astype(np.int64)), torch.from_numpy(columns.reshape(-1))
+
+
+def _splitmix64(x):
+    """splitmix64's finalizer (Steele, Lea and Flood 2014) on a uint64 array: a bijection whose
+    every output bit depends on every input bit; numpy's uint64 arithmetic wraps mod 2**64."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _ascii_lowercase(codes):
+    """The codes of the trigrams with ASCII A-Z lowered (other bytes and the markers as they are)."""
+    symbols = [codes // TRIGRAM_SYMBOLS**2, codes // TRIGRAM_SYMBOLS % TRIGRAM_SYMBOLS, codes % TRIGRAM_SYMBOLS]
+    s0, s1, s2 = (np.where((s >= 65) & (s <= 90), s + 32, s) for s in symbols)
+    return (s0 * TRIGRAM_SYMBOLS + s1) * TRIGRAM_SYMBOLS + s2
+
+
+def _distinct_draws(codes, stream, n, buckets, seed, taken):
+    """(U, n) int64: per code, the first n distinct buckets of its draws j = 0, 1, 2, ... that are
+    not in that row of `taken` (U, t). Draw j of a code is splitmix64 of (code, stream, j) keyed
+    by the seed, mod buckets: a function of those alone, so more draws never change the first."""
+    key = _splitmix64(np.array([seed], dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+    draws = n + 4
+    while True:
+        j = np.arange(draws, dtype=np.uint64)
+        x = (codes.astype(np.uint64)[:, None] << np.uint64(22)) | np.uint64(stream << 20) | j
+        candidates = (_splitmix64(x ^ key) % np.uint64(buckets)).astype(np.int64)
+        # a draw repeats an earlier one when it follows an equal value in a stable sort of its row
+        order = np.argsort(candidates, axis=1, kind="stable")
+        ordered = np.take_along_axis(candidates, order, axis=1)
+        repeat = np.zeros_like(candidates, dtype=bool)
+        np.put_along_axis(repeat, order[:, 1:], ordered[:, 1:] == ordered[:, :-1], axis=1)
+        repeat |= (candidates[:, :, None] == taken[:, None, :]).any(2)
+        rank = np.cumsum(~repeat, axis=1)
+        if (rank[:, -1] >= n).all():
+            return candidates[~repeat & (rank <= n)].reshape(len(codes), n)
+        draws *= 2
+
+
+def hash_trigrams(codes, buckets, k, lowercase_k, seed):
+    """(U, k) int64: the k distinct buckets in [0, buckets) of each trigram code (U,) int64.
+
+    The first lowercase_k are drawn from the ASCII-lowercased trigram, so "The" and "the" share
+    them (T-FREE's partial lowercase activations), the other k - lowercase_k from the trigram
+    itself, distinct from those. Seeded and deterministic on every platform (integer arithmetic).
+    Requires k <= buckets (GPTConfig.check).
+    """
+    codes = codes.numpy() if torch.is_tensor(codes) else np.asarray(codes, dtype=np.int64)
+    none = np.zeros((len(codes), 0), dtype=np.int64)
+    lower = _distinct_draws(_ascii_lowercase(codes), 1, lowercase_k, buckets, seed, none)
+    own = _distinct_draws(codes, 0, k - lowercase_k, buckets, seed, lower)
+    return torch.from_numpy(np.concatenate([lower, own], axis=1))
+
+
+class TrigramHashEmbedding(nn.Embedding):
+    """Token id -> the sum (or mean) of the bucket rows its byte trigrams hash to; the only
+    parameter is `weight`, the learned (buckets, n_embd) table (nn.Embedding's), drawn N(0, 0.02)
+    as a BPE table (reset_parameters; TABLE_INIT_STD).
+
+    T-FREE (Deiseroth et al. 2024, arXiv 2406.19223; code Aleph-Alpha/trigrams) applied to the
+    bytes of BPE tokens (token_bytes: V byte strings, index = token id, no length limit): id v has
+    the trigram set of [START] + bytes + [END] (trigram_incidence), each trigram k distinct buckets
+    (hash_trigrams: lowercase_k of them from the lowercased trigram, seeded by `seed`), and
+        e(v) = M[v] @ weight,   M = A @ H
+    with H (U, buckets) the trigram -> bucket incidence (k ones per row) and A (V, U) the token ->
+    trigram incidence (ones; for aggregation "mean" 1 / (k * |trigrams(v)|)). A bucket two of a
+    token's trigrams share counts twice, as T-FREE sums every activation. Ids without bytes
+    (padding) have no trigram and get 0. Raises UserError for an aggregation not in
+    TRIGRAM_AGGREGATIONS or k, lowercase_k outside 0 <= lowercase_k <= k <= buckets.
+
+    Buffers (model state, in the state dict, so a checkpoint rebuilds M exactly without the
+    tokenizer or this hash): `trigram_codes` (U,) int32, the distinct trigrams of the vocabulary,
+    sorted; `trigram_buckets` (U, k) int32, their buckets; `token_offsets` (V + 1,) int64 and
+    `token_trigrams` (nnz,) int32, A's CSR (id v's trigrams at offsets[v]:offsets[v + 1]); 2.4 MB
+    for GPT-2 (U = 15,987 trigrams, 318,697 token-trigram pairs). Derived, rebuilt on load:
+    `trigram_matrix` (H) and `token_matrix` (A), FixedSparseMatrix each. input_table() is
+    A (H weight): 159,870 + 318,697 bag entries for GPT-2 instead of M's 3.19M, no (V, buckets)
+    or (tokens, buckets) matrix, deterministic, one torch.compile node per product.
+    """
+
+    max_bytes = None  # embed_bytes reads strings of any length
+
+    def __init__(self, token_bytes, n_embd, buckets=4096, k=10, lowercase_k=2, seed=0, aggregation="sum"):
+        if aggregation not in TRIGRAM_AGGREGATIONS:
+            raise UserError(f"trigram aggregation {aggregation!r} is not one of {', '.join(TRIGRAM_AGGREGATIONS)}")
+        if not 0 <= lowercase_k <= k <= buckets:
+            raise UserError(f"trigram hashing needs 0 <= lowercase_k <= k <= buckets, got lowercase_k "
+                            f"{lowercase_k}, k {k}, buckets {buckets}")
+        super().__init__(buckets, n_embd)
+        self.k, self.lowercase_k, self.seed, self.aggregation = k, lowercase_k, seed, aggregation
+        codes, offsets, columns = trigram_incidence(token_bytes)
+        self.register_buffer("trigram_codes", codes.int())
+        self.register_buffer("trigram_buckets", self._hash(codes).int())
+        self.register_buffer("token_offsets", offsets)
+        self.register_buffer("token_trigrams", columns.int())
+        self._build_derived()
+
+    def reset_parameters(self):
+        """The bucket table at a BPE table's init, N(0, TABLE_INIT_STD): a token's input then has
+        norm about 0.02 sqrt(n_embd x its k |trigrams| activations) (4.34 at GPT-2 124M)."""
+        nn.init.normal_(self.weight, mean=0.0, std=TABLE_INIT_STD)
+
+    def forward(self, ids):
+        """(...) int64 token ids in [0, V) -> (..., n_embd) in the table's dtype (float32, also
+        under autocast): a lookup in input_table()."""
+        return F.embedding(ids, self.input_table())
+
+    def learned_matrix(self, n_real):
+        """(buckets, n_embd): the bucket table (every row can be trained; n_real unused)."""
+        return self.weight
+
+    def input_table(self):
+        """(V, n_embd): row v = e(v) for every id, A (H weight) through two fixed sparse
+        products. Differentiable in weight; wrap it in torch.no_grad() to read it."""
+        return self.token_matrix(self.trigram_matrix(self.weight))
+
+    def incidence_rows(self, ids):
+        """(n, buckets) float32 on the buffers' device: M's rows of ids (n,) int64, the fixed
+        code e = M weight applies (bucket counts; divided by k |trigrams| for "mean"). The
+        trigram arm's analogue of the Kronecker codec z, for the probes; dense, so ask for a few
+        thousand ids at a time."""
+        rows, columns = self._entries(ids)
+        buckets = self.trigram_buckets.long()[columns]  # (entries, k)
+        weights = self._weights(self.token_offsets[ids + 1] - self.token_offsets[ids])[rows]
+        out = torch.zeros(len(ids), self.num_embeddings, device=buckets.device)
+        out.index_put_((rows.unsqueeze(1).expand_as(buckets), buckets),
+                       weights.unsqueeze(1).expand(buckets.shape).float(), accumulate=True)
+        return out
+
+    def embed_bytes(self, byte_strings):
+        """n byte strings -> (n, n_embd) in the table's dtype: e of any bytes (words with no token
+        id too), with no length limit. Trigrams the vocabulary has use their stored buckets,
+        others are hashed with this module's knobs."""
+        codes, offsets, columns = trigram_incidence(byte_strings)
+        device = self.weight.device
+        buckets, stored = self._hash(codes), self.trigram_codes.long().cpu()
+        if len(stored):
+            at = torch.searchsorted(stored, codes).clamp(max=len(stored) - 1)
+            known = stored[at] == codes
+            buckets[known] = self.trigram_buckets.long().cpu()[at[known]]
+        lengths = offsets.diff()
+        bag_offsets = torch.cat([offsets.new_zeros(1), (lengths * self.k).cumsum(0)])
+        weights = self._weights(lengths).repeat_interleave(lengths * self.k)
+        return F.embedding_bag(buckets[columns].reshape(-1).to(device), self.weight, bag_offsets.to(device),
+                               mode="sum", per_sample_weights=weights.to(device, self.weight.dtype),
+                               include_last_offset=True)
+
+    def _hash(self, codes):
+        return hash_trigrams(codes, self.num_embeddings, self.k, self.lowercase_k, self.seed)
+
+    def _weights(self, lengths):
+        """Per string, the value of each of its k * lengths activations: 1 ("sum") or their mean's
+        1 / (k * length) (float32; 0 for a string without trigrams)."""
+        lengths = lengths.float()
+        if self.aggregation == "sum":
+            return torch.ones_like(lengths)
+        return torch.where(lengths > 0, 1.0 / (self.k * lengths.clamp(min=1)), torch.zeros_like(lengths))
+
+    def _entries(self, ids):
+        """(rows, columns) int64: the (position in ids, trigram index) pairs of ids' rows of A."""
+        starts, lengths = self.token_offsets[ids], self.token_offsets[ids + 1] - self.token_offsets[ids]
+        rows = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), lengths)
+        first = torch.repeat_interleave(starts - (lengths.cumsum(0) - lengths), lengths)
+        return rows, self.token_trigrams.long()[first + torch.arange(len(rows), device=ids.device)]
+
+    def _build_derived(self):
+        """H and A as FixedSparseMatrix, built on the CPU from the buffers, on their device."""
+        device = self.token_offsets.device
+        U, V = len(self.trigram_codes), len(self.token_offsets) - 1
+        ones = torch.ones(U * self.k, device="cpu")  # device: also inside a meta-device context
+        trigram_rows = torch.arange(U, device="cpu").repeat_interleave(self.k)
+        self.trigram_matrix = FixedSparseMatrix(trigram_rows, self.trigram_buckets.cpu().long().reshape(-1), ones,
+                                                shape=(U, self.num_embeddings)).to(device)
+        offsets = self.token_offsets.cpu()
+        lengths = offsets.diff()
+        token_rows = torch.arange(V, device="cpu").repeat_interleave(lengths)
+        values = self._weights(lengths).repeat_interleave(lengths)
+        self.token_matrix = FixedSparseMatrix(token_rows, self.token_trigrams.cpu().long(), values,
+                                              shape=(V, U)).to(device)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # The trigram count U and the pair count differ between vocabularies: take the checkpoint's
+        # lengths (the module may have been built from placeholder bytes, as GPT.from_checkpoint does)
+        for name in ("trigram_codes", "trigram_buckets", "token_trigrams"):
+            incoming = state_dict.get(prefix + name)
+            if torch.is_tensor(incoming) and incoming.dim() == getattr(self, name).dim():
+                own = getattr(self, name)
+                setattr(self, name, own.new_empty((incoming.shape[0], *own.shape[1:])))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        problem = self._incidence_problem()
+        if problem:
+            error_msgs.append(f"{prefix}: {problem}")
+        else:
+            self._build_derived()
+
+    def _incidence_problem(self):
+        """What makes the stored incidence unusable, or None."""
+        offsets, U = self.token_offsets, len(self.trigram_codes)
+        if offsets[0] != 0 or offsets[-1] != len(self.token_trigrams) or (offsets.diff() < 0).any():
+            return "token_offsets is not a CSR index of token_trigrams"
+        if len(self.token_trigrams) and not 0 <= int(self.token_trigrams.min()) <= int(self.token_trigrams.max()) < U:
+            return f"token_trigrams has indices outside the {U} trigrams"
+        if len(self.trigram_buckets) != U or (U and not 0 <= int(self.trigram_buckets.min())
+                                               <= int(self.trigram_buckets.max()) < self.num_embeddings):
+            return f"trigram_buckets does not give each of the {U} trigrams buckets below {self.num_embeddings}"
+        return None

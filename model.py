@@ -1,16 +1,17 @@
 """GPT-2 (nanoGPT style) with a switchable input embedding and head: a learned table (full or
-factorised) or the Kronecker byte codec, the head tied to the input table or untied.
+factorised), the Kronecker byte codec or hashed byte trigrams, the head tied to the input table
+or untied.
 
 GPTConfig (the network's settings), INPUT_KINDS (the arm dispatch: one entry per value of
 config.embedding, saying how its input module is built and whether the head is tied to its
 input table), GPT (the transformer and its blocks), TiedHead (a head tied to a computed table)
 and sampling. The input layers themselves (the tables, the Kronecker codec and its modes, the
-shuffled control) are in embeddings.py.
+shuffled control, the trigram hash) are in embeddings.py.
 """
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -18,12 +19,14 @@ import torch.utils.checkpoint
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint
-from embeddings import (KRONECKER_MODES, MAX_POS_DIM, PROJECTIONS, TABLE_INIT_STD, FactorizedEmbedding,
-                        KroneckerEmbedding, TokenEmbedding, matched_rank, shuffled_byte_sources)
+from embeddings import (KRONECKER_MODES, MAX_POS_DIM, PROJECTIONS, TABLE_INIT_STD, TRIGRAM_AGGREGATIONS,
+                        FactorizedEmbedding, KroneckerEmbedding, TokenEmbedding, TrigramHashEmbedding, matched_rank,
+                        shuffled_byte_sources)
 from errors import UserError
 from tokenizer import GPT2_VOCAB, gpt2_token_bytes
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and most RNG tools take 32 bits
+MAX_TRIGRAM_BUCKETS = 2**24  # bucket ids are int32; 16M rows is far past any table this repo trains
 # Fields older checkpoints and run records carry that no longer exist, and why: an older
 # checkpoint loads without them (an init std does not change a trained model's function).
 REMOVED_FIELDS = {"wte_init_std": "the token tables always start at N(0, 0.02); the input-scale control "
@@ -56,8 +59,8 @@ class GPTConfig:
     dropout: float = config_field(0.0, "dropout probability, in [0, 1) (0 in the paper runs)")
     bias: bool = config_field(True, "biases in the Linears and LayerNorms, as GPT-2")
     embedding: str = config_field("bpe", "input and head (INPUT_KINDS): a token table (bpe: tied), a "
-                                         "low-rank table, or the byte codec + projection (kronecker_tied: "
-                                         "tied)")
+                                         "low-rank table, the byte codec + projection (kronecker_tied: "
+                                         "tied), or hashed byte trigrams")
     pos_dim: int = config_field(16, "Kronecker: bytes kept per token (cut UTF-8-safely); "
                                     "D = 256 * pos_dim")
     kronecker_mode: str = config_field("auto", "Kronecker: how W z is computed, the same function "
@@ -76,15 +79,25 @@ class GPTConfig:
                                         "over ids")
     projection_weight_decay: bool = config_field(True, "Kronecker arms: weight decay on the "
                                                        "projection W")
+    trigram_buckets: Optional[int] = config_field(None, "trigram_hash: rows m of the learned bucket table; "
+                                                        "None -> 256 * pos_dim (4096), Kronecker's parameters")
+    trigram_k: int = config_field(10, "trigram_hash: buckets each byte trigram activates (T-FREE's 10)")
+    trigram_lowercase_k: int = config_field(2, "trigram_hash: of those, how many are hashed from the "
+                                               "ASCII-lowercased trigram, shared across case (T-FREE's 2)")
+    trigram_seed: int = config_field(0, "trigram_hash: seed of the trigram -> bucket hash")
+    trigram_aggregation: str = config_field("sum", "trigram_hash: a token's input is the sum or the mean "
+                                                   "of its activated bucket rows (T-FREE's 7B config: sum)")
 
     @property
     def kronecker(self):
-        """True for the arms whose input is the byte codec + projection (embed_bytes works)."""
+        """True for the arms whose input is the byte codec + projection (the codec probes)."""
         return INPUT_KINDS[self.embedding].byte_codec
 
     @property
     def reads_token_bytes(self):
-        """True for the inputs built from the tokenizer's byte strings (GPT's token_bytes)."""
+        """True for the inputs built from the tokenizer's byte strings (GPT's token_bytes; the
+        Kronecker arms and trigram_hash): they keep them in the checkpoint and embed arbitrary
+        bytes (embed_bytes)."""
         return INPUT_KINDS[self.embedding].token_bytes
 
     @property
@@ -98,17 +111,23 @@ class GPTConfig:
         projection's parameter count)."""
         return self.factor_rank or matched_rank(self.vocab_size, self.n_embd, self.pos_dim)
 
+    @property
+    def trigram_rows(self):
+        """trigram_hash's bucket count m: trigram_buckets, or 256 * pos_dim, which gives the bucket
+        table (m, n_embd) exactly the Kronecker projection's parameters."""
+        return self.trigram_buckets or 256 * self.pos_dim
+
     def __post_init__(self):
         self.check()
 
     def check(self):
         """Raise UserError for the first value the network cannot be built with."""
         for name, choices in (("embedding", EMBEDDINGS), ("kronecker_mode", KRONECKER_MODES),
-                              ("projection", PROJECTIONS)):
+                              ("projection", PROJECTIONS), ("trigram_aggregation", TRIGRAM_AGGREGATIONS)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "pos_dim", "wte_scale",
-                     "tied_head_scale"):
+                     "tied_head_scale", "trigram_k"):
             if not getattr(self, name) > 0:
                 raise UserError(f"'{name}' must be positive, got {getattr(self, name)}")
         for name in ("factor_rank", "projection_hidden"):
@@ -124,8 +143,15 @@ class GPTConfig:
         if self.pos_dim > MAX_POS_DIM:
             raise UserError(f"'pos_dim' ({self.pos_dim}) is above {MAX_POS_DIM}: GPT-2's longest token is "
                             f"128 bytes, so more byte positions add only zeros; use 16 (the paper) or 32")
-        if not 0 <= self.shuffle_seed <= MAX_SEED:
-            raise UserError(f"'shuffle_seed' must be in [0, 2**32 - 1], got {self.shuffle_seed}")
+        for name in ("shuffle_seed", "trigram_seed"):
+            if not 0 <= getattr(self, name) <= MAX_SEED:
+                raise UserError(f"'{name}' must be in [0, 2**32 - 1], got {getattr(self, name)}")
+        if self.trigram_buckets is not None and not 0 < self.trigram_buckets <= MAX_TRIGRAM_BUCKETS:
+            raise UserError(f"'trigram_buckets' must be in 1..{MAX_TRIGRAM_BUCKETS} or None (256 * pos_dim), "
+                            f"got {self.trigram_buckets}")
+        if not 0 <= self.trigram_lowercase_k <= self.trigram_k <= self.trigram_rows:
+            raise UserError(f"need 0 <= trigram_lowercase_k <= trigram_k <= trigram buckets, got "
+                            f"{self.trigram_lowercase_k}, {self.trigram_k}, {self.trigram_rows}")
         if self.n_embd % self.n_head:
             raise UserError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
 
@@ -142,7 +168,7 @@ class InputKind:
     tokenizer when `token_bytes` is True (GPT checks their count), else None. tied: the head is
     the input table (logits = h E^T) instead of its own Linear(n_embd, V). knobs: the fields of
     INPUT_KNOBS this input reads (train_config refuses the others' non-default values).
-    byte_codec: the input is the Kronecker codec + projection (embed_bytes; the codec probes).
+    byte_codec: the input is the Kronecker codec + projection (the codec probes, the native export).
     """
     build: Callable
     tied: bool = False
@@ -170,11 +196,18 @@ def _kronecker_shuffled(config, token_bytes):
     return _kronecker(config, [token_bytes[i] for i in sources])
 
 
+def _trigram_hash(config, token_bytes):
+    return TrigramHashEmbedding(token_bytes, config.n_embd, config.trigram_rows, config.trigram_k,
+                                config.trigram_lowercase_k, config.trigram_seed, config.trigram_aggregation)
+
+
+TRIGRAM_KNOBS = ("trigram_buckets", "trigram_k", "trigram_lowercase_k", "trigram_seed", "trigram_aggregation")
 INPUT_KNOBS = ("factor_rank", "projection", "projection_hidden", "projection_weight_decay", "shuffle_seed",
-               "tied_head_scale")
+               "tied_head_scale", *TRIGRAM_KNOBS)
 KRONECKER_KNOBS = ("projection", "projection_hidden", "projection_weight_decay")
 _CODEC = dict(token_bytes=True, byte_codec=True)
-# Together the tied/untied pairs form a 2 x 2, input {table, Kronecker} x head {tied, untied}
+# Together the tied/untied pairs form a 2 x 2, input {table, Kronecker} x head {tied, untied};
+# trigram_hash is T-FREE's learned, hashed spelling code at the projection's parameter count
 # (docs/embedding.md says what each comparison isolates).
 INPUT_KINDS = {
     "bpe": InputKind(_table, tied=True),
@@ -183,6 +216,7 @@ INPUT_KINDS = {
     "kronecker": InputKind(_kronecker, knobs=KRONECKER_KNOBS, **_CODEC),
     "kronecker_tied": InputKind(_kronecker, tied=True, knobs=KRONECKER_KNOBS + ("tied_head_scale",), **_CODEC),
     "kronecker_shuffled": InputKind(_kronecker_shuffled, knobs=KRONECKER_KNOBS + ("shuffle_seed",), **_CODEC),
+    "trigram_hash": InputKind(_trigram_hash, knobs=TRIGRAM_KNOBS, token_bytes=True),
 }
 EMBEDDINGS = tuple(INPUT_KINDS)
 
@@ -271,9 +305,10 @@ class TiedHead(nn.Module):
 
 class GPT(nn.Module):
     """GPT-2 as in nanoGPT / build-nanogpt (Karpathy), with the input of config.embedding
-    (INPUT_KINDS): a token table, ALBERT's low-rank table, or KroneckerEmbedding (arXiv
-    2605.29459: the byte codec + projection), and a head tied to that input table or untied.
-    The rest of the network is the same in every arm.
+    (INPUT_KINDS): a token table, ALBERT's low-rank table, KroneckerEmbedding (arXiv 2605.29459:
+    the byte codec + projection) or TrigramHashEmbedding (T-FREE's hashed byte trigrams summed
+    over a learned (config.trigram_rows, n_embd) table), and a head tied to that input table or
+    untied. The rest of the network is the same in every arm.
 
     token_bytes: the V = vocab_size byte strings of the inputs built from bytes (index = token
     id; default GPT-2's, tokenizer.gpt2_token_bytes); ignored by the others. Raises UserError
@@ -293,7 +328,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # train.py sets it from TrainConfig: not part of the function, so not in GPTConfig
         self.activation_checkpointing = False
-        table_is_parameter = isinstance(self.transformer.wte, nn.Embedding)
+        table_is_parameter = isinstance(self.transformer.wte, TokenEmbedding)  # input table = its weight
         if config.tied and table_is_parameter:
             self.transformer.wte.weight = self.lm_head.weight  # weight tying (nanoGPT's)
         self.apply(self._init_weights)
@@ -362,11 +397,14 @@ class GPT(nn.Module):
         return self._scaled(self.transformer.wte.input_table())
 
     def embed_bytes(self, byte_strings):
-        """Kronecker arms only: (n, n_embd) embeddings of arbitrary byte strings (through the
-        codec, times wte_scale; for kronecker_shuffled these bytes are not the bytes its tokens
-        were trained with)."""
-        if not self.config.kronecker:
-            raise UserError(f"embed_bytes needs a kronecker arm; this model is {self.config.embedding!r}")
+        """Every input built from bytes (config.reads_token_bytes: the Kronecker arms,
+        trigram_hash): (n, n_embd) embeddings of arbitrary byte strings, times wte_scale, through
+        the codec (cut to pos_dim bytes; for kronecker_shuffled these bytes are not the bytes its
+        tokens were trained with) or the trigram hash (any length)."""
+        if not self.config.reads_token_bytes:
+            raise UserError(f"embed_bytes needs an input built from bytes "
+                            f"({', '.join(e for e, kind in INPUT_KINDS.items() if kind.token_bytes)}); "
+                            f"this model is {self.config.embedding!r}")
         return self._scaled(self.transformer.wte.embed_bytes(byte_strings))
 
     def _shared_table(self):
@@ -439,10 +477,10 @@ class GPT(nn.Module):
         """Norms for the norm-drift analysis, over the real vocabulary (ids < 50257).
 
         emb_row_norm: mean L2 norm of the learned input matrix's rows (learned_matrix: table
-        rows, the factorised table's rows of length r, or for Kronecker the projection's rows of
-        length D, about 1.0 at init); emb_token_norm: mean L2 norm of the produced token
-        embeddings (input_table, wte_scale included); emb_fro_norm: Frobenius norm of that
-        learned matrix.
+        rows, the factorised table's rows of length r, trigram_hash's bucket rows, or for
+        Kronecker the projection's rows of length D, about 1.0 at init); emb_token_norm: mean L2
+        norm of the produced token embeddings (input_table, wte_scale included); emb_fro_norm:
+        Frobenius norm of that learned matrix.
         """
         n_real = min(self.config.vocab_size, GPT2_VOCAB)
         matrix = self.transformer.wte.learned_matrix(n_real).float()
@@ -519,12 +557,13 @@ class GPT(nn.Module):
         except (TypeError, UserError) as err:  # a field or an arm (embedding) of another version
             raise UserError(f"checkpoint model_config does not fit this model.py ({err}); "
                             f"load it with the code (branch or commit) that trained it")
-        placeholder_bytes = [b""] * config.vocab_size  # the real byte table comes from the state dict
+        placeholder_bytes = [b""] * config.vocab_size  # the real byte table or trigrams come from the state dict
         model = cls(config, token_bytes=placeholder_bytes)
         try:
             model.load_state_dict(checkpoint["model"])
         except RuntimeError as err:
-            raise UserError(f"checkpoint weights do not match its model_config: {str(err).splitlines()[0]}")
+            first = " ".join(line.strip() for line in str(err).splitlines()[:2])  # the heading and the first error
+            raise UserError(f"checkpoint weights do not match its model_config: {first}")
         return model.to(map_location).eval()
 
 

@@ -37,7 +37,7 @@ from typing import Optional
 
 from errors import UserError, not_found
 from devices import DTYPES
-from embeddings import KRONECKER_MODES, PROJECTIONS
+from embeddings import KRONECKER_MODES, PROJECTIONS, TRIGRAM_AGGREGATIONS
 from model import EMBEDDINGS, INPUT_KINDS, INPUT_KNOBS, MAX_SEED, REMOVED_FIELDS, GPTConfig, config_field
 from tokenizer import TOKEN_BYTES_MODES, VOCAB_MULTIPLE, get_tokenizer
 
@@ -135,15 +135,19 @@ ARMS = {
     "kronecker": dict(embedding="kronecker"),
     "kronecker_tied": dict(embedding="kronecker_tied"),
     "kronecker_shuffled": dict(embedding="kronecker_shuffled"),
+    "trigram_hash": dict(embedding="trigram_hash"),
 }
 # What an arm name stands for: the input, its scale and knobs (model.INPUT_KNOBS, so a new input's
-# knob is one entry there) but the shuffle's seed (a seed, like `seed`), and the codec's bytes.
-ARM_SETTINGS = ("embedding", "wte_scale", *(k for k in INPUT_KNOBS if k != "shuffle_seed"), "token_bytes")
+# knob is one entry there) but the seeds of the shuffle and of the trigram hash (seeds, like `seed`),
+# and the codec's bytes.
+ARM_SETTINGS = ("embedding", "wte_scale", *(k for k in INPUT_KNOBS if k not in ("shuffle_seed", "trigram_seed")),
+                "token_bytes")
 ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CHOICES = {
     "embedding": EMBEDDINGS,
     "kronecker_mode": KRONECKER_MODES,
     "projection": PROJECTIONS,
+    "trigram_aggregation": TRIGRAM_AGGREGATIONS,
     "dtype": DTYPES,
     "token_bytes": TOKEN_BYTES_MODES,
     "dist_backend": ("auto", "nccl", "gloo"),
@@ -420,7 +424,9 @@ def check_arm(cfg):
     """The run has an arm (given, or named from its settings by named_arm) that is a plain word:
     letters, digits, '_', '.', '-' (UserError)."""
     if cfg.arm is None:
-        settings = ", ".join(f"{k}={getattr(cfg, k)}" for k in ARM_SETTINGS)
+        # the embedding and what differs from the defaults: the list of arm settings is long
+        settings = ", ".join(f"{k}={getattr(cfg, k)}" for k in ARM_SETTINGS
+                             if k == "embedding" or getattr(cfg, k) != FIELD_DEFAULTS[k])
         raise UserError(f"{settings} is none of the named arms ({', '.join(ARMS)}); name this arm "
                         "with --arm=NAME (runs are grouped and compared by arm)")
     if not ARM_NAME.fullmatch(cfg.arm):

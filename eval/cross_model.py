@@ -1,6 +1,6 @@
 """The cross-model embedding probe (arXiv 2605.29459, Sections 6.1-6.4): do a model's trained input
 embeddings put a word next to its typographic variants (`run` -> `Run`, ` run`, `RUN`) rather than
-its morphological relatives (`runs`, `running`), and does the Kronecker codec?
+its morphological relatives (`runs`, `running`), and does the Kronecker codec (or the hashed trigrams)?
 
 Models (`--models A B C`): Hugging Face hub ids or local folders, of which only the input-embedding
 tensor is read (eval/hf_embedding.py: one shard downloaded, one tensor opened lazily), and this
@@ -14,7 +14,10 @@ Spaces, for every model:
   codec    the z-normalised Kronecker codec over that tokenizer's own token bytes (--pos-dim, 32 as
            the paper's cross-model runs), no projection; a probe string is the codec of its own
            bytes (--codec-strings bytes, as the authors' published kron_cos) or the mean of its
-           tokens' codec rows (--codec-strings mean).
+           tokens' codec rows (--codec-strings mean);
+  trigram  the trigram_hash arm's fixed code over the same bytes, no learned table: each id's
+           bucket counts (embeddings.TrigramHashEmbedding.incidence_rows at its defaults, 4,096
+           buckets, 10 per trigram); a probe string as in the codec space (--codec-strings).
 Metrics per space, over the real vocabulary (ids below V with bytes, special tokens aside):
   - top-k neighbours (--k) of every query (a family's word and its morphological relatives), the
     query's own token excluded, classified typographic (same canonical form: case, leading space,
@@ -47,7 +50,7 @@ import numpy as np
 import torch
 
 from devices import resolve_device
-from embeddings import KroneckerEmbedding
+from embeddings import KroneckerEmbedding, TrigramHashEmbedding
 from errors import UserError, run_main
 from eval import hf_embedding
 from eval.geometry import CLASSES, classify, nearest, normalise, pair_cosines, vocabulary_stats
@@ -59,7 +62,7 @@ from tokenizer import get_tokenizer
 
 DEFAULT_OUT = "results/cross_model"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SPACES = ("trained", "random", "codec")
+SPACES = ("trained", "random", "codec", "trigram")
 GEOMETRIES = ("centred", "raw")
 RANDOM_PAIRS = 2000
 RANDOM_BLOCK = 1024  # rows of the random table drawn per (seed, block): any row is the same whoever asks
@@ -221,6 +224,19 @@ def codec_space(token_bytes, pos_dim, encoded, whole_strings, device):
     return Space("codec", rows, strings if whole_strings else mean_of_rows(rows, encoded, device))
 
 
+def trigram_space(token_bytes, encoded, whole_strings, device):
+    """The bucket counts of every id under the trigram_hash arm's hash at its defaults (the fixed
+    matrix its learned table multiplies, TrigramHashEmbedding.incidence_rows); a probe string is
+    the counts of its own bytes, or the mean of its tokens' rows."""
+    hashed = TrigramHashEmbedding(token_bytes, n_embd=1).to(device)
+
+    def strings(texts):
+        own = TrigramHashEmbedding([t.encode("utf-8") for t in texts], n_embd=1).to(device)
+        return own.incidence_rows(torch.arange(len(texts), device=device))
+    rows = hashed.incidence_rows
+    return Space("trigram", rows, strings if whole_strings else mean_of_rows(rows, encoded, device))
+
+
 # ----------------------------------------------------------------------------- metrics of one space
 
 def analyse(space, ids, families, encoded, token_text, k, seed):
@@ -293,7 +309,7 @@ def bucket_means(pairs, cos):
 def probe_model(model, families, args, device, shared):
     """The report (JSON-ready dict) of one model: its facts, probe strings, and every space.
 
-    shared: {key: space result} across the models of one command. The random and codec spaces
+    shared: {key: space result} across the models of one command. The random, codec and trigram spaces
     depend only on the tokenizer, the table's shape and the settings, so models that share those
     (the arms of one study) compute them once."""
     ids, token_bytes = real_ids(model, model.label)
@@ -306,7 +322,9 @@ def probe_model(model, families, args, device, shared):
     builders = {("trained", None): lambda: table_space(model.table, encoded, device),
                 ("random", (vocab, V, d)): lambda: random_space((V, d), args.seed, encoded, device),
                 ("codec", (vocab, V)): lambda: codec_space(token_bytes, args.pos_dim, encoded,
-                                                           args.codec_strings == "bytes", device)}
+                                                           args.codec_strings == "bytes", device),
+                ("trigram", (vocab, V)): lambda: trigram_space(token_bytes, encoded, args.codec_strings == "bytes",
+                                                               device)}
     results = []
     for (name, key), build in builders.items():
         if (name, key) in shared:
@@ -350,8 +368,9 @@ def model_markdown(report):
     parts = [f"# Cross-model embedding probe: {m['label']}", facts,
              f"Top-{k} neighbours over the real vocabulary (ids below V with bytes, special tokens aside), the "
              f"query's own token excluded; `centred` subtracts the vocabulary mean, `raw` does not. Random table "
-             f"seed {s['seed']}; codec pos_dim {s['pos_dim']}, probe strings as {s['codec_strings']} "
-             f"(`bytes`: the codec of the whole string; `mean`: of its tokens' rows); probe file "
+             f"seed {s['seed']}; codec pos_dim {s['pos_dim']}; trigram: the trigram_hash arm's bucket counts at its "
+             f"defaults; probe strings as {s['codec_strings']} in both (`bytes`: the code of the whole string; "
+             f"`mean`: of its tokens' rows); probe file "
              f"`{Path(s['probes']).name}` (sha256 {s['probes_sha256'][:12]}).",
              f"Command: `{s['command']}`",
              "## Spaces", markdown_table(
@@ -414,9 +433,9 @@ def summary_markdown(rows, settings):
         [[md_cell(r["model"]), *(cell for s in SPACES for cell in bucket_cells(r["spaces"][s]))] for r in rows])
     return "\n\n".join([
         "# Cross-model embedding probe: summary",
-        f"Per model: its trained input table, a random table of the same shape (seed {settings['seed']}) and "
-        f"the Kronecker codec over its tokenizer's bytes (pos_dim {settings['pos_dim']}). Per-model reports "
-        "sit beside this file.", f"Command: `{settings['command']}`",
+        f"Per model: its trained input table, a random table of the same shape (seed {settings['seed']}), "
+        f"the Kronecker codec over its tokenizer's bytes (pos_dim {settings['pos_dim']}) and the trigram_hash "
+        "arm's fixed bucket counts over the same bytes. Per-model reports sit beside this file.", f"Command: `{settings['command']}`",
         f"## Top-{k} neighbour classes (share of all neighbours of all queries, centred cosine)", shares,
         "## Edit-distance bucket means (centred cosine): typographic, morphological, unrelated, random pair",
         buckets])
@@ -472,8 +491,8 @@ def parse_args(argv):
     p.add_argument("--k", type=int, default=5, help="neighbours per query (default: %(default)s, as the paper)")
     p.add_argument("--pos-dim", type=int, default=32, help="bytes per token of the codec space (default: %(default)s)")
     p.add_argument("--codec-strings", choices=("bytes", "mean"), default="bytes",
-                   help="a probe string in the codec space: the codec of its bytes, or the mean of its tokens' "
-                        "codec rows (default: %(default)s)")
+                   help="a probe string in the codec and trigram spaces: the code of its bytes, or the mean of "
+                        "its tokens' rows (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1337, help="random table and random pairs (default: %(default)s)")
     p.add_argument("--tensor", help="name of the input-embedding tensor, where the usual names do not find it")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default: %(default)s)")

@@ -4,8 +4,9 @@ Per arm, completions (--decoding, repeatable; default greedy and sampled) of:
 - pair prompts: the first --per-category pairs of each category of the typo-pair file, in clean
   and in misspelled form; the probe word is the word (or words) that differ;
 - forced out-of-vocabulary prompts: a byte-novel word (--word, repeatable; default a list of
-  made-up words) put into --template. The Kronecker arm gets the word as ONE position through
-  `embed_bytes`; the BPE arms get it as their usual several tokens;
+  made-up words) put into --template. The arms whose input reads bytes (Kronecker,
+  trigram_hash: config.reads_token_bytes) get the word as ONE position through `embed_bytes`;
+  the BPE arms get it as their usual several tokens;
 - or, with --prompts FILE, the prompts of that file instead: a list of prompts, the authors'
   prompt list, or the authors' published generation results, run condition by condition
   (normal, misspelled, forced_oov) with the file's decoding settings as the defaults and its
@@ -54,9 +55,11 @@ DECODING_DEFAULTS = dict(temperature=0.7, top_p=0.9, max_new_tokens=30, seed=42)
 
 
 def check_fits(model, piece):
-    if len(piece) > model.config.pos_dim:
-        raise UserError(f"word {piece!r} is {len(piece)} bytes but the kronecker codec keeps "
-                        f"pos_dim={model.config.pos_dim}; pick a shorter --word")
+    """UserError when the input layer would cut `piece` (the Kronecker codec keeps pos_dim bytes)."""
+    limit = model.transformer.wte.max_bytes
+    if limit is not None and len(piece) > limit:
+        raise UserError(f"word {piece!r} is {len(piece)} bytes but the {model.config.embedding} input "
+                        f"keeps {limit} (pos_dim); pick a shorter --word")
 
 
 @torch.no_grad()
@@ -131,7 +134,7 @@ def gibberish(new_ids, min_distinct):
 
 
 def run_prompt(arm, enc, prompt, decoding, args, device):
-    forced = "word_bytes" in prompt and arm.kronecker
+    forced = "word_bytes" in prompt and arm.reads_bytes
     if forced:
         tok_emb, ids = forced_word_embedding(arm.model, enc, prompt["prefix"], prompt["word_bytes"].encode("utf-8"),
                                              prompt["suffix"], device), None
@@ -233,7 +236,8 @@ def report_markdown(arms, rows, counts, prompts, args, reference):
     ]
     if forced:
         parts += ["## Words fed as one position",
-                  "Kronecker arms read the word as one position through `embed_bytes`; BPE arms read its tokens.",
+                  "Arms whose input reads bytes (Kronecker, trigram_hash) read the word as one position "
+                  "through `embed_bytes`; BPE arms read its tokens.",
                   markdown_table(["condition", "prompt", "word", "BPE tokens"],
                                  [[p["kind"], md_cell(p["text"]), md_cell(p["word_bytes"]), p["bpe_tokens"]]
                                   for p in forced])]
@@ -302,7 +306,7 @@ def main(argv=None):
         prompts = pair_prompts(load_pairs(args.pairs), args.per_category) + oov_prompts(
             enc, args.word or DEFAULT_WORDS, args.template)
     resolve_decoding(args, prompt_file)
-    for arm in (a for a in arms if a.kronecker):
+    for arm in (a for a in arms if a.reads_bytes):
         for prompt in (p for p in prompts if "word_bytes" in p):
             check_fits(arm.model, prompt["word_bytes"].encode("utf-8"))
     rows = [run_prompt(arm, enc, prompt, decoding, args, device)

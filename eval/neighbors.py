@@ -10,8 +10,9 @@ same sense, and other otherwise. Reported per space: typographic@k and morph@k (
 neighbours of each class), and the cosine of byte-similar but unrelated pairs (compute/commute,
 nation/notion, ...): the trade-off the paper names.
 Spaces: every arm at each --layers value (0 = the token embedding; L >= 1 = the hidden state
-after block L with each token fed alone, position 0) and the untrained Kronecker codec (the
-z-normalised codec vectors themselves) as a reference. Writes <out>/neighbors.{json,md}.
+after block L with each token fed alone, position 0) and, as references, the untrained Kronecker
+codec (the z-normalised codec vectors themselves) and the trigram_hash arm's untrained code (each
+id's bucket counts at the arm's defaults, before any learned table). Writes <out>/neighbors.{json,md}.
 
     python -m eval.neighbors --ckpt bpe=out/bpe_s0/ckpt_004000.pt --ckpt kronecker=out/kronecker_s0/ckpt_004000.pt
     python -m eval.neighbors --ckpt bpe=PATH --ckpt kronecker=PATH --layers 0 1 --k 10
@@ -21,7 +22,7 @@ import argparse
 import torch
 
 from devices import resolve_device
-from embeddings import KroneckerEmbedding
+from embeddings import KroneckerEmbedding, TrigramHashEmbedding
 from errors import UserError, run_main
 from eval.geometry import CHUNK, CLASSES, classify, nearest, pair_cosines, vocabulary_stats
 from eval.probe_common import (add_common_args, arms_markdown, decode, load_arms, md_cell,
@@ -49,6 +50,7 @@ BYTE_SIMILAR_PAIRS = (("compute", "commute"), ("nation", "notion"), ("form", "fr
                       ("bread", "break"), ("card", "cart"), ("house", "horse"), ("marital", "martial"),
                       ("price", "prize"), ("cloud", "could"), ("plant", "plane"))
 CODEC_SPACE = "codec (untrained)"
+TRIGRAM_SPACE = "trigram buckets (untrained)"
 MAX_CODEC_POS_DIM = 128  # the longest GPT-2 token is 128 bytes; more slots would stay empty
 
 
@@ -92,6 +94,12 @@ def codec_vectors(codec):
     @torch.no_grad()
     def vectors(ids):
         return [codec.codec(ids)]
+    return vectors
+
+
+def trigram_vectors(hashed):
+    def vectors(ids):
+        return [hashed.incidence_rows(ids)]
     return vectors
 
 
@@ -144,7 +152,9 @@ def report_markdown(arms, spaces, k, layers):
         f"Cosine in each space after subtracting the mean over the real vocabulary (ids < {GPT2_VOCAB}); "
         f"top-{k} neighbours of every single-token form of the probe words; layers {list(layers)} "
         "(0 = token embedding; L = after block L, each token fed alone). "
-        f"`{CODEC_SPACE}` is the z-normalised Kronecker codec itself, before any projection.",
+        f"`{CODEC_SPACE}` is the z-normalised Kronecker codec itself, before any projection; "
+        f"`{TRIGRAM_SPACE}` is each id's bucket counts under the trigram_hash arm's hash (its defaults), "
+        "before any learned table.",
         "## Neighbour classes",
         markdown_table(["space", f"typographic@{k}", f"morph@{k}", f"other@{k}", "byte-similar pair cos (mean)"],
                        [[s["space"], f"{s['typographic_at_k']:.3f}", f"{s['morph_at_k']:.3f}",
@@ -191,7 +201,8 @@ def main(argv=None):
     query_ids, pair_ids = [q[2] for q in queries], [(p[2], p[3]) for p in pairs]
     codec = KroneckerEmbedding(token_bytes(), n_embd=1, pos_dim=args.codec_pos_dim).to(device)
     sources = [([space_label(arm, layer) for layer in layers], arm_vectors(arm.model, layers)) for arm in arms]
-    sources.append(([CODEC_SPACE], codec_vectors(codec)))
+    hashed = TrigramHashEmbedding(token_bytes(), n_embd=1).to(device)
+    sources += [([CODEC_SPACE], codec_vectors(codec)), ([TRIGRAM_SPACE], trigram_vectors(hashed))]
     spaces = []
     for labels, vectors in sources:
         geometries = centred_geometry(vectors, query_ids, pair_ids, args.k, device)

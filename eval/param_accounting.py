@@ -2,12 +2,16 @@
 
 For GPT-2 124M and public frontier shapes (vocabulary V x hidden size d) it tabulates:
 - input-side trainable parameters: the table's V*d vs the Kronecker projection's
-  256*pos_dim*d, at pos_dim 16 and 32, and the percent saved;
+  256*pos_dim*d, at pos_dim 16 and 32, and the percent saved (the trigram_hash arm's bucket
+  table at its default 256*pos_dim rows has the projection's count exactly);
 - memory: the table in fp32 (4 bytes) and bf16 (2 bytes) vs the Kronecker byte buffer,
   V x (pos_dim + 2) bytes (pos_dim byte slots per token plus a 2-byte length).
 Sizes are decimal (1 MB = 1e6 bytes, 1 GB = 1e9 bytes). No checkpoint needed.
 For the tiktoken tokenizers it also reads the real byte table (tokenizer.get_tokenizer) where it
-loads: the share of tokens that fit pos_dim 16 and 32 bytes and the longest token. A tokenizer
+loads: the share of tokens that fit pos_dim 16 and 32 bytes, the longest token, and the ids whose
+input is identical to another id's by construction (collisions): the same codec input (the same
+bytes once cut to pos_dim) and the same trigram buckets (trigram_hash at its defaults: the same
+multiset of buckets), with the bytes of the trigram arm's stored incidence. A tokenizer
 whose files are not cached and cannot be downloaded (cl100k_base, o200k_base offline) falls back
 to its shape (the id count tiktoken defines) and says so.
 
@@ -15,11 +19,13 @@ to its shape (the id count tiktoken defines) and says so.
     python -m eval.param_accounting --out /tmp/acc --tokenizers gpt2 cl100k_base
 """
 import argparse
+from collections import Counter
 
+from embeddings import TrigramHashEmbedding
 from errors import UserError, run_main
 from eval.probe_common import write_report
 from eval.runs import markdown_table
-from tokenizer import VOCAB_MULTIPLE, get_tokenizer
+from tokenizer import VOCAB_MULTIPLE, get_tokenizer, truncate_utf8
 
 CODEC_BYTES = 256  # one-hot width per byte position
 LENGTH_BYTES = 2  # per-token length in the byte buffer
@@ -92,17 +98,38 @@ def tokenizer_row(name, n_vocab, pos_dims=POS_DIMS):
         row.update(source="shape", reason="its files are not in the tiktoken cache here and could "
                                           "not be downloaded")
     else:
-        lengths = [len(b) for b in tok.token_bytes()]
+        table = tok.token_bytes()
+        lengths = [len(b) for b in table]
         row.update(source="byte table", n_vocab=tok.n_vocab, longest=max(lengths),
-                   percent_fit={p: 100.0 * sum(n <= p for n in lengths) / len(lengths) for p in pos_dims})
+                   percent_fit={p: 100.0 * sum(n <= p for n in lengths) / len(lengths) for p in pos_dims},
+                   same_codec={p: shared_inputs(truncate_utf8(b, p) for b in table if b) for p in pos_dims},
+                   **trigram_figures(table))
     vocab = padded(row["n_vocab"])
     row.update(vocab=vocab, percent_saved={p: 100.0 * (1 - CODEC_BYTES * p / vocab) for p in pos_dims})
     return row
 
 
+def shared_inputs(keys):
+    """dict(ids, groups): how many of the keys (one per id) equal another id's, in how many groups."""
+    sizes = [n for n in Counter(keys).values() if n > 1]
+    return dict(ids=sum(sizes), groups=len(sizes))
+
+
+def trigram_figures(table):
+    """The trigram_hash arm at its defaults over a byte table: the ids sharing their multiset of
+    buckets (hence their input) with another id, and the bytes of its stored incidence."""
+    hashed = TrigramHashEmbedding(table, n_embd=1)
+    buckets = hashed.trigram_buckets.long()[hashed.token_trigrams.long()]  # (pairs, k)
+    offsets = hashed.token_offsets.tolist()
+    keys = (tuple(sorted(buckets[offsets[i]:offsets[i + 1]].reshape(-1).tolist())) for i, b in enumerate(table) if b)
+    state = sum(t.numel() * t.element_size() for name, t in hashed.state_dict().items() if name != "weight")
+    return dict(same_trigram=shared_inputs(keys), trigram_state_bytes=state)
+
+
 def tokenizers_table(rows, pos_dims):
     header = ["tokenizer", "from", "ids", "V (padded)", "longest token"]
     header += [f"fit pos_dim {p}" for p in pos_dims] + [f"saved ({p})" for p in pos_dims]
+    header += [f"same codec ({p})" for p in pos_dims] + ["same trigram buckets", "trigram state"]
     body = []
     for r in rows:
         real = r["source"] == "byte table"
@@ -110,6 +137,9 @@ def tokenizers_table(rows, pos_dims):
                  f"{r['n_vocab']:,}", f"{r['vocab']:,}", f"{r['longest']} bytes" if real else "—"]
         cells += [f"{r['percent_fit'][p]:.3f}%" if real else "—" for p in pos_dims]
         cells += [f"{r['percent_saved'][p]:.1f}%" for p in pos_dims]
+        shared = [r["same_codec"][p] for p in pos_dims] + [r["same_trigram"]] if real else []
+        cells += [f"{s['ids']} ids ({s['groups']} groups)" for s in shared] or ["—"] * (len(pos_dims) + 1)
+        cells.append(human_bytes(r["trigram_state_bytes"]) if real else "—")
         body.append(cells)
     return markdown_table(header, body)
 
@@ -158,7 +188,8 @@ def report_markdown(rows, pos_dims, check, tokenizer_rows):
         "# Input-side parameters and memory: learned table vs Kronecker embedding",
         "Generated by `python -m eval.param_accounting` (pure arithmetic, no checkpoint). "
         "Table = a learned (V, d) input embedding; Kronecker = its only trainable input-side "
-        f"tensor, the projection Linear({CODEC_BYTES}·pos_dim → d). Byte buffer = the fixed "
+        f"tensor, the projection Linear({CODEC_BYTES}·pos_dim → d), which the trigram_hash arm's bucket table "
+        f"({CODEC_BYTES}·pos_dim rows × d at its default) matches exactly. Byte buffer = the fixed "
         f"V × (pos_dim + {LENGTH_BYTES}) bytes (pos_dim byte slots + a {LENGTH_BYTES}-byte length per token). "
         "M = 1e6 parameters; MB/GB are decimal (1e6/1e9 bytes).",
         "## Input-side trainable parameters",
@@ -169,8 +200,12 @@ def report_markdown(rows, pos_dims, check, tokenizer_rows):
         "Each tiktoken encoding's byte table (tokenizer.py, exact bytes) where its files load "
         "here; otherwise only its shape (the ids tiktoken defines). Fit = the share of ids whose "
         "bytes fit pos_dim bytes (longer ones are cut, UTF-8-safely); saved = 1 − 256·pos_dim / V "
-        "at the padded V, whatever d. Offline with the repo's cache only gpt2 and r50k_base load; "
-        "pre-seed TIKTOKEN_CACHE_DIR (docs/data.md, Other tokenizers) for the rest.",
+        "at the padded V, whatever d. Same codec / same trigram buckets = the ids (of those with bytes) "
+        "whose input equals another id's by construction, and in how many groups: the same bytes once cut "
+        "to pos_dim, or the same multiset of buckets under the trigram_hash arm's hash at its defaults "
+        "(4,096 buckets, 10 per trigram, 2 of them lowercase, seed 0); trigram state = the incidence that "
+        "arm stores (trigrams, their buckets, each id's trigrams). Offline with the repo's cache only gpt2 "
+        "and r50k_base load; pre-seed TIKTOKEN_CACHE_DIR (docs/data.md, Other tokenizers) for the rest.",
         tokenizers_table(tokenizer_rows, pos_dims),
         "## The paper's numbers",
         f"- GPT-2 124M: table {check['gpt2_table_params']:,} ({millions(check['gpt2_table_params'])}, "

@@ -39,8 +39,8 @@ class Arm:
         return self.model.config.embedding
 
     @property
-    def kronecker(self):
-        return self.model.config.kronecker  # the byte-codec arms, kronecker_shuffled included
+    def reads_bytes(self):
+        return self.model.config.reads_token_bytes  # Kronecker (kronecker_shuffled included), trigram_hash
 
     def describe(self):
         return dict(arm=self.name, path=str(self.path), embedding=self.embedding, step=self.step, seed=self.seed,

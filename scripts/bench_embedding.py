@@ -1,17 +1,20 @@
-"""Forward + backward time and memory of the input embedding: nn.Embedding vs Kronecker modes.
+"""Forward + backward time and memory of the input embedding: nn.Embedding vs Kronecker modes
+vs the hashed trigrams.
 
 Times `emb(ids).sum().backward()` (gradients set to None before each call, as in training) for
-nn.Embedding(V, d) and KroneckerEmbedding in modes vocab, sparse, dense and cached (auto is one
-of the first two: embeddings.resolve_kronecker_mode), on the token ids of real text,
+nn.Embedding(V, d), KroneckerEmbedding in modes vocab, sparse, dense and cached (auto is one
+of the first two: embeddings.resolve_kronecker_mode) and TrigramHashEmbedding with 256 * pos_dim
+buckets (trigram_hash: its defaults, the Kronecker projection's parameters), on the token ids of real text,
 interleaving the modes (A B C D A B C D ...) so that load on the machine hits them alike;
 reports the median after warm-up, each mode's ratio to nn.Embedding and vocab's to sparse, and
 the 1-minute load average before and after. Memory per mode: parameters, buffers (the Kronecker
 byte table and what derives from it: input_table's sparse matrix, sparse's byte columns,
-cached's V x D codec table), the gradient, and the peak of new tensors during forward +
-backward with the largest one (see AllocationTracker in bench_common.py; on CUDA the peak is
-torch.cuda.max_memory_allocated above the memory held before the call) and whether it made a
-(tokens x D) or (V x D) tensor ("NxD/VxD"). "same grad": whether two passes on the same ids give
-bit-identical gradients (deterministic; CUDA atomics may not be).
+cached's V x D codec table; the trigram incidence and its two sparse matrices), the gradient,
+and the peak of new tensors during forward + backward with the largest one (see
+AllocationTracker in bench_common.py; on CUDA the peak is torch.cuda.max_memory_allocated above
+the memory held before the call) and whether it made a (tokens x D) or (V x D) tensor
+("NxD/VxD"; D = 256 * pos_dim is also the trigram arm's bucket count). "same grad": whether two
+passes on the same ids give bit-identical gradients (deterministic; CUDA atomics may not be).
 
 Shapes: 124m (V 50,304, d 768, pos_dim 16, 64 x 1024 tokens: the training micro-batch; GPT-2's
 byte table), 124m_b8 (the same at 8 x 1024 tokens) and frontier (V 131,072, d 4,096, pos_dim 32,
@@ -40,10 +43,10 @@ import torch.nn as nn
 
 from atomic import atomic_write_json
 from devices import resolve_device
-from embeddings import KRONECKER_MODES, KroneckerEmbedding
+from embeddings import KRONECKER_MODES, KroneckerEmbedding, TrigramHashEmbedding
 from errors import UserError, run_main
 
-MODES = ("nn.Embedding", *(m for m in KRONECKER_MODES if m != "auto"))
+MODES = ("nn.Embedding", *(m for m in KRONECKER_MODES if m != "auto"), "trigram_hash")
 
 
 @dataclass
@@ -70,6 +73,8 @@ SHAPES = {
 def build(mode, shape, table):
     if mode == "nn.Embedding":
         return nn.Embedding(shape.vocab, shape.n_embd)
+    if mode == "trigram_hash":
+        return TrigramHashEmbedding(table, shape.n_embd, buckets=256 * shape.pos_dim)
     return KroneckerEmbedding(table, shape.n_embd, shape.pos_dim, mode)
 
 
@@ -178,6 +183,9 @@ def print_table(name, shape, rows):
     vocab = ratio(rows, "vocab", "sparse")
     if vocab:
         print(f"vocab / sparse time: {vocab:.2f}")
+    trigram = ratio(rows, "trigram_hash", "vocab")
+    if trigram:
+        print(f"trigram_hash / vocab time: {trigram:.2f}")
 
 
 def get_args(argv):
@@ -216,7 +224,8 @@ def main(argv=None):
             rows = bench_shape(name, shape, ids[:shape.tokens], args)
             print_table(name, shape, rows)
             results.append(dict(shape=name, **vars(shape), rows=rows, sparse_vs_dense=ratio(rows, "dense", "sparse"),
-                                vocab_vs_sparse=ratio(rows, "vocab", "sparse")))
+                                vocab_vs_sparse=ratio(rows, "vocab", "sparse"),
+                                trigram_vs_vocab=ratio(rows, "trigram_hash", "vocab")))
     load_after = load_average()
     print(f"load average after: {load_after}")
     if args.json:

@@ -25,7 +25,7 @@ GPT-2's lengths, bench_common.token_bytes). --n-layer, --vocab-size and --pos-di
 
     python scripts/bench_train.py --preset cpu --steps 20                      # CPU, eager
     python scripts/bench_train.py --preset cpu_mini --arms bpe bpe_untied bpe_factorized kronecker \
-        kronecker_tied kronecker_shuffled --steps 10        # the mini-study's arms, per-step ratios
+        kronecker_tied kronecker_shuffled trigram_hash --steps 10   # the mini-study's arms, per-step ratios
     python scripts/bench_train.py --preset frontier --arms bpe kronecker --kronecker-modes sparse vocab
     python scripts/bench_train.py --preset 124m --batch-sizes 64 --json out.json   # GPU
     python scripts/bench_train.py --preset 124m --batch-sizes 16 --vocab-size 131072 --pos-dim 32 --arms bpe kronecker

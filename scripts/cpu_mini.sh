@@ -25,7 +25,7 @@ case $STEP in
 esac
 # The arms (train_config.ARMS; docs/embedding.md#the-arms says what each isolates). A new arm is
 # one more name here, and a --baseline below if others are compared against it.
-ARMS="bpe bpe_untied bpe_factorized bpe_untied_scaled kronecker kronecker_tied kronecker_shuffled"
+ARMS="bpe bpe_untied bpe_factorized bpe_untied_scaled kronecker kronecker_tied kronecker_shuffled trigram_hash"
 SEEDS="1337 42 2024"
 
 if [ ! -f "$DATA_DIR/manifest.json" ]; then
@@ -38,10 +38,10 @@ if [ "$STEP" = all ]; then
 fi
 
 # Tables and curves: every arm against each arm it controls for (bpe, bpe_untied, the matched
-# parameter count, the matched input scale, the tied Kronecker head, the shuffled bytes), with t
-# intervals, p-values and the seeds each gap needs.
+# parameter count, the matched input scale, the tied Kronecker head, the shuffled bytes, and
+# kronecker for trigram_hash), with t intervals, p-values and the seeds each gap needs.
 # (docs/results.md shows these four commands as they run with the default R; a test keeps them equal)
-python -m eval.summarize --runs "$R/runs" --out "$R" --baseline bpe --baseline bpe_untied --baseline bpe_factorized --baseline bpe_untied_scaled --baseline kronecker_tied --baseline kronecker_shuffled
+python -m eval.summarize --runs "$R/runs" --out "$R" --baseline bpe --baseline bpe_untied --baseline bpe_factorized --baseline bpe_untied_scaled --baseline kronecker_tied --baseline kronecker_shuffled --baseline kronecker
 python -m eval.plot_curves --runs "$R/runs" --out "$R"
 python -m eval.steps_to_target --runs "$R/runs" --baseline bpe > "$R/steps_to_target.txt"
 python -m eval.norm_drift --runs "$R/runs" > "$R/norm_drift.txt"

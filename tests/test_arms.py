@@ -345,6 +345,10 @@ def test_the_cpu_mini_study_runs_named_arms_covering_the_2x2_and_compares_agains
      dict(embedding="kronecker_shuffled")),  # a named arm overrides the file, as sweep.sh's CONFIG needs
     (["--arm=kronecker_nodecay", "--embedding=kronecker", "--projection_weight_decay=false"], "kronecker_nodecay",
      dict(embedding="kronecker", projection_weight_decay=False)),
+    # the hash's seed is a seed, like shuffle_seed: the same arm; its sizes are not
+    (["--embedding=trigram_hash", "--trigram_seed=7"], "trigram_hash", dict(trigram_seed=7, trigram_buckets=None)),
+    (["--arm=trigram_mean", "--embedding=trigram_hash", "--trigram_aggregation=mean"], "trigram_mean",
+     dict(trigram_aggregation="mean", trigram_k=10)),
 ])
 def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
     cfg = load_config(argv)
@@ -354,8 +358,7 @@ def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
 
 @pytest.mark.parametrize("argv, message", [
     (["--embedding=kronecker", "--projection_weight_decay=false"],
-     "embedding=kronecker, wte_scale=1.0, factor_rank=0, projection=linear, projection_hidden=0, "
-     "projection_weight_decay=False, tied_head_scale=0.02, token_bytes=exact is none of the named arms .*--arm=NAME"),
+     "embedding=kronecker, projection_weight_decay=False is none of the named arms .*--arm=NAME"),
     (["--arm=bpe_untied_scaled", "--wte_scale=10"],
      r"wte_scale=10.0 \(from --wte_scale=10\) contradicts arm=bpe_untied_scaled, which means wte_scale=50.0"),
     (["--arm=kronecker", "--embedding=bpe"], "embedding=bpe .*contradicts arm=kronecker"),
@@ -373,6 +376,13 @@ def test_the_arm_is_named_from_the_settings_or_sets_them(argv, arm, settings):
     (["--wte_scale=0"], "'wte_scale' must be positive"),
     (["--factor_rank=-1"], "'factor_rank' must be >= 0"),
     (["--shuffle_seed=-1"], r"'shuffle_seed' must be in \[0, 2\*\*32 - 1\]"),
+    (["--embedding=kronecker", "--trigram_k=4"], "'trigram_k' acts on embedding trigram_hash only; "
+                                                 "embedding=kronecker does not read it"),
+    (["--arm=trigram_hash", "--trigram_k=4"], "trigram_k=4 .*contradicts arm=trigram_hash"),
+    (["--arm=trigram_small", "--embedding=trigram_hash", "--trigram_buckets=8"],
+     r"need 0 <= trigram_lowercase_k <= trigram_k <= trigram buckets, got 2, 10, 8"),
+    (["--arm=trigram_small", "--embedding=trigram_hash", "--trigram_buckets=0"],
+     r"'trigram_buckets' must be in 1\.\.16777216 or None"),
     (["--hellaswag_interval=-1"], "'hellaswag_interval' must be >= 0"),
 ])
 def test_arm_knobs_that_cannot_apply_are_one_line_errors(argv, message):
@@ -485,6 +495,16 @@ def test_shuffled_arm_takes_its_bytes_from_the_runs_tokenizer_and_token_bytes_mo
     reference, _ = train.build_model(small_cfg("kronecker_shuffled", token_bytes="reference",
                                                arm="kronecker_shuffled_reference"), None, None)
     assert not torch.equal(exact.transformer.wte.byte_table, reference.transformer.wte.byte_table)
+
+
+def test_trigram_arm_takes_its_bytes_from_the_runs_tokenizer_and_token_bytes_mode():
+    exact, _ = train.build_model(small_cfg("trigram_hash"), None, None)
+    reference, _ = train.build_model(small_cfg("trigram_hash", token_bytes="reference", arm="trigram_reference"),
+                                     None, None)
+    wte = exact.transformer.wte
+    assert torch.equal(wte.token_offsets.diff()[:5], torch.tensor([1, 1, 1, 1, 1]))  # ids 0-4: one byte each
+    assert wte.token_offsets.diff()[EOT_ID] == 13  # the literal <|endoftext|>, 13 bytes: 13 trigrams
+    assert len(wte.trigram_codes) != len(reference.transformer.wte.trigram_codes)  # U+FFFD for fragments
 
 
 def test_a_checkpoint_from_before_the_arm_knobs_still_resumes():

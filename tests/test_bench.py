@@ -14,7 +14,7 @@ import bench_embedding  # noqa: E402
 import bench_train  # noqa: E402
 import bench_common  # noqa: E402
 from bench_common import AllocationTracker  # noqa: E402
-from embeddings import KRONECKER_MODES, KroneckerEmbedding  # noqa: E402
+from embeddings import KRONECKER_MODES, KroneckerEmbedding, TrigramHashEmbedding  # noqa: E402
 
 
 @pytest.fixture
@@ -50,6 +50,17 @@ def test_sparse_and_vocab_never_allocate_anything_of_size_tokens_x_D_or_V_x_D():
     assert not made["cached"].made_matrix(V, D)
 
 
+def test_the_trigram_arm_never_allocates_anything_of_size_tokens_x_buckets_or_V_x_buckets():
+    rng = np.random.default_rng(0)
+    token_bytes = [bytes(rng.integers(0, 256, size=rng.integers(0, 9)).tolist()) for _ in range(4096)]
+    V, d, m, N = len(token_bytes), 16, 2048, 1024
+    emb = TrigramHashEmbedding(token_bytes, d, buckets=m)
+    made = allocations(emb, torch.from_numpy(rng.integers(0, V, size=(2, N // 2))))
+    assert not made.made_matrix(N, m) and not made.made_matrix(V, m)
+    # the (V, d) table, the (trigrams, d) table, the backward's partial sums (a row per chunk of a column)
+    assert made.largest[0] <= 2 * max(V, len(emb.trigram_codes), m) * d
+
+
 @pytest.mark.slow
 def test_bench_embedding_prints_time_ratio_and_memory_of_every_mode(tokens_file, tmp_path, capsys):
     out = tmp_path / "emb.json"
@@ -59,10 +70,11 @@ def test_bench_embedding_prints_time_ratio_and_memory_of_every_mode(tokens_file,
     assert "1 other busy process(es)" in printed and json.loads(out.read_text())["load"] == 1
     for mode in bench_embedding.MODES:
         assert mode in printed
-    assert "faster than dense" in printed and "vocab / sparse time" in printed
+    assert "faster than dense" in printed and "vocab / sparse time" in printed and "trigram_hash / vocab" in printed
     rows = {r["mode"]: r for r in json.loads(out.read_text())["results"][0]["rows"]}
     assert rows["nn.Embedding"]["vs_embedding"] == 1.0
     assert not rows["sparse"]["big_matrix"] and not rows["vocab"]["big_matrix"] and rows["dense"]["big_matrix"]
+    assert not rows["trigram_hash"]["big_matrix"] and rows["trigram_hash"]["params_mb"] == rows["sparse"]["params_mb"]
     assert rows["nn.Embedding"]["params_mb"] > 20 * rows["sparse"]["params_mb"]  # V x d table vs D x d W
     # byte table, byte columns and input_table's sparse matrix (7.7 MB here, 9.9 MB at 124M) vs a V x D table
     assert rows["sparse"]["buffers_mb"] < 10 < 300 < rows["cached"]["buffers_mb"]
@@ -122,7 +134,7 @@ def test_kronecker_model_compiles_without_graph_breaks_or_recompiles(tokens_file
 
 def test_the_benches_take_their_modes_from_embeddings_py():
     concrete = [m for m in KRONECKER_MODES if m != "auto"]  # auto is one of them on each device
-    assert bench_embedding.MODES == ("nn.Embedding", *concrete)
+    assert bench_embedding.MODES == ("nn.Embedding", *concrete, "trigram_hash")
     assert bench_train.get_args(["--device=cpu", "--kronecker-mode=cached"]).kronecker_modes == ["cached"]
     assert bench_train.get_args(["--device=cpu", "--kronecker-modes=all"]).kronecker_modes == concrete
     assert bench_train.get_args(["--device=cpu", "--kronecker-modes", "auto", "sparse"]).kronecker_modes == ["sparse"]

@@ -1,6 +1,6 @@
-"""torch.compile sees every arm and every Kronecker mode as one graph, compiles it once per grad
-mode (train -> eval under no_grad -> train adds exactly one graph), and gives eager's losses and
-gradients; the inductor backend (the real path on GPUs) does too."""
+"""torch.compile sees every arm (trigram_hash too) and every Kronecker mode as one graph, compiles
+it once per grad mode (train -> eval under no_grad -> train adds exactly one graph), and gives
+eager's losses and gradients; the inductor backend (the real path on GPUs) does too."""
 import pytest
 import torch
 import torch._dynamo
@@ -12,8 +12,8 @@ from tokenizer import gpt2_token_bytes
 
 TINY = dict(block_size=16, vocab_size=512, n_layer=1, n_head=2, n_embd=32, pos_dim=4)
 ARMS_AND_MODES = [("bpe", "auto", {}), ("bpe_untied", "auto", {}), ("bpe_factorized", "auto", {}),
-                  ("kronecker_tied", "auto", {}), ("kronecker", "auto", dict(projection="mlp"))] + [
-                  ("kronecker", m, {}) for m in KRONECKER_MODES]
+                  ("kronecker_tied", "auto", {}), ("kronecker", "auto", dict(projection="mlp")),
+                  ("trigram_hash", "auto", {})] + [("kronecker", m, {}) for m in KRONECKER_MODES]
 
 
 def tiny_model(embedding, mode="auto", **knobs):
@@ -59,13 +59,16 @@ def test_one_graph_and_one_recompile_for_eval_across_train_eval_train(embedding,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["sparse", "vocab"])  # auto's choice on the CPU and on CUDA
-def test_inductor_compiles_the_kronecker_model_to_eager_loss_and_gradients(mode):
+@pytest.mark.parametrize("embedding, mode, input_weight", [
+    ("kronecker", "sparse", "projection.weight"), ("kronecker", "vocab", "projection.weight"),  # auto: CPU, CUDA
+    ("trigram_hash", "auto", "weight"),  # the bucket table through the two fixed sparse products
+])
+def test_inductor_compiles_the_byte_arms_to_eager_loss_and_gradients(embedding, mode, input_weight):
     torch._dynamo.reset()
-    model = tiny_model("kronecker", mode)
+    model = tiny_model(embedding, mode)
     x, y = batch()
     eager_loss, eager_grads = loss_and_grads(model, model, x, y)
     loss, grads = loss_and_grads(model, torch.compile(model, fullgraph=True), x, y)
     torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=0)
-    projection = "transformer.wte.projection.weight"
-    torch.testing.assert_close(grads[projection], eager_grads[projection], rtol=1e-4, atol=1e-6)
+    name = f"transformer.wte.{input_weight}"
+    torch.testing.assert_close(grads[name], eager_grads[name], rtol=1e-4, atol=1e-6)

@@ -363,6 +363,21 @@ def test_the_codec_space_embeds_a_whole_string_as_its_bytes():
     assert abs(cos(run, kitchen, dim=0).item()) < 1e-2  # no byte at the same position
 
 
+def test_the_trigram_space_counts_the_buckets_of_a_whole_strings_marked_trigrams():
+    texts = ["run", "runs", "Run", "kitchen"]
+    encoded = {t: dict(ids=[i], pieces=[t]) for i, t in enumerate(texts)}
+    space = cross_model.trigram_space([t.encode() for t in texts], encoded, True, "cpu")
+    assert torch.equal(space.strings(texts), space.rows(torch.arange(4)))
+    run, runs, Run, kitchen = space.rows(torch.arange(4))
+    assert run.sum() == 3 * 10 and runs.sum() == 4 * 10  # ^ru run un$ / ^ru run uns ns$, 10 buckets each
+    cos = torch.nn.functional.cosine_similarity
+    # run and runs share 2 of their 3 and 4 trigrams: about 2 / sqrt(3 * 4), up to hash collisions
+    assert cos(run, runs, dim=0).item() == pytest.approx(2 / math.sqrt(12), abs=0.05)
+    # Run shares only un$ with run, plus 2 lowercase buckets of each other trigram (^Ru, Run)
+    assert cos(run, Run, dim=0).item() == pytest.approx((10 + 2 * 2) / 30, abs=0.05)
+    assert cos(run, kitchen, dim=0).item() < 0.05
+
+
 # ----------------------------------------------------------------------------- the command
 
 def test_the_command_probes_a_hugging_face_folder(tmp_path, tokenizers, capsys):

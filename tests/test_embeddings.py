@@ -8,8 +8,8 @@ import torch
 from torch.nn import functional as F
 
 from embeddings import (KRONECKER_MODES, PROJECTIONS, FactorizedEmbedding, FixedSparseMatrix, KroneckerEmbedding,
-                        _scatter_positions, _scatter_prefixes, fixed_sparse_matmul, matched_rank,
-                        resolve_kronecker_mode, sparse_embed)
+                        TrigramHashEmbedding, _scatter_positions, _scatter_prefixes, fixed_sparse_matmul,
+                        matched_rank, resolve_kronecker_mode, sparse_embed)
 from tokenizer import EOT_ID, GPT2_VOCAB, gpt2_token_bytes, truncate_utf8
 
 
@@ -309,12 +309,20 @@ def test_fixed_sparse_matmul_passes_torchs_custom_op_checks_and_gradcheck():
     assert torch.autograd.gradcheck(lambda t: matrix(t), (table,))
 
 
-@pytest.mark.parametrize("mode", ["vocab", "sparse"])
-def test_a_repeated_step_gives_bit_identical_gradients(mode, gpt2_bytes):
+REPEATED_STEP_INPUTS = {
+    "vocab": lambda token_bytes: KroneckerEmbedding(token_bytes, n_embd=64, pos_dim=16, mode="vocab"),
+    "sparse": lambda token_bytes: KroneckerEmbedding(token_bytes, n_embd=64, pos_dim=16, mode="sparse"),
+    "trigram_hash": lambda token_bytes: TrigramHashEmbedding(token_bytes, n_embd=64),  # two fixed sparse products
+}
+
+
+@pytest.mark.parametrize("name", list(REPEATED_STEP_INPUTS))
+def test_a_repeated_step_gives_bit_identical_gradients(name, gpt2_bytes):
     """On the CPU with torch's threads (both parallel paths); GPT-2's bytes (one byte column holds
     33,135 tokens) and real-text-like repeats (a few ids very often)."""
     torch.manual_seed(0)
-    emb = KroneckerEmbedding(gpt2_bytes, n_embd=64, pos_dim=16, mode=mode)
+    emb = REPEATED_STEP_INPUTS[name](gpt2_bytes)
+    (weight,) = emb.parameters()  # the projection, or the bucket table
     frequent = torch.tensor([13, 11, 262, 290, 286, 220, 50256])  # . , the and of space <|endoftext|>
     ids = torch.where(torch.rand(8, 512) < 0.3, frequent[torch.randint(0, 7, (8, 512))],
                       torch.randint(0, 50304, (8, 512)))
@@ -323,5 +331,5 @@ def test_a_repeated_step_gives_bit_identical_gradients(mode, gpt2_bytes):
         emb.zero_grad(set_to_none=True)
         out = emb(ids)
         (out.pow(2).sum() + out.sum()).backward()
-        grads.append((out.detach(), emb.projection.weight.grad))
+        grads.append((out.detach(), weight.grad))
     assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])

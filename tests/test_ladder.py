@@ -33,6 +33,7 @@ def closed_form(embedding, n_layer, n_embd, vocab_size, pos_dim=16, block_size=1
     body = n_layer * block + 2 * d  # blocks + ln_f
     rank = round(256 * pos_dim * d / (vocab_size + d))  # bpe_factorized: the parameter-matched rank
     input_side = {"kronecker": 256 * pos_dim * d, "kronecker_tied": 256 * pos_dim * d,
+                  "trigram_hash": 256 * pos_dim * d,  # 256 * pos_dim buckets of width d
                   "bpe_factorized": rank * (vocab_size + d)}.get(embedding, vocab_size * d)
     head = 0 if embedding in ("bpe", "kronecker_tied") else vocab_size * d
     position = block_size * d

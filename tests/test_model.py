@@ -18,7 +18,7 @@ def gpt2_bytes():
 
 # ----------------------------------------------------------------------------- the three arms
 
-@pytest.mark.parametrize("embedding", ["bpe", "kronecker"])
+@pytest.mark.parametrize("embedding", ["bpe", "kronecker", "trigram_hash"])
 def test_token_embeddings_are_float32_under_autocast_in_every_arm(embedding):
     model = GPT(GPTConfig(**TINY, embedding=embedding))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -30,12 +30,14 @@ def test_parameter_counts_of_the_124m_arms():
         bpe = GPT(GPTConfig(embedding="bpe")).param_counts()
         kron = GPT(GPTConfig(embedding="kronecker"), token_bytes=[b""] * 50304).param_counts()
         untied = GPT(GPTConfig(embedding="bpe_untied")).param_counts()
+        trigram = GPT(GPTConfig(embedding="trigram_hash"), token_bytes=[b""] * 50304).param_counts()
     assert bpe["total"] == 124_475_904
     assert bpe["input_trainable"] == 38_633_472 and bpe["output_head"] == 0
     assert kron["input_trainable"] == 3_145_728
     assert kron["total"] == 127_621_632
     assert untied["total"] == 124_475_904 + 38_633_472
-    for counts in (bpe, kron, untied):
+    assert trigram == kron  # 4,096 x 768 buckets: the projection's 3,145,728 parameters, untied head
+    for counts in (bpe, kron, untied, trigram):
         assert counts["input_trainable"] + counts["output_head"] + counts["position"] + counts["body"] == counts["total"]
 
 
@@ -58,7 +60,8 @@ def test_kronecker_projection_keeps_the_paper_init():
     assert model.lm_head.weight.std().item() == pytest.approx(0.02, rel=0.05)
 
 
-@pytest.mark.parametrize("embedding", ["bpe", "bpe_untied", "bpe_factorized", "kronecker", "kronecker_tied"])
+@pytest.mark.parametrize("embedding", ["bpe", "bpe_untied", "bpe_factorized", "kronecker", "kronecker_tied",
+                                       "trigram_hash"])
 def test_a_tiny_model_overfits_one_batch(embedding, gpt2_bytes):
     torch.manual_seed(0)
     config = GPTConfig(**{**TINY, "vocab_size": 256}, embedding=embedding)

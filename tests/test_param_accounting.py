@@ -52,6 +52,16 @@ def test_gpt2_row_comes_from_its_real_byte_table(offline):
     assert row["percent_fit"][16] == pytest.approx(100 * (1 - 72 / 50_257))
     assert row["percent_fit"][32] == pytest.approx(100 * (1 - 14 / 50_257))
     assert row["percent_saved"][16] == pytest.approx(acc.percent_saved(50_304, 768, 16))
+    # identical inputs: the 72 cut tokens are the only candidates for a codec collision at pos_dim 16
+    assert 0 < row["same_codec"][32]["ids"] < row["same_codec"][16]["ids"] <= 72
+
+
+def test_collisions_count_the_ids_whose_input_equals_another_ids():
+    assert acc.shared_inputs([b"a", b"b", b"a", b"c", b"a", b"b"]) == dict(ids=5, groups=2)
+    # a set of trigrams cannot count a repeated byte: "----" and "--------" get the same buckets
+    figures = acc.trigram_figures([b"----", b"--------", b"---", b"ab", b"ba", b"", b""])
+    assert figures["same_trigram"] == dict(ids=3, groups=1)  # padding (no bytes) is not an id with an input
+    assert figures["trigram_state_bytes"] > 0
 
 
 @pytest.mark.parametrize("name, n_vocab, vocab", [("cl100k_base", 100_277, 100_288),

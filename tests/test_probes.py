@@ -34,7 +34,7 @@ def tiny_checkpoint(folder, embedding, seed=0, train_config=None):
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpts")
-    return {emb: tiny_checkpoint(folder, emb) for emb in ("bpe", "kronecker")}
+    return {emb: tiny_checkpoint(folder, emb) for emb in ("bpe", "kronecker", "trigram_hash")}
 
 
 def run_cli(main, argv, capsys):
@@ -329,6 +329,19 @@ def test_robustness_cli_reports_every_pair_and_identical_arms_tie(ckpts, tmp_pat
     assert "| b | 1 (None) | 2 |" not in md and "| b | 1 (?) | 2 |" in md
 
 
+def test_robustness_cli_scores_the_trigram_arm_against_the_reference_arm(ckpts, tmp_path, capsys):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", TWO_PAIRS)
+    argv = ["--ckpt", f"bpe={ckpts['bpe']}", "--ckpt", f"tri={ckpts['trigram_hash']}", "--pairs", str(pairs),
+            "--out", str(tmp_path), "--device", "cpu"]
+    assert run_cli(robustness.main, argv, capsys)[0] == 0
+    data = json.loads((tmp_path / "robustness.json").read_text())
+    assert [c["embedding"] for c in data["checkpoints"]] == ["bpe", "trigram_hash"]
+    assert [len(rows) for rows in data["pairs"].values()] == [2, 2]
+    assert all(r["kl"] >= 0 for r in data["pairs"]["tri"])
+    (comparison,) = data["comparisons"]
+    assert (comparison["a"], comparison["b"]) == ("bpe", "tri") and comparison["mcnemar"]["n"] == 2
+
+
 def test_two_untrained_models_of_one_arm_tie_in_every_category(tmp_path, capsys):
     """Different seeds of one untrained arm differ by chance alone; no category may be called won."""
     a = tiny_checkpoint(tmp_path, "bpe", seed=0, train_config=dict(seed=0))
@@ -384,17 +397,19 @@ def test_prompts_longer_than_the_context_are_cut_and_the_report_says_so(ckpts, t
     assert "were cut to their last 64 tokens" in (tmp_path / "robustness.md").read_text()
 
 
-def test_generation_cli_feeds_the_novel_word_as_one_position_to_kronecker_only(ckpts, tmp_path, capsys):
+def test_generation_cli_feeds_the_novel_word_as_one_position_to_the_byte_arms_only(ckpts, tmp_path, capsys):
     pairs = write_pairs(tmp_path / "pairs.jsonl", TWO_PAIRS[:1])
-    argv = ["--ckpt", f"bpe={ckpts['bpe']}", "--ckpt", f"kron={ckpts['kronecker']}", "--pairs", str(pairs),
-            "--word", "zorblaxian", "--max-new-tokens", "3", "--out", str(tmp_path), "--device", "cpu"]
+    argv = ["--ckpt", f"bpe={ckpts['bpe']}", "--ckpt", f"kron={ckpts['kronecker']}",
+            "--ckpt", f"tri={ckpts['trigram_hash']}", "--pairs", str(pairs), "--word", "zorblaxian",
+            "--max-new-tokens", "3", "--out", str(tmp_path), "--device", "cpu"]
     assert run_cli(generation.main, argv, capsys)[0] == 0
     data = json.loads((tmp_path / "generation.json").read_text())
     oov = {(r["arm"], r["decoding"]): r for r in data["completions"] if r["kind"] == "oov"}
-    assert oov[("kron", "greedy")]["forced_single_position"] and not oov[("bpe", "greedy")]["forced_single_position"]
+    forced = {arm: oov[(arm, "greedy")]["forced_single_position"] for arm in ("bpe", "kron", "tri")}
+    assert forced == dict(bpe=False, kron=True, tri=True)
     bpe_word_tokens = len(get_encoding().encode_ordinary(" zorblaxian"))
-    positions = {arm: oov[(arm, "greedy")]["prompt_positions"] for arm in ("bpe", "kron")}
-    assert positions["bpe"] - positions["kron"] == bpe_word_tokens - 1
+    positions = {arm: oov[(arm, "greedy")]["prompt_positions"] for arm in ("bpe", "kron", "tri")}
+    assert positions["bpe"] - positions["kron"] == positions["bpe"] - positions["tri"] == bpe_word_tokens - 1
     assert data["echo_counts"]["kron"]["typo/sampled"]["n"] == 1
     assert sum(c["n"] for c in data["echo_counts"]["bpe"].values()) == 6  # (clean, typo, oov) x 2 decodings
 
@@ -525,18 +540,21 @@ def test_an_out_that_cannot_be_written_is_one_line_for_the_probes(ckpts, tmp_pat
 
 
 @pytest.mark.slow
-def test_neighbors_cli_scores_every_arm_layer_and_the_codec(ckpts, tmp_path, capsys):
+def test_neighbors_cli_scores_every_arm_layer_the_codec_and_the_trigram_buckets(ckpts, tmp_path, capsys):
     argv = ["--ckpt", f"kron={ckpts['kronecker']}", "--k", "3", "--layers", "0", "1", "--out", str(tmp_path),
             "--device", "cpu"]
     assert run_cli(neighbors.main, argv, capsys)[0] == 0
     spaces = json.loads((tmp_path / "neighbors.json").read_text())["spaces"]
-    assert [s["space"] for s in spaces] == ["kron", "kron after block 1", neighbors.CODEC_SPACE]
+    assert [s["space"] for s in spaces] == ["kron", "kron after block 1", neighbors.CODEC_SPACE,
+                                            neighbors.TRIGRAM_SPACE]
     for s in spaces:
         assert s["typographic_at_k"] + s["morph_at_k"] + s["other_at_k"] == pytest.approx(1.0)
         assert all(len(q["neighbours"]) == 3 for q in s["queries"])
-    codec = spaces[-1]
-    # the raw codec puts byte-similar words close: compute/commute share 5 of 7 bytes in place
+    codec, trigrams = spaces[-2:]
+    # the raw codec puts byte-similar words close: compute/commute share 5 of 7 bytes in place;
+    # " compute" and " commute" share 5 of their 8 marked trigrams
     assert codec["pairs"][0]["a"] == "compute" and codec["pairs"][0]["cos"] > 0.5
+    assert trigrams["pairs"][0]["a"] == "compute" and trigrams["pairs"][0]["cos"] > 0.4
 
 
 def test_unreadable_checkpoints_fail_with_one_line_naming_the_arm(ckpts, tmp_path, capsys):

@@ -95,14 +95,18 @@ def test_a_run_writes_config_log_summary_and_checkpoints(tmp_path, random_data):
     assert set(state) >= {"model", "model_config", "train_config", "optimizer", "data_state", "rng"}
 
 
-def test_kill_and_resume_reproduces_the_uninterrupted_losses_exactly(tmp_path, random_data, monkeypatch):
-    train.main(tiny_args(tmp_path, random_data, run_name="straight"))
+# trigram_hash: its incidence is model state; it reads the tokenizer's bytes, so GPT-2's full vocabulary
+@pytest.mark.parametrize("arm", [dict(embedding="bpe"), pytest.param(dict(embedding="trigram_hash", vocab_size=50304),
+                                                                      marks=pytest.mark.slow)],
+                         ids=["bpe", "trigram_hash"])
+def test_kill_and_resume_reproduces_the_uninterrupted_losses_exactly(tmp_path, random_data, monkeypatch, arm):
+    train.main(tiny_args(tmp_path, random_data, run_name="straight", **arm))
     crash_train_step_at(4, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        train.main(tiny_args(tmp_path, random_data, run_name="killed"))
+        train.main(tiny_args(tmp_path, random_data, run_name="killed", **arm))
     monkeypatch.undo()
     assert not (tmp_path / "runs" / "killed" / "summary.json").exists()
-    train.main(tiny_args(tmp_path, random_data, run_name="killed", resume="auto"))
+    train.main(tiny_args(tmp_path, random_data, run_name="killed", resume="auto", **arm))
     straight, resumed = read_log(tmp_path, "straight"), read_log(tmp_path, "killed")
     assert straight.keys() == resumed.keys()
     for key, rec in straight.items():

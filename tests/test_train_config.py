@@ -156,7 +156,7 @@ def test_help_lists_every_key_with_its_default_type_and_meaning():
         assert line.startswith(f"  --{f.name}={default_text(f.default)} ")
         assert type_name(FIELD_TYPES[f.name]) in line and f.metadata["help"].split()[0] in line
     assert "  --vocab_size=None" in help_text() and "  --max_lr=0.0006" in help_text()
-    assert "[bpe | bpe_untied | bpe_factorized | kronecker | kronecker_tied | kronecker_shuffled]" in \
+    assert "[bpe | bpe_untied | bpe_factorized | kronecker | kronecker_tied | kronecker_shuffled | trigram_hash]" in \
         " ".join(help_text().split())  # the choices, wrapped over lines
 
 
