@@ -10,8 +10,9 @@
 # Environment: R (report folder, default results/cpu_mini; run logs go to $R/runs), CKPT_DIR
 # (checkpoints, default out/cpu_mini), DATA_DIR (default data/fineweb_sample), SAMPLE (the
 # FineWeb sample, default ../shared/data/fineweb_sample/train.jsonl.gz), STEP (all, report or
-# tables). The data are prepared (seconds) whenever missing: the summary's unigram baseline reads
-# them.
+# tables), SEEDS (default "1337 42 2024"; the probes read these seeds' checkpoints, the tables
+# every run under $R/runs). The data are prepared (seconds) whenever missing: the summary's
+# unigram baseline reads them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${R:-results/cpu_mini}
@@ -26,7 +27,7 @@ esac
 # The arms (train_config.ARMS; docs/embedding.md#the-arms says what each isolates). A new arm is
 # one more name here, and a --baseline below if others are compared against it.
 ARMS="bpe bpe_untied bpe_factorized bpe_untied_scaled kronecker kronecker_tied kronecker_shuffled trigram_hash"
-SEEDS="1337 42 2024"
+SEEDS=${SEEDS:-"1337 42 2024"}
 
 if [ ! -f "$DATA_DIR/manifest.json" ]; then
   python data/fineweb_edu.py --data-files "$SAMPLE" --out "$DATA_DIR" --val-tokens 262144 \
