@@ -221,10 +221,10 @@ def test_export_errors_are_one_line(ckpts, exports, tmp_path, monkeypatch, capsy
     ckpt = str(ckpts["bpe"])
     # an unknown arm: a checkpoint written by a model.py with an input this one does not know
     state = torch.load(tiny_checkpoint(tmp_path, "bpe"), weights_only=True)
-    state["model_config"]["embedding"] = "trigram_hash"
+    state["model_config"]["embedding"] = "byte_lstm"
     torch.save(state, tmp_path / "future.pt")
     fails(["--ckpt", str(tmp_path / "future.pt"), "--out", str(tmp_path / "a")],
-          "does not fit this model.py (embedding='trigram_hash' is not one of")
+          "does not fit this model.py (embedding='byte_lstm' is not one of")
     (tmp_path / "afile").write_text("x")
     fails(["--ckpt", ckpt, "--out", str(tmp_path / "afile" / "export")], "cannot write the export folder")
     fails(["--ckpt", ckpt, "--out", str(exports["bpe"])], "already exists; pass --force")
