@@ -4,7 +4,7 @@ scripts/cpu_mini.sh.
 A measurement at toy scale on a 2-core CPU, never a claim about the paper's 124M result. With
 GPT-2's 50k vocabulary the output head (50,304 x 64) is most of this model's compute, so the
 model is narrow. 60 steps (245,760 tokens): the 8-arm rerun of issues 22 and 24 (24 runs) had to
-fit beside other work on a shared 2-core machine, where a step took 3-6 s; the 5-arm study before
+fit beside other work on a shared 2-core machine, where a step took 3-14 s; the 5-arm study before
 it ran 150 steps. More steps (--max_steps) give a longer, costlier study of the same design.
 Everything (data, sweep, tables, plots, probes): bash scripts/cpu_mini.sh (docs/results.md).
 """
