@@ -34,6 +34,7 @@ cannot() { echo "slurm drill: cannot start SLURM here: $*" >&2; exit 3; }
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin  # the daemons live there; a non-login root shell may lack them
 [ "$(id -u)" = 0 ] || cannot "it needs root (it starts munged, slurmctld and slurmd)"
 PYTHON=$(command -v "${PYTHON:-python}") || { echo "error: no python on PATH; set PYTHON" >&2; exit 2; }
+VENV=$(cd "$(dirname "$PYTHON")/.." && pwd)  # the environment's prefix, for redact
 "$PYTHON" -c "import torch" 2>/dev/null || { echo "error: $PYTHON cannot import torch; set PYTHON" >&2; exit 2; }
 MAX_STEPS=100         # a few seconds of training per run on one CPU core
 STOP_AFTER_STEP=5     # the preemption signal goes out once this step is logged
@@ -97,8 +98,8 @@ cleanup() {
       kill -KILL "$pid" 2>/dev/null && stray+=("$pid")
     fi
   done
-  if [ -n "$REPORT" ]; then  # the jobs' own output goes next to the report
-    for out in "$WORK"/*.out; do [ -e "$out" ] && cp "$out" "$(dirname "$REPORT")/"; done
+  if [ -n "$REPORT" ]; then  # the jobs' own output goes next to the report, without this machine's paths
+    for out in "$WORK"/*.out; do [ -e "$out" ] && redact < "$out" > "$(dirname "$REPORT")/$(basename "$out")"; done
   fi
   rm -rf "$WORK"
   if [ ${#daemons[@]} -gt 0 ]; then
@@ -113,13 +114,22 @@ cleanup() {
   exit $rc
 }
 
+# A committed report names no folder of the machine it ran on: the drill's temporary folder
+# becomes $WORK, the interpreter's environment <venv> and the checkout <repo>.
+redact() {
+  local args=(-e '')
+  [ -z "${WORK:-}" ] || args+=(-e "s|$WORK|\$WORK|g")
+  [ ! -f "$VENV/pyvenv.cfg" ] || args+=(-e "s|$VENV|<venv>|g")  # a virtual environment, not /usr
+  sed "${args[@]}" -e "s|$REPO|<repo>|g"
+}
+
 report() {
   {
     echo "SLURM drill: scripts/sweep.sbatch on a single-machine SLURM ($(date -u '+%Y-%m-%d %H:%M UTC'))"
     echo "machine: $(uname -srm), $(nproc) CPU(s) $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)," \
       "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
     echo "software: $VERSIONS, repo at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)"
-    echo "command: $COMMAND  (PYTHON=$PYTHON), $((SECONDS - T0)) s in all"
+    echo "command: $COMMAND  (PYTHON=$PYTHON), $((SECONDS - T0)) s in all" | redact
     echo
     printf '%-6s %-18s %s\n' result check detail
     for row in "${rows[@]}"; do IFS=$'\t' read -r r c d <<< "$row"; printf '%-6s %-18s %s\n' "$r" "$c" "$d"; done
