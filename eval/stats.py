@@ -6,6 +6,8 @@
 - `bootstrap_interval(values)`: percentile bootstrap interval of the mean, seeded;
 - `mcnemar_exact(only_a, only_b)`: McNemar's exact test on a 2x2 table of paired yes/no
   outcomes, i.e. the two-sided binomial test of the discordant counts against p = 1/2;
+- `holm(pvalues)`: Holm's step-down adjusted p-values for a family of comparisons, so that a
+  sweep that compares many arms says which gaps survive the number of tests made;
 - power of the paired t-test, exact from the noncentral t distribution (`scipy.stats.nct`, not a
   normal approximation): `paired_t_power(effect, n)`, `detectable_gap(sd, n)` (the smallest
   gap n seeds detect) and `seeds_needed(gap, sd)` (the seeds a gap needs), at POWER and ALPHA.
@@ -157,6 +159,21 @@ def mcnemar_exact(only_a, only_b):
     if n == 0:
         return 1.0
     return float(stats.binomtest(only_a, n, 0.5).pvalue)
+
+
+def holm(pvalues):
+    """Holm's step-down adjusted p-values (Holm 1979, "A simple sequentially rejective multiple
+    test procedure"), in the input's order: the k-th smallest of m p-values becomes
+    max over j <= k of min(1, (m - j + 1) * p_(j)). A comparison is significant at family-wise
+    level alpha when its adjusted p <= alpha; unlike Bonferroni (m * p) it loses no power where
+    the smaller p-values already passed. None entries (no test) stay None and are not counted in m.
+    (The same values as statsmodels' multipletests(method="holm"), without the dependency.)"""
+    present = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    adjusted, running = list(pvalues), 0.0
+    for rank, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (len(present) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def fmt_interval(low, high, digits=4, suffix=""):

@@ -9,7 +9,7 @@ the drift of the input-embedding row norm, and HellaSwag accuracy when the runs 
 arm against each baseline (bpe, and bpe_untied when it has runs; or --baseline, repeatable): the
 final validation-loss gap in nats and in percent of the baseline (arm - baseline, paired by seed)
 with its 95% t interval (n - 1 df), a percentile bootstrap interval when n >= 5 seeds, the paired
-t-test p-value, the smallest gap n seeds can detect and the seeds the observed gap needs (80%
+t-test p-value and its Holm adjustment over all of the table's comparisons, the smallest gap n seeds can detect and the seeds the observed gap needs (80%
 power, eval/stats.py), and steps-to-target (see eval/steps_to_target.py). Next to each, the
 paper's value from results/paper_reference.json; rows whose runs differ from the paper's setting
 (fewer seeds, fewer tokens, smaller model) are marked.
@@ -39,12 +39,12 @@ from eval.outputs import write_text
 from eval.runs import (DEFAULT_RUNS_DIR, by_arm, change_notes, compared_arms, default_out_dir, fmt_mean_std,
                        fmt_tokens, markdown_table, mean_std, missing_notes, notes_text, paired, paper_reference,
                        setting_differences, setting_label)
-from eval.stats import ALPHA, POWER, fmt_interval, fmt_p, paired_gap
+from eval.stats import ALPHA, POWER, fmt_interval, fmt_p, holm, paired_gap
 from eval.steps_to_target import compare, ratio_text
 from eval.unigram import run_unigram_losses
 
 DEFAULT_BASELINES = ("bpe", "bpe_untied")
-GAP_FIELDS = ["t_low", "t_high", "boot_low", "boot_high", "p", "detectable", "seeds_needed", "note"]
+GAP_FIELDS = ["t_low", "t_high", "boot_low", "boot_high", "p", "p_holm", "detectable", "seeds_needed", "note"]
 CSV_FIELDS = ["table", "arm", "lr", "metric", "seeds", "mean", "std", "ours", "paper", "differs_from_paper",
               *GAP_FIELDS]
 NORM_FIELD = "emb_row_norm"
@@ -166,7 +166,17 @@ def summary_rows(runs, baselines, ref, unigrams, table=""):
     for baseline in baselines:
         for arm in compared_arms(runs, baseline):
             rows += gap_rows(runs, baseline, arm, ref)
-    return [{**r, "table": table} for r in rows]
+    return [{**r, "table": table} for r in with_holm(rows)]
+
+
+def with_holm(rows):
+    """rows with p_holm set on every paired gap: Holm-adjusted over the table's family, i.e. all of
+    its gaps of one metric (nats, or % of baseline: the same comparisons in other units)."""
+    for metric in {r["metric"] for r in rows if r["p"] is not None}:
+        family = [r for r in rows if r["metric"] == metric and r["note"] is not None]
+        for r, adjusted in zip(family, holm([r["p"] for r in family])):
+            r["p_holm"] = adjusted
+    return rows
 
 
 # ----------------------------------------------------------------------------- learning rates
@@ -233,10 +243,11 @@ def gaps_markdown(rows):
         return ""
     return "### Paired gaps: 95% intervals, paired t-test and power\n\n" + markdown_table(
         ["comparison", "metric", "seeds (n)", "mean gap", "95% t interval", "95% bootstrap (n >= 5)",
-         "paired t-test p", "smallest gap n seeds detect", "seeds the mean gap needs", "what n allows"],
+         "paired t-test p", "Holm p (the table's gaps)", "smallest gap n seeds detect", "seeds the mean gap needs",
+         "what n allows"],
         [(r["arm"], r["metric"], r["seeds"], "n/a" if r["mean"] is None else f"{r['mean']:.{gap_digits(r)}f}",
           fmt_interval(r["t_low"], r["t_high"], gap_digits(r)),
-          fmt_interval(r["boot_low"], r["boot_high"], gap_digits(r)), fmt_p(r["p"]),
+          fmt_interval(r["boot_low"], r["boot_high"], gap_digits(r)), fmt_p(r["p"]), fmt_p(r["p_holm"]),
           "n/a" if r["detectable"] is None else f"{r['detectable']:.{gap_digits(r)}f}",
           "n/a" if r["seeds_needed"] is None else r["seeds_needed"], r["note"]) for r in gaps])
 
@@ -285,7 +296,10 @@ def to_markdown(tables, lr_table, runs, runs_dir, baselines, ref, unigram_lines)
         "better). ± is the sample standard deviation over seeds (n/a with one seed). The 95% t interval has "
         "n - 1 degrees of freedom (none with one seed; wide with 2-4); the bootstrap resamples the n paired "
         "gaps (percentile, 9,999 resamples, seeded), only from 5 seeds on; p is the two-sided paired t-test "
-        f"of a zero mean gap. Power: the two-sided paired t-test at {ALPHA:.0%} with {POWER:.0%} power, computed "
+        "of a zero mean gap; the Holm p adjusts it for the number of comparisons the table makes (Holm's "
+        "step-down over all of the table's gaps in the same unit): a gap whose Holm p is under 0.05 survives "
+        "the whole table at a 5% family-wise error rate, one whose plain p alone is under 0.05 may be one of "
+        f"the chance findings that many comparisons make. Power: the two-sided paired t-test at {ALPHA:.0%} with {POWER:.0%} power, computed "
         "exactly from the noncentral t distribution (scipy.stats.nct, not a normal approximation), taking the "
         "observed std of the per-seed gaps as the true one: the smallest gap n seeds detect is the true mean "
         "gap the test finds in 80% of n-seed sweeps; the seeds the mean gap needs, the fewest seeds that find "

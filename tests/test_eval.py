@@ -212,8 +212,30 @@ def test_summarize_gives_every_gap_a_t_interval_and_a_paired_t_test(sweep):
     md = (sweep.parent / "summary.md").read_text()
     # sd of the gaps 0.025 sqrt 2 = 0.0354; 2 seeds detect 11.55 sd (statsmodels, tests/test_stats.py) = 0.4084;
     # the mean gap is 7.78 sd: 2 seeds are not enough (11.55), 3 are (3.26)
-    assert ("| kronecker vs bpe | val loss gap (nats) | 2 | -0.2750 | [-0.5927, 0.0427] | n/a | 0.0577 | 0.4084 | 3 | "
-            "t interval with 1 df; wide, and it assumes normal gaps |") in md
+    # the only gap with a test in its family: the Holm p is the plain p
+    assert ("| kronecker vs bpe | val loss gap (nats) | 2 | -0.2750 | [-0.5927, 0.0427] | n/a | 0.0577 | 0.0577 | 0.4084 | "
+            "3 | t interval with 1 df; wide, and it assumes normal gaps |") in md
+
+
+def test_summarize_adjusts_each_gap_for_the_comparisons_its_table_makes(tmp_path):
+    """Three arms against bpe over 3 seeds: each unit's (nats, %) gaps form one Holm family."""
+    runs = tmp_path / "runs"
+    gaps = {"arm_a": [-0.10, -0.11, -0.12], "arm_b": [-0.10, -0.20, -0.15], "arm_c": [0.05, -0.05, 0.02]}
+    for seed in range(3):
+        write_run(runs, "bpe", seed, [10, 5, 4, 3.5, 3.0])
+        for arm, arm_gaps in gaps.items():
+            write_run(runs, arm, seed, [10, 5, 4, 3.5, 3.0 + arm_gaps[seed]])
+    summarize.main(["--runs", str(runs), "--baseline", "bpe"])
+    rows = read_csv_rows(tmp_path / "summary.csv")
+    for metric in ("val loss gap (nats)", "val loss gap (% of baseline)"):
+        family = [rows[(f"{arm} vs bpe", metric)] for arm in gaps]
+        p = [float(r["p"]) for r in family]
+        assert p[0] < p[1] < p[2]  # a has the tightest gaps, c straddles zero
+        holm = [float(r["p_holm"]) for r in family]  # by hand: 3 p_(1), max(that, 2 p_(2)), max(that, p_(3))
+        assert holm[0] == pytest.approx(3 * p[0])
+        assert holm[1] == pytest.approx(max(3 * p[0], 2 * p[1]))
+        assert holm[2] == pytest.approx(max(holm[1], p[2]))
+    assert rows[("arm_a vs bpe", "steps-to-target ratio")]["p_holm"] == ""  # not a test
 
 
 def test_summarize_reports_every_arm_against_bpe_and_bpe_untied_and_says_when_n_is_one(sweep):

@@ -83,6 +83,19 @@ def test_fmt_interval_and_p():
     assert stats.fmt_p(None) == "n/a" and stats.fmt_p(0.021484375) == "0.0215"
 
 
+def test_holm_adjusts_a_family_of_p_values_as_statsmodels_does():
+    # statsmodels 0.14 multipletests([0.01, 0.04, 0.03, 0.005], method="holm")[1]; by hand: sorted
+    # 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> kept at 0.06 (monotone)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert stats.holm([0.04]) == [0.04]  # one test: nothing to adjust
+
+
+def test_holm_leaves_comparisons_without_a_test_out_of_the_family():
+    assert stats.holm([None, 0.02, None, 0.03]) == pytest.approx([None, 0.04, None, 0.04])
+    assert stats.holm([None]) == [None] and stats.holm([]) == []
+
+
 # ----------------------------------------------------------------------------- power of the paired t-test
 
 # Known answers from an independent implementation: statsmodels 0.15.0,
