@@ -238,6 +238,19 @@ def test_summarize_adjusts_each_gap_for_the_comparisons_its_table_makes(tmp_path
     assert rows[("arm_a vs bpe", "steps-to-target ratio")]["p_holm"] == ""  # not a test
 
 
+def test_a_comparison_read_both_ways_is_one_member_of_the_holm_family(tmp_path):
+    """With two baselines, "arm_a vs arm_b" and "arm_b vs arm_a" are the same test: counted once."""
+    runs = tmp_path / "runs"
+    for seed, (a, b) in enumerate([(3.0, 3.1), (3.2, 3.25), (3.1, 3.3)]):
+        write_run(runs, "arm_a", seed, [10, 5, 4, 3.5, a])
+        write_run(runs, "arm_b", seed, [10, 5, 4, 3.5, b])
+    summarize.main(["--runs", str(runs), "--baseline", "arm_a", "--baseline", "arm_b"])
+    rows = read_csv_rows(tmp_path / "summary.csv")
+    one_way, other_way = rows[("arm_b vs arm_a", "val loss gap (nats)")], rows[("arm_a vs arm_b", "val loss gap (nats)")]
+    assert float(one_way["p"]) == pytest.approx(float(other_way["p"]))
+    assert float(one_way["p_holm"]) == float(other_way["p_holm"]) == pytest.approx(float(one_way["p"]))
+
+
 def test_summarize_reports_every_arm_against_bpe_and_bpe_untied_and_says_when_n_is_one(sweep):
     summarize.main(["--runs", str(sweep)])
     rows = read_csv_rows(sweep.parent / "summary.csv")
