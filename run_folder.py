@@ -95,24 +95,37 @@ LAUNCH_EXIT_CODE = 10   # train.py has work to do (nothing recorded, unfinished,
 IN_USE_EXIT_CODE = 11   # another process is training it now: come back to it later
 
 
-def run_differences(recorded, cfg, allowed=(), data=None):
-    """["what recorded != now", ...]: the run-defining keys (every TrainConfig key but
-    NOT_RUN_DEFINING and `allowed`) whose value in `recorded` (a config.json or a checkpoint's
-    "train_config": a dict) differs from cfg's (a TrainConfig), then how the recorded data
-    differs from `data` (this run's data_identity; compared when given and recorded: "data: ...").
+def config_differences(recorded, current, allowed=()):
+    """[(key, recorded value, current value)]: the run-defining keys (every TrainConfig key but
+    NOT_RUN_DEFINING and `allowed`) whose values differ between two configs (dicts: a config.json,
+    a checkpoint's "train_config", or a TrainConfig's fields), in TrainConfig's order.
 
-    A key the record lacks (written before the key existed) counts as its default, except keys
+    A key a config lacks (written before the key existed) counts as its default, except keys
     whose default is None (arm, data_seed, vocab_size, run_name): load_config resolves those from
-    other keys, which are compared themselves. A record from before data identities compares
-    data_dir as a resolved path.
+    other keys, which are compared themselves. Keys TrainConfig no longer has are not compared.
+    The one rule for "the same run": resume, the sweep's skip and the quickstart's reference.
     """
     differences = []
     for key, default in FIELD_DEFAULTS.items():
-        if key in NOT_RUN_DEFINING or key in allowed or (key not in recorded and default is None):
+        if key in NOT_RUN_DEFINING or key in allowed:
             continue
-        theirs, mine = recorded.get(key, default), getattr(cfg, key)
+        if default is None and (key not in recorded or key not in current):
+            continue
+        theirs, mine = recorded.get(key, default), current.get(key, default)
         if as_json(theirs) != as_json(mine):
-            differences.append(f"{key} {theirs!r} != {mine!r}")
+            differences.append((key, theirs, mine))
+    return differences
+
+
+def run_differences(recorded, cfg, allowed=(), data=None):
+    """["what recorded != now", ...]: config_differences between `recorded` (a config.json or a
+    checkpoint's "train_config": a dict) and cfg (a TrainConfig), then how the recorded data
+    differs from `data` (this run's data_identity; compared when given and recorded: "data: ...").
+    A record from before data identities compares data_dir as a resolved path.
+    """
+    current = {key: getattr(cfg, key) for key in FIELD_DEFAULTS}
+    differences = [f"{key} {theirs!r} != {mine!r}"
+                   for key, theirs, mine in config_differences(recorded, current, allowed)]
     if recorded.get("data_identity"):
         if data is not None:
             differences += [f"data: {d}" for d in data_differences(recorded["data_identity"], data)]

@@ -13,22 +13,17 @@ from pathlib import Path
 from errors import run_main
 from eval.log_values import load_numeric_runs
 from eval.runs import fmt_tokens, paper_reference, tokens_per_run
+from run_folder import config_differences
 
 REFERENCE_RUNS_DIR = "results/quickstart/runs"
-# config.json keys that say where a run's files live, which attempt it is (run_folder.py), where
-# and with what it ran (train.provenance), how it checkpoints, resumes or refuses, or what train.py
-# derives from the data (its identity, the passes), not what it computes: they may differ from the
-# reference's.
-NOT_SETTINGS = ("data_dir", "out_dir", "log_dir", "hellaswag_dir", "attempt", "git_commit", "git_dirty",
-                "torch_version", "cuda_version", "cudnn_version", "nccl_version", "device_names", "hostname",
-                "slurm_job_id", "ckpt_interval", "allow_change", "max_epochs", "config_changes",
-                "data_identity", "train_tokens_read", "train_set_tokens", "data_passes")
 
 
 def setting_differences(run, ref_run):
-    """Config keys (outside NOT_SETTINGS) whose values differ between two runs, sorted."""
-    keys = (set(run.config) | set(ref_run.config)) - set(NOT_SETTINGS)
-    return sorted(k for k in keys if run.config.get(k) != ref_run.config.get(k))
+    """The run-defining config keys whose values differ between a run and its reference, sorted:
+    run_folder.config_differences, the rule resume and the sweep use for "the same run" (a key
+    one config lacks counts as its default, so a reference made before a knob existed still
+    matches a run at that knob's default; paths, provenance and speed settings never count)."""
+    return sorted(key for key, _, _ in config_differences(ref_run.config, run.config))
 
 
 def reference_note(run, ref):

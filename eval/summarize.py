@@ -172,14 +172,17 @@ def summary_rows(runs, baselines, ref, unigrams, table=""):
 def with_holm(rows):
     """rows with p_holm set on every paired gap: Holm-adjusted over the table's family, i.e. its
     distinct comparisons in one unit (nats, or % of baseline: the same comparisons in other units).
-    "a vs b" and "b vs a" are one comparison (the same test, the same p), counted once."""
+    "a vs b" and "b vs a" are one comparison, counted once, with the larger of their two p: in nats
+    the two are the same test with the same p; in % they divide by different baselines, so their p
+    differ slightly, and the larger keeps the adjustment conservative and independent of row order."""
     for metric in {r["metric"] for r in rows if r["p"] is not None}:
         family = {}  # {arm, baseline} -> the rows of that comparison
         for r in rows:
             if r["metric"] == metric and r["note"] is not None:
                 family.setdefault(frozenset(r["arm"].split(" vs ")), []).append(r)
         groups = list(family.values())
-        for group, adjusted in zip(groups, holm([group[0]["p"] for group in groups])):
+        pair_p = [max((r["p"] for r in group if r["p"] is not None), default=None) for group in groups]
+        for group, adjusted in zip(groups, holm(pair_p)):
             for r in group:
                 r["p_holm"] = adjusted
     return rows
@@ -303,7 +306,8 @@ def to_markdown(tables, lr_table, runs, runs_dir, baselines, ref, unigram_lines)
         "n - 1 degrees of freedom (none with one seed; wide with 2-4); the bootstrap resamples the n paired "
         "gaps (percentile, 9,999 resamples, seeded), only from 5 seeds on; p is the two-sided paired t-test "
         "of a zero mean gap; the Holm p adjusts it for the number of comparisons the table makes (Holm's "
-        "step-down over the table's distinct comparisons in the same unit, a vs b and b vs a counted once): a gap whose Holm p is under 0.05 survives "
+        "step-down over the table's distinct comparisons in the same unit, a vs b and b vs a counted once, with the "
+        "larger of their p in %): a gap whose Holm p is under 0.05 survives "
         "the whole table at a 5% family-wise error rate, one whose plain p alone is under 0.05 may be one of "
         f"the chance findings that many comparisons make. Power: the two-sided paired t-test at {ALPHA:.0%} with {POWER:.0%} power, computed "
         "exactly from the noncentral t distribution (scipy.stats.nct, not a normal approximation), taking the "

@@ -249,6 +249,10 @@ def test_a_comparison_read_both_ways_is_one_member_of_the_holm_family(tmp_path):
     one_way, other_way = rows[("arm_b vs arm_a", "val loss gap (nats)")], rows[("arm_a vs arm_b", "val loss gap (nats)")]
     assert float(one_way["p"]) == pytest.approx(float(other_way["p"]))
     assert float(one_way["p_holm"]) == float(other_way["p_holm"]) == pytest.approx(float(one_way["p"]))
+    # in % the two directions divide by different baselines: their p differ, and the pair takes the larger
+    pct = [rows[(name, "val loss gap (% of baseline)")] for name in ("arm_b vs arm_a", "arm_a vs arm_b")]
+    assert float(pct[0]["p"]) != pytest.approx(float(pct[1]["p"]), rel=1e-6)
+    assert float(pct[0]["p_holm"]) == float(pct[1]["p_holm"]) == max(float(r["p"]) for r in pct)
 
 
 def test_summarize_reports_every_arm_against_bpe_and_bpe_untied_and_says_when_n_is_one(sweep):

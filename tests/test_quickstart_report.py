@@ -1,9 +1,15 @@
 """The quickstart's closing message is computed from its runs: tokens, steps, seeds, model size and
 the paper's setting, and each final loss next to the committed reference only when the settings match."""
+import json
+
+import pytest
+from conftest import REPO_ROOT
 from test_eval import write_run
 
 from eval import quickstart_report
 from eval.log_values import load_numeric_runs
+from run_folder import config_differences
+from train_config import FIELD_DEFAULTS, load_config
 
 PAPER = {"params": "124M", "tokens": 2.5e9, "seeds": 3}
 
@@ -57,3 +63,26 @@ def test_the_reference_runs_themselves_are_not_compared_with_themselves(tmp_path
     assert quickstart_report.load_reference(runs_dir, tmp_path / "no_reference") is None
     quickstart_report.main(["--runs", str(runs_dir), "--out", str(tmp_path), "--reference", str(runs_dir)])
     assert "reference:" not in capsys.readouterr().out
+
+
+def test_a_reference_made_before_a_knob_existed_matches_a_run_at_the_knobs_default(tmp_path):
+    """Keys added to TrainConfig after the reference was made count as their defaults; paths,
+    provenance and speed settings (kronecker_mode, dist_timeout, peak_flops) never count."""
+    runs = quickstart_runs(tmp_path / "runs", wte_scale=1.0, projection="linear", kronecker_mode="vocab",
+                           dist_timeout=1800, peak_flops=989e12)
+    reference = quickstart_runs(tmp_path / "reference", kronecker_mode="sparse")  # older: no such keys
+    text = quickstart_report.closing_message(runs, "out", reference, paper_setting=PAPER)
+    assert "  bpe          seed 1337  3.0000   reference: 3.0000" in text
+    changed = quickstart_runs(tmp_path / "changed", wte_scale=2.0)
+    text = quickstart_report.closing_message(changed, "out", reference, paper_setting=PAPER)
+    assert "reference: other settings (wte_scale)" in text
+
+
+@pytest.mark.parametrize("arm", ["bpe", "kronecker"])
+def test_the_default_quickstart_matches_its_committed_reference(arm):
+    """What scripts/quickstart.sh trains by default is the run results/quickstart/ holds, so its
+    closing message prints the reference's loss, not "other settings"."""
+    cfg = load_config(["config/quickstart.py", f"--embedding={arm}", "--seed=1337", "--data_dir=data/quickstart"])
+    current = {key: getattr(cfg, key) for key in FIELD_DEFAULTS}
+    recorded = json.loads((REPO_ROOT / "results" / "quickstart" / "runs" / f"{arm}_s1337" / "config.json").read_text())
+    assert config_differences(recorded, current) == []
