@@ -9,8 +9,9 @@ the drift of the input-embedding row norm, and HellaSwag accuracy when the runs 
 arm against each baseline (bpe, and bpe_untied when it has runs; or --baseline, repeatable): the
 final validation-loss gap in nats and in percent of the baseline (arm - baseline, paired by seed)
 with its 95% t interval (n - 1 df), a percentile bootstrap interval when n >= 5 seeds, the paired
-t-test p-value and its Holm adjustment over all of the table's comparisons, the smallest gap n seeds can detect and the seeds the observed gap needs (80%
-power, eval/stats.py), and steps-to-target (see eval/steps_to_target.py). Next to each, the
+t-test p-value and its Holm adjustment over all of the table's comparisons, the smallest gap n
+seeds can detect and the seeds the observed gap needs (80% power, eval/stats.py), and
+steps-to-target (see eval/steps_to_target.py). Next to each, the
 paper's value from results/paper_reference.json; rows whose runs differ from the paper's setting
 (fewer seeds, fewer tokens, smaller model) are marked.
 An lr sweep (runs of one arm at several max_lr, eval/learning_rates.py) adds a table of every lr
@@ -306,10 +307,10 @@ def to_markdown(tables, lr_table, runs, runs_dir, baselines, ref, unigram_lines)
         "n - 1 degrees of freedom (none with one seed; wide with 2-4); the bootstrap resamples the n paired "
         "gaps (percentile, 9,999 resamples, seeded), only from 5 seeds on; p is the two-sided paired t-test "
         "of a zero mean gap; the Holm p adjusts it for the number of comparisons the table makes (Holm's "
-        "step-down over the table's distinct comparisons in the same unit, a vs b and b vs a counted once, with the "
-        "larger of their p in %): a gap whose Holm p is under 0.05 survives "
-        "the whole table at a 5% family-wise error rate, one whose plain p alone is under 0.05 may be one of "
-        f"the chance findings that many comparisons make. Power: the two-sided paired t-test at {ALPHA:.0%} with {POWER:.0%} power, computed "
+        "step-down over the table's distinct comparisons in the same unit, a vs b and b vs a counted once, "
+        "with the larger of their p in %): a gap whose Holm p is under 0.05 survives the whole table at a 5% "
+        "family-wise error rate, one whose plain p alone is under 0.05 may be one of the chance findings that "
+        f"many comparisons make. Power: the two-sided paired t-test at {ALPHA:.0%} with {POWER:.0%} power, computed "
         "exactly from the noncentral t distribution (scipy.stats.nct, not a normal approximation), taking the "
         "observed std of the per-seed gaps as the true one: the smallest gap n seeds detect is the true mean "
         "gap the test finds in 80% of n-seed sweeps; the seeds the mean gap needs, the fewest seeds that find "
