@@ -123,9 +123,8 @@ def run_differences(recorded, cfg, allowed=(), data=None):
     differs from `data` (this run's data_identity; compared when given and recorded: "data: ...").
     A record from before data identities compares data_dir as a resolved path.
     """
-    current = {key: getattr(cfg, key) for key in FIELD_DEFAULTS}
     differences = [f"{key} {theirs!r} != {mine!r}"
-                   for key, theirs, mine in config_differences(recorded, current, allowed)]
+                   for key, theirs, mine in config_differences(recorded, dataclasses.asdict(cfg), allowed)]
     if recorded.get("data_identity"):
         if data is not None:
             differences += [f"data: {d}" for d in data_differences(recorded["data_identity"], data)]

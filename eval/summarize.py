@@ -176,11 +176,11 @@ def with_holm(rows):
     "a vs b" and "b vs a" are one comparison, counted once, with the larger of their two p: in nats
     the two are the same test with the same p; in % they divide by different baselines, so their p
     differ slightly, and the larger keeps the adjustment conservative and independent of row order."""
-    for metric in {r["metric"] for r in rows if r["p"] is not None}:
-        family = {}  # {arm, baseline} -> the rows of that comparison
-        for r in rows:
-            if r["metric"] == metric and r["note"] is not None:
-                family.setdefault(frozenset(r["arm"].split(" vs ")), []).append(r)
+    families = {}  # metric -> {arm, baseline} -> the rows of that comparison
+    for r in rows:
+        if r["note"] is not None:  # a paired gap (gap_rows labels it "arm vs baseline")
+            families.setdefault(r["metric"], {}).setdefault(frozenset(r["arm"].split(" vs ")), []).append(r)
+    for family in families.values():
         groups = list(family.values())
         pair_p = [max((r["p"] for r in group if r["p"] is not None), default=None) for group in groups]
         for group, adjusted in zip(groups, holm(pair_p)):

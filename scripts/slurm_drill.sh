@@ -117,7 +117,7 @@ cleanup() {
 # A committed report names no folder of the machine it ran on: the drill's temporary folder
 # becomes $WORK, the interpreter's environment <venv> and the checkout <repo>.
 redact() {
-  local args=(-e '')
+  local args=()
   [ -z "${WORK:-}" ] || args+=(-e "s|$WORK|\$WORK|g")
   [ ! -f "$VENV/pyvenv.cfg" ] || args+=(-e "s|$VENV|<venv>|g")  # a virtual environment, not /usr
   sed "${args[@]}" -e "s|$REPO|<repo>|g"
